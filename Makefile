@@ -1,0 +1,49 @@
+# effnetv2-mini
+#   make reproduce [PLAN=smoke]   the reproduction: run a plan's notebooks, write runs/PLAN/report.md
+#   make test                     lint, unit tests and every notebook (nbval, smoke profile)
+#   make lab                      JupyterLab with the project's kernel
+#   make bench                    our V2-S vs torchvision's, CPU (see docs/benchmarks.md)
+# Each target creates the virtual environment $(VENV) if it is missing and installs what it needs.
+# VENV=/some/cache/venv reuses an environment outside the checkout (CI does this: .ci/run).
+
+PYTHON ?= python3
+VENV ?= .venv
+PLAN ?= smoke
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# Reinstall when pyproject.toml changes or the checkout moves (the editable install points at it).
+STAMP := $(VENV)/.effnetv2-mini-$(shell (cat pyproject.toml; echo "$(CURDIR)") | sha1sum | cut -c1-12)
+
+.PHONY: install test lint reproduce report lab bench clean-notebooks
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.effnetv2-mini-*
+	@touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check effnetv2_mini reproduce tests bench
+
+test: lint
+	$(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
+
+reproduce: $(STAMP)
+	$(PY) -m reproduce run $(PLAN)
+
+report: $(STAMP)
+	$(PY) -m reproduce report $(PLAN)
+
+lab: $(STAMP)
+	$(PY) -m ipykernel install --user --name effnetv2-mini --display-name "effnetv2-mini"
+	$(BIN)/jupyter lab notebooks
+
+bench: $(STAMP)
+	$(PY) bench/bench_vs_torchvision.py
+
+# Strip notebook outputs except the cells nbval checks (run after editing a notebook).
+clean-notebooks: $(STAMP)
+	$(PY) -m reproduce clean notebooks/*.ipynb

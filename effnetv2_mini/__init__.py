@@ -1,0 +1,34 @@
+"""effnetv2-mini: a small, readable PyTorch reproduction of EfficientNetV2 (Tan & Le, ICML 2021)."""
+
+from .configs import ModelConfig, StageArgs, decode_arch, encode_arch, get_config, list_models
+from .model import EfficientNet, build_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EfficientNet",
+    "ModelConfig",
+    "StageArgs",
+    "build_model",
+    "decode_arch",
+    "encode_arch",
+    "get_config",
+    "list_models",
+    "from_torchvision",
+    "load_torchvision_pretrained",
+    "count_params",
+    "count_macs",
+    "__version__",
+]
+
+
+def __getattr__(name):  # keep `import effnetv2_mini` light: torchvision is imported only when needed
+    if name in ("from_torchvision", "load_torchvision_pretrained"):
+        from . import compat
+
+        return getattr(compat, name)
+    if name in ("count_params", "count_macs"):
+        from . import measure
+
+        return getattr(measure, name)
+    raise AttributeError(f"module 'effnetv2_mini' has no attribute {name!r}")

@@ -1,0 +1,144 @@
+"""EfficientNet / EfficientNetV2 built from a :class:`~effnetv2_mini.configs.ModelConfig`.
+
+stem (3x3 stride-2 ConvBNAct) -> stages of MBConv / Fused-MBConv blocks -> head (1x1 ConvBNAct to 1280
+channels) -> global average pool -> dropout -> linear (PAPER.md section 2; paper Table 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+
+from .blocks import ConvBNAct, FusedMBConv, MBConv
+from .configs import ModelConfig, StageArgs, get_config, list_models
+
+__all__ = ["EfficientNet", "build_model", "list_models"]
+
+
+class EfficientNet(nn.Module):
+    """One class for the whole family: V2-S/M/L/XL, V2-B0..B3 and the V1 baselines B0..B7."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        bn = dict(bn_eps=config.bn_eps, bn_momentum=config.bn_momentum)
+        stage_args = config.stages()
+        self.stem = ConvBNAct(3, config.stem_channels, 3, stride=2, **bn)
+
+        total_blocks = sum(s.repeats for s in stage_args)
+        block_index = 0
+        stages = []
+        for args in stage_args:
+            blocks = []
+            for repeat in range(args.repeats):
+                # Survival probability 1 - rate * idx / num_blocks (PAPER.md section 2).
+                drop_path = config.drop_path_rate * block_index / total_blocks
+                block_cls = FusedMBConv if args.fused else MBConv
+                blocks.append(
+                    block_cls(
+                        in_channels=args.in_channels if repeat == 0 else args.out_channels,
+                        out_channels=args.out_channels,
+                        kernel=args.kernel,
+                        stride=args.stride if repeat == 0 else 1,
+                        expand_ratio=args.expand_ratio,
+                        se_ratio=args.se_ratio,
+                        drop_path=drop_path,
+                        **bn,
+                    )
+                )
+                block_index += 1
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(stages)
+        self.stage_args = stage_args
+
+        self.head = ConvBNAct(stage_args[-1].out_channels, config.head_width, 1, **bn)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.head_width, config.num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Official initialisation: conv ~ N(0, sqrt(2 / fan_out)), dense ~ U(+-1/sqrt(classes))."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                bound = 1.0 / math.sqrt(module.out_features)
+                nn.init.uniform_(module.weight, -bound, bound)
+                nn.init.zeros_(module.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x).mean((2, 3))
+        return self.classifier(self.dropout(x))
+
+    def set_dropout(self, rate: float) -> None:
+        """Change the head dropout at run time (progressive learning schedules it, paper section 4)."""
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {rate}")
+        self.dropout.p = rate
+
+    def stage_table(self, image_size: int | None = None) -> list[dict]:
+        """A Table-4-like summary: one row per stage (stem and head included).
+
+        With ``image_size``, each row also gives the stage's output resolution.
+        """
+        size = image_size
+        rows = []
+
+        def add(stage, operator, stride, channels, layers, args: StageArgs | None = None):
+            nonlocal size
+            if size is not None:
+                size = -(-size // stride)  # ceil division, as symmetric padding gives
+            rows.append(
+                {
+                    "stage": stage,
+                    "operator": operator,
+                    "stride": stride,
+                    "channels": channels,
+                    "layers": layers,
+                    "kernel": args.kernel if args else None,
+                    "expand": args.expand_ratio if args else None,
+                    "se": args.se_ratio if args else None,
+                    "resolution": size,
+                }
+            )
+
+        add(0, "Conv3x3", 2, self.config.stem_channels, 1)
+        for i, args in enumerate(self.stage_args, start=1):
+            se = ", SE0.25" if args.se_ratio == 0.25 else (f", SE{args.se_ratio:g}" if args.se_ratio else "")
+            operator = f"{args.operator}{args.expand_ratio}, k{args.kernel}x{args.kernel}{se}"
+            add(i, operator, args.stride, args.out_channels, args.repeats, args)
+        add(len(self.stage_args) + 1, "Conv1x1 & Pooling & FC", 1, self.config.head_width, 1)
+        return rows
+
+
+def build_model(name: str | ModelConfig, num_classes: int | None = None, **overrides) -> EfficientNet:
+    """Build a registered model by name (see :func:`list_models`) or from a :class:`ModelConfig`.
+
+    ``overrides`` replace config fields, e.g. ``dropout=0.3, drop_path_rate=0.1, width_mult=0.5,
+    depth_mult=0.5, bn_momentum=0.1``. An unknown override raises TypeError listing the allowed ones;
+    an unknown name raises an error listing the close matches.
+    """
+    config = name if isinstance(name, ModelConfig) else get_config(name)
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    allowed = {f.name for f in dataclasses.fields(ModelConfig)} - {"name", "family", "source"}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise TypeError(f"unknown override(s) {', '.join(unknown)} for build_model; allowed: {', '.join(sorted(allowed))}")
+    if overrides.get("blocks") is not None and isinstance(overrides["blocks"], str):
+        overrides["blocks"] = tuple(overrides["blocks"].split())
+    return EfficientNet(dataclasses.replace(config, **overrides))

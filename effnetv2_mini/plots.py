@@ -1,0 +1,74 @@
+"""Figures shared by the notebooks and the report (matplotlib only, no state)."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+from matplotlib.patches import Patch, Rectangle
+
+__all__ = ["BLOCK_COLORS", "draw_architecture", "plot_params_vs_flops"]
+
+BLOCK_COLORS = {"Fused-MBConv": "#f28e2b", "MBConv": "#4e79a7", "other": "#bab0ac"}
+
+
+def _kind(operator: str) -> str:
+    if operator.startswith("Fused-MBConv"):
+        return "Fused-MBConv"
+    if operator.startswith("MBConv"):
+        return "MBConv"
+    return "other"
+
+
+def draw_architecture(stage_rows: list[dict], title: str = "", ax=None):
+    """Draw a network as a row of boxes, one per stage (from ``EfficientNet.stage_table(image_size)``).
+
+    Box height follows the stage's output resolution, box width its channel count (square-root scale so
+    that 24 and 1280 channels both stay visible); colour gives the block type; the label gives the
+    operator and the number of layers.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(12, 3.2))
+    max_res = max(r["resolution"] or 1 for r in stage_rows)
+    x = 0.0
+    for row in stage_rows:
+        width = math.sqrt(row["channels"]) / 6
+        height = (row["resolution"] or max_res) / max_res
+        ax.add_patch(Rectangle((x, -height / 2), width, height, color=BLOCK_COLORS[_kind(row["operator"])], alpha=0.9))
+        label = f"{row['layers']}x\n{row['channels']}ch"
+        if row["resolution"]:
+            label += f"\n{row['resolution']}px"
+        ax.text(x + width / 2, -height / 2 - 0.08, label, ha="center", va="top", fontsize=7)
+        x += width + 0.25
+    ax.set_xlim(-0.25, x)
+    ax.set_ylim(-1.0, 0.65)
+    ax.axis("off")
+    ax.legend(
+        handles=[Patch(color=c, label=k if k != "other" else "stem / head") for k, c in BLOCK_COLORS.items()],
+        loc="upper right", fontsize=8, ncol=3, frameon=False,
+    )
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_params_vs_flops(rows: list[dict], ax=None):
+    """Params (M) against multiply-adds (B), one line per family (``rows`` need name, family, params, macs)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for family, style in (("v1", "o--"), ("v2", "s-")):
+        points = sorted((r for r in rows if r["family"] == family), key=lambda r: r["macs"])
+        if not points:
+            continue
+        label = "EfficientNet (V1)" if family == "v1" else "EfficientNetV2"
+        ax.plot([p["macs"] / 1e9 for p in points], [p["params"] / 1e6 for p in points], style, label=label)
+        for p in points:
+            ax.annotate(p["name"].split("_")[-1].upper(), (p["macs"] / 1e9, p["params"] / 1e6), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("FLOPs at eval size (billions of multiply-adds, measured)")
+    ax.set_ylabel("parameters (millions)")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    return ax

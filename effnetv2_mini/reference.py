@@ -1,0 +1,24 @@
+"""The paper's reference numbers (``data/paper_numbers.yaml``), each with its source."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+__all__ = ["paper_numbers", "paper_value"]
+
+
+@lru_cache(maxsize=1)
+def paper_numbers() -> dict:
+    text = resources.files("effnetv2_mini").joinpath("data/paper_numbers.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def paper_value(model: str, key: str):
+    """``(value, source)`` of one reference number, or ``(None, None)`` if the paper gives none."""
+    entry = paper_numbers()["models"].get(model, {}).get(key)
+    if entry is None:
+        return None, None
+    return entry["value"], entry["source"]

@@ -1,0 +1,69 @@
+"""``python -m reproduce run PLAN | report PLAN | clean NOTEBOOK... | plans``"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .plans import PlanError, available_plans, load_plan
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reproduce", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a plan's notebooks (resumable)")
+    p.add_argument("plan", help=f"a plan name ({', '.join(available_plans())}) or the path of a plan file")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks of the plan")
+    p.add_argument("--force", action="store_true", help="rerun notebooks that are already done")
+    p.add_argument("--dry-run", action="store_true", help="print what would run and why, run nothing")
+    p.add_argument("--data-root", help="data folder, passed to notebooks that take data_root")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ...; passed to notebooks that take device")
+    p.add_argument("--runs-dir", default=None, help="where runs/<plan>/ goes (default: ./runs of the repo)")
+
+    p = sub.add_parser("report", help="write runs/<plan>/report.md from the results that exist")
+    p.add_argument("plan")
+    p.add_argument("--runs-dir", default=None)
+
+    p = sub.add_parser("clean", help="strip notebook outputs except cells marked # NBVAL_CHECK_OUTPUT")
+    p.add_argument("notebooks", nargs="+", type=Path)
+    p.add_argument("--check", action="store_true", help="only report notebooks that are not clean")
+
+    sub.add_parser("plans", help="list the plans")
+    args = parser.parse_args(argv)
+
+    from .runner import RUNS_DIR
+
+    try:
+        if args.command == "plans":
+            for name in available_plans():
+                print(f"{name:<10} {load_plan(name).description}")
+            return 0
+        if args.command == "clean":
+            from .nbclean import clean_file
+
+            found = [p for nb in args.notebooks for p in clean_file(nb, check=args.check)]
+            print("\n".join(found) if found else "notebooks are clean")
+            return 1 if found else 0
+        plan = load_plan(args.plan)
+        runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS_DIR
+        if args.command == "report":
+            from .report import write_report
+
+            print(write_report(plan, runs_dir / plan.name))
+            return 0
+        from .runner import run_plan
+
+        return run_plan(plan, only=args.only, force=args.force, dry_run=args.dry_run, data_root=args.data_root,
+                        device=args.device, runs_dir=runs_dir)
+    except (PlanError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished notebooks are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Plans: which notebooks a batch runs, with which parameters (YAML in ``reproduce/plans/``).
+
+    name: smoke
+    description: every notebook in its smoke profile, built-in data, CPU
+    defaults:                 # passed to every notebook that has the parameter
+      profile: smoke
+    timeout: 900              # seconds per notebook (optional; a notebook entry may override it)
+    notebooks:
+      - name: 01_architecture # notebooks/01_architecture.ipynb
+        parameters: {summary_model: efficientnetv2_s}
+
+A plan is validated before anything runs: unknown keys, a notebook that does not exist, a parameter that the
+notebook's ``parameters`` cell lacks (papermill would only warn) and a default that no notebook takes are all
+errors that name the plan file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANS_DIR = Path(__file__).resolve().parent / "plans"
+NOTEBOOKS_DIR = ROOT / "notebooks"
+
+PLAN_KEYS = {"name", "description", "defaults", "notebooks", "timeout"}
+ENTRY_KEYS = {"name", "parameters", "timeout"}
+DEFAULT_TIMEOUT = 3600
+
+
+class PlanError(ValueError):
+    """A plan file that cannot be run; the message names the file and line."""
+
+
+@dataclass
+class PlanEntry:
+    name: str
+    path: Path
+    parameters: dict
+    timeout: float
+
+
+@dataclass
+class Plan:
+    name: str
+    description: str
+    path: Path
+    entries: list[PlanEntry] = field(default_factory=list)
+
+
+def available_plans() -> list[str]:
+    return sorted(p.stem for p in PLANS_DIR.glob("*.yaml"))
+
+
+def _line_index(node, path=(), index=None) -> dict:
+    """Map each key path, e.g. ``("notebooks", 0, "parameters", "x")``, to its 1-based line in the file."""
+    index = {} if index is None else index
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = path + (key_node.value,)
+            index[key_path] = key_node.start_mark.line + 1
+            _line_index(value_node, key_path, index)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            index[path + (i,)] = item.start_mark.line + 1
+            _line_index(item, path + (i,), index)
+    return index
+
+
+def notebook_parameters(path: Path) -> set[str]:
+    """Names in the notebook's cell tagged ``parameters`` (through papermill)."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(path)).keys())
+
+
+def resolve_plan_path(name_or_path: str) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+        return candidate.resolve()
+    path = PLANS_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise PlanError(
+            f"no plan {name_or_path!r}: looked for {path}. Available plans: {', '.join(available_plans())}; "
+            "or pass the path of your own plan file (.yaml)"
+        )
+    return path
+
+
+def load_plan(name_or_path: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Plan:
+    """Read (with a safe loader) and validate a plan; raise PlanError naming the offending line."""
+    path = resolve_plan_path(name_or_path)
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_index(yaml.compose(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as error:
+        raise PlanError(f"{path}: not valid YAML: {error}") from error
+
+    def fail(key_path, message):
+        line = lines.get(tuple(key_path))
+        where = f"{path}, line {line}" if line else str(path)
+        raise PlanError(f"{where}: {message}")
+
+    if not isinstance(data, dict):
+        fail((), "a plan is a mapping with the keys name, notebooks and optionally description, defaults, timeout")
+    for key in data:
+        if key not in PLAN_KEYS:
+            fail((key,), f"unknown key {key!r}; plan keys are {', '.join(sorted(PLAN_KEYS))}")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        fail(("defaults",), "defaults must be a mapping of parameter: value")
+    notebooks = data.get("notebooks")
+    if not isinstance(notebooks, list) or not notebooks:
+        fail(("notebooks",) if "notebooks" in data else (), "a plan needs a non-empty list 'notebooks'")
+    plan_timeout = data.get("timeout", DEFAULT_TIMEOUT)
+
+    plan = Plan(name=data.get("name") or path.stem, description=data.get("description", ""), path=path)
+    used_defaults: set[str] = set()
+    seen: set[str] = set()
+    for i, entry in enumerate(notebooks):
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or "name" not in entry:
+            fail(("notebooks", i), "each notebook entry needs a 'name' (e.g. 01_architecture)")
+        for key in entry:
+            if key not in ENTRY_KEYS:
+                fail(("notebooks", i, key), f"unknown key {key!r} in notebook entry; allowed: {', '.join(sorted(ENTRY_KEYS))}")
+        name = str(entry["name"]).removesuffix(".ipynb")
+        if name in seen:
+            fail(("notebooks", i), f"notebook {name!r} is listed twice")
+        seen.add(name)
+        nb_path = Path(notebooks_dir) / f"{name}.ipynb"
+        if not nb_path.exists():
+            known = ", ".join(sorted(p.stem for p in Path(notebooks_dir).glob("*.ipynb")))
+            fail(("notebooks", i, "name") if isinstance(notebooks[i], dict) else ("notebooks", i),
+                 f"unknown notebook {name!r} (no {nb_path}); notebooks: {known}")
+        accepted = notebook_parameters(nb_path)
+        parameters = entry.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            fail(("notebooks", i, "parameters"), "parameters must be a mapping of parameter: value")
+        for key in parameters:
+            if key not in accepted:
+                fail(("notebooks", i, "parameters", key),
+                     f"notebook {name} has no parameter {key!r}; its parameters: {', '.join(sorted(accepted))}")
+        merged = {k: v for k, v in defaults.items() if k in accepted}
+        used_defaults |= set(merged)
+        merged.update(parameters)
+        plan.entries.append(PlanEntry(name, nb_path, merged, float(entry.get("timeout", plan_timeout))))
+    for key in defaults:
+        if key not in used_defaults:
+            fail(("defaults", key), f"default {key!r} is a parameter of none of the plan's notebooks")
+    return plan

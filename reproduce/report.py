@@ -1,0 +1,81 @@
+"""The reproduction report: ``runs/<plan>/report.md`` from the notebooks' results JSON files.
+
+Wherever the paper has a number, the report sets three things side by side: the paper's number, ours, and
+the conditions it was measured under, so that a smoke number is never mistaken for a reproduction.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from effnetv2_mini.notebook import format_table
+
+from .plans import Plan
+from .runner import load_status
+
+
+def _conditions(payload: dict) -> str:
+    c = payload.get("conditions", {})
+    return (f"profile **{payload.get('profile')}**, device {c.get('device')} ({c.get('device_name')}), "
+            f"torch {c.get('torch')}, finished {c.get('finished_at')}")
+
+
+def _architecture_section(payload: dict) -> list[str]:
+    rows = []
+    for m in payload["results"]["models"]:
+        rows.append({
+            "model": m["name"], "eval_size": m["eval_size"], "params": m["params"], "paper_params": m["paper_params"],
+            "macs_b": m["macs"] / 1e9, "paper_macs_b": m["paper_macs_b"],
+        })
+    table = format_table(rows, ["model", "eval_size", "params", "paper_params", "macs_b", "paper_macs_b"],
+                         ["model", "eval px", "params (ours)", "params (paper)", "GMACs (ours)", "GMACs (paper)"])
+    return [
+        "## Architectures: parameters and FLOPs (paper Table 4 / Table 7)",
+        "",
+        f"Conditions: {_conditions(payload)}. Parameters and FLOPs do not depend on data or training, so these "
+        "are comparable to the paper in every profile. FLOPs are multiply-adds from `torch.utils.flop_counter`.",
+        "",
+        "```",
+        table,
+        "```",
+        "",
+    ]
+
+
+SECTIONS = {"01_architecture": _architecture_section}
+
+
+def write_report(plan: Plan, out_dir: Path) -> Path:
+    status = load_status(out_dir)
+    lines = [f"# Reproduction report: plan `{plan.name}`", "", plan.description, ""]
+    profiles = set()
+    body = []
+    for entry in plan.entries:
+        path = out_dir / f"{entry.name}.json"
+        if not path.exists():
+            continue
+        payload = json.loads(path.read_text())
+        profiles.add(payload.get("profile"))
+        section = SECTIONS.get(entry.name)
+        if section is not None:
+            body += section(payload)
+        else:
+            body += [f"## {entry.name}", "", f"Conditions: {_conditions(payload)}.", "",
+                     f"Results: `{path.name}` (no report section yet).", ""]
+    if profiles - {"full"}:
+        lines += [f"> **Note:** profiles used: {', '.join(sorted(p for p in profiles if p))}. Only `full` runs use "
+                  "the paper's data and settings; numbers that depend on training are not a reproduction otherwise.",
+                  ""]
+    rows = [{"notebook": e.name, "state": status.get(e.name, {}).get("state", "not run"),
+             "seconds": status.get(e.name, {}).get("seconds")} for e in plan.entries]
+    lines += ["## Notebooks", "", "```", format_table(rows, ["notebook", "state", "seconds"]), "```", ""]
+    for e in plan.entries:
+        record = status.get(e.name, {})
+        if record.get("state") not in (None, "done"):
+            lines += [f"- **{e.name}** {record['state']}: see `{record.get('output_notebook')}` and "
+                      f"`{record.get('log')}`", ""]
+    report = out_dir / "report.md"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines + body))
+    return report
