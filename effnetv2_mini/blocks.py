@@ -90,7 +90,28 @@ def _se_channels(block_in: int, se_ratio: float) -> int:
     return max(1, int(block_in * se_ratio))
 
 
-class MBConv(nn.Module):
+class _InvertedResidual(nn.Module):
+    """What MBConv and Fused-MBConv share: ``out = branch(x)``, plus ``x`` through stochastic depth when the
+    block keeps its shape (stride 1 and equal channels; paper section 2 of PAPER.md)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, drop_path: float):
+        super().__init__()
+        self.has_residual = stride == 1 and in_channels == out_channels
+        self.drop_path = DropPath(drop_path) if self.has_residual else nn.Identity()
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branch(x)
+        if not self.has_residual:
+            return out
+        out = self.drop_path(out)
+        out += x  # in place: cheaper, and autograd does not need the branch output (BN saves its input)
+        return out
+
+
+class MBConv(_InvertedResidual):
     """Mobile inverted bottleneck (paper Fig. 2, left).
 
     ``[1x1 expand, BN, SiLU]`` (only if ``expand_ratio != 1``) -> ``kxk`` depthwise with the stride, BN,
@@ -110,30 +131,24 @@ class MBConv(nn.Module):
         bn_eps: float = 1e-3,
         bn_momentum: float = 0.01,
     ):
-        super().__init__()
+        super().__init__(in_channels, out_channels, stride, drop_path)
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
         hidden = in_channels * expand_ratio
         self.expand = ConvBNAct(in_channels, hidden, 1, **bn) if expand_ratio != 1 else None
         self.depthwise = ConvBNAct(hidden, hidden, kernel, stride, groups=hidden, **bn)
         self.se = SqueezeExcite(hidden, _se_channels(in_channels, se_ratio)) if se_ratio else None
         self.project = ConvBNAct(hidden, out_channels, 1, act=False, **bn)
-        self.has_residual = stride == 1 and in_channels == out_channels
-        self.drop_path = DropPath(drop_path) if self.has_residual else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = x if self.expand is None else self.expand(x)
         out = self.depthwise(out)
         if self.se is not None:
             out = self.se(out)
         out = self.project(out)
-        if not self.has_residual:
-            return out
-        out = self.drop_path(out)
-        out += x  # in place: cheaper, and autograd does not need the branch output (BN saves its input)
         return out
 
 
-class FusedMBConv(nn.Module):
+class FusedMBConv(_InvertedResidual):
     """Fused-MBConv (paper Fig. 2, right; section 3.2): the 1x1 expansion and the depthwise ``kxk`` of
     MBConv are replaced by one regular ``kxk`` convolution, which uses accelerators better in early stages.
 
@@ -153,7 +168,7 @@ class FusedMBConv(nn.Module):
         bn_eps: float = 1e-3,
         bn_momentum: float = 0.01,
     ):
-        super().__init__()
+        super().__init__(in_channels, out_channels, stride, drop_path)
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
         if expand_ratio == 1:
             self.fused = ConvBNAct(in_channels, out_channels, kernel, stride, **bn)
@@ -164,17 +179,11 @@ class FusedMBConv(nn.Module):
             self.fused = ConvBNAct(in_channels, hidden, kernel, stride, **bn)
             self.se = SqueezeExcite(hidden, _se_channels(in_channels, se_ratio)) if se_ratio else None
             self.project = ConvBNAct(hidden, out_channels, 1, act=False, **bn)
-        self.has_residual = stride == 1 and in_channels == out_channels
-        self.drop_path = DropPath(drop_path) if self.has_residual else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.fused(x)
         if self.se is not None:
             out = self.se(out)
         if self.project is not None:
             out = self.project(out)
-        if not self.has_residual:
-            return out
-        out = self.drop_path(out)
-        out += x  # in place: cheaper, and autograd does not need the branch output (BN saves its input)
         return out
