@@ -95,14 +95,19 @@ def _first(model: nn.Module, kind: type) -> nn.Module:
     return next(m for m in model.modules() if isinstance(m, kind))
 
 
-def from_torchvision(tv_model: nn.Module, name: str | None = None, **overrides) -> EfficientNet:
+def from_torchvision(tv_model: nn.Module | str, name: str | None = None, **overrides) -> EfficientNet:
     """Our model with the weights (and BN statistics) of a torchvision EfficientNet(V2).
+
+    ``tv_model`` may also be a model name (``"efficientnetv2_s"`` or ``"efficientnet_v2_s"``): torchvision's
+    ImageNet weights are then downloaded, see :func:`load_torchvision_pretrained`.
 
     ``name`` (ours, e.g. ``efficientnetv2_s``) may be omitted: the architecture is then found by trying
     every model torchvision also has and keeping the one whose tensors map one-to-one with equal shapes.
     BatchNorm epsilon and the head dropout are taken from the torchvision model (its B0..B4 use
     eps 1e-5; the paper's value is 1e-3). ``overrides`` go to :func:`build_model` (e.g. ``drop_path_rate``).
     """
+    if isinstance(tv_model, str):
+        return load_torchvision_pretrained(tv_model)
     their_state = tv_model.state_dict()
     bn = _first(tv_model, nn.BatchNorm2d)
     classifier = _first(tv_model.classifier, nn.Linear)

@@ -78,10 +78,23 @@ def test_offline_download_gives_a_clear_error(monkeypatch):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(torchvision.models, "get_model", offline)
-    with pytest.raises(RuntimeError) as error:
-        load_torchvision_pretrained("efficientnetv2_s")
-    message = str(error.value)
-    assert "efficientnet_v2_s" in message and "checkpoints" in message and "offline" in message
+    for load in (load_torchvision_pretrained, from_torchvision):  # by name through either entry point
+        with pytest.raises(RuntimeError) as error:
+            load("efficientnetv2_s")
+        message = str(error.value)
+        assert "efficientnet_v2_s" in message and "checkpoints" in message and "offline" in message
+
+
+def test_pretrained_weights_map_when_the_download_works(monkeypatch):
+    real_get_model = torchvision.models.get_model
+
+    def fake_download(name, weights=None, progress=True):  # what torchvision returns once the file is there
+        assert weights is not None and name == "efficientnet_v2_s"
+        return real_get_model(name)
+
+    monkeypatch.setattr(torchvision.models, "get_model", fake_download)
+    model = from_torchvision("EfficientNet_V2_S")
+    assert model.config.name == "efficientnetv2_s"
 
 
 def test_pretrained_is_refused_for_models_torchvision_lacks():
