@@ -3,11 +3,15 @@
     effnetv2 models                         list every model with params and FLOPs
     effnetv2 summary efficientnetv2_s       Table-4-style stage summary
     effnetv2 bench efficientnetv2_s --image-size 128 --batch-size 16 --device cpu
+    effnetv2 train --model demo_v2_tiny --dataset synthetic --epochs 5 --out runs/demo
+    effnetv2 train --nproc 8 --model efficientnetv2_s --dataset imagenet --data-root /data --epochs 350 --out runs/s
+    effnetv2 eval --checkpoint runs/demo/best.pt --dataset synthetic
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -52,6 +56,56 @@ def _bench(args) -> None:
               f"{args.batch_size}, {device}{', AMP' if args.amp else ''}{', channels_last' if args.channels_last else ''})")
 
 
+def _train(args) -> None:
+    from .train import TrainConfig, TrainingDiverged, fit
+
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        argv = [a for a in sys.argv[1:]]
+        index = argv.index("--nproc")
+        del argv[index:index + 2]
+        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
+                   "-m", "effnetv2_mini.cli", *argv]
+        print("launching:", " ".join(command), flush=True)
+        os.execv(sys.executable, command)
+    synthetic = {}
+    if args.train_samples:
+        synthetic["num_samples"] = args.train_samples
+    if args.difficulty is not None:
+        synthetic["difficulty"] = args.difficulty
+    fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    config = TrainConfig(**fields, out_dir=args.out, synthetic=synthetic)
+    try:
+        summary = fit(config)
+    except TrainingDiverged as error:
+        raise SystemExit(f"effnetv2 train: {error}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"best top-1 {summary['best_top1']:.2f}% after {summary['epochs']} epochs; metrics in {summary['metrics_path']}")
+
+
+def _eval(args) -> None:
+    from .data import eval_transform, get_dataset, make_loader
+    from .train import evaluate, load_checkpoint
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    device = pick_device(args.device)
+    model = build_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"])
+    weights = checkpoint["ema"] if args.ema and checkpoint.get("ema") else checkpoint["model"]
+    if args.ema and checkpoint.get("ema"):
+        weights = {k.removeprefix("module."): v for k, v in weights.items() if k.startswith("module.")}
+    model.load_state_dict(weights)
+    model.to(device)
+    size = args.image_size or (64 if args.dataset == "synthetic" else model.config.eval_size)
+    options = {"resolution": size} if args.dataset == "synthetic" else {}
+    dataset = get_dataset(args.dataset, "val", root=args.data_root, skip_corrupt=args.skip_corrupt, **options)
+    dataset.transform = eval_transform(size, 1.0 if args.dataset == "synthetic" else 0.875)
+    loader = make_loader(dataset, args.batch_size, train=False, workers=args.workers, device=device, drop_last=False)
+    result = evaluate(model, loader, device, amp=device.type == "cuda")
+    print(f"{args.checkpoint} on {args.dataset} val at {size}px: top-1 {result['top1']:.2f}%, top-5 "
+          f"{result['top5']:.2f}%, loss {result['loss']:.4f} ({len(dataset)} images)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="effnetv2", description="EfficientNetV2, small and readable.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +128,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true")
     p.add_argument("--channels-last", action="store_true")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("train", help="train a model (resumes if --out holds an unfinished run)",
+                       description="Train with the paper's recipe (--preset paper) or a simple one (--preset simple). "
+                                   "Rerunning the same command resumes; a finished run is a no-op.")
+    p.add_argument("--model", required=True, help="e.g. efficientnetv2_s, demo_v2_tiny (effnetv2 models lists them)")
+    p.add_argument("--dataset", required=True, help="synthetic, imagenette, imagenet, imagefolder, cifar10, ...")
+    p.add_argument("--data-root", help="folder holding the data set")
+    p.add_argument("--download", action="store_true", help="download the data set if missing (needs internet)")
+    p.add_argument("--out", required=True, help="run directory: config.json, metrics.jsonl, last.pt, best.pt")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64, help="per process")
+    p.add_argument("--image-size", type=int, help="training size (default: the model's)")
+    p.add_argument("--eval-size", type=int, help="evaluation size (default: the model's)")
+    p.add_argument("--preset", choices=["paper", "simple"], default="paper")
+    p.add_argument("--optimizer", choices=["rmsprop", "adamw", "sgd"])
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's, scaled by batch/256)")
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--ema-decay", type=float, help="0 turns the EMA off")
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--drop-path-rate", type=float)
+    p.add_argument("--randaug-magnitude", type=float, default=0.0)
+    p.add_argument("--mixup-alpha", type=float, default=0.0)
+    p.add_argument("--cutmix-alpha", type=float, default=0.0)
+    p.add_argument("--train-samples", type=int, help="synthetic only: training set size")
+    p.add_argument("--difficulty", type=float, help="synthetic only: 0 (easy) .. 1 (hard)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-corrupt", action="store_true", help="drop unreadable images and count them")
+    p.add_argument("--max-steps-per-epoch", type=int)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--nproc", type=int, help="processes (GPUs) on this machine: launches torchrun for you")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a data set")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data-root")
+    p.add_argument("--image-size", type=int, help="evaluation size (default: the model's eval size)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
+    p.add_argument("--skip-corrupt", action="store_true")
+    p.set_defaults(func=_eval)
     return parser
 
 
@@ -81,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"effnetv2: error: {error}", file=sys.stderr)
         return 2
     return 0

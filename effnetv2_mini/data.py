@@ -1,0 +1,297 @@
+"""Data sets, transforms and loaders (paper section 6 recipe; ``torchvision.transforms.v2`` throughout).
+
+``get_dataset(name, split, root)`` is the one entry point. Names:
+
+=============== ===========================================================================================
+``synthetic``   the built-in data set (:mod:`effnetv2_mini.synthetic`): no download, for smoke runs and tests
+``imagenette``  ``torchvision.datasets.Imagenette`` (``size`` 160px / 320px / full), downloads when online
+``imagenet``    ImageNet-1k: ``root/train/<wnid>/*.JPEG``, ``root/val/<wnid>/*.JPEG``
+``imagenet21k`` ImageNet-21k in the same class-per-folder layout
+``imagefolder`` any class-per-folder tree: ``root/<split>/<class>/<image>``
+``cifar10``, ``cifar100``, ``flowers102``, ``stanford_cars``   torchvision's transfer sets
+=============== ===========================================================================================
+
+A missing data set raises :class:`DatasetNotFoundError` naming the data set, the path looked at and how to
+get it. A corrupt image in a folder data set raises :class:`CorruptImageError` naming the file, or, with
+``skip_corrupt=True``, is dropped from its batch and counted (the training loop logs the count).
+"""
+
+from __future__ import annotations
+
+import tarfile
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from .synthetic import SyntheticShapes
+
+__all__ = [
+    "DATASETS",
+    "DatasetNotFoundError",
+    "CorruptImageError",
+    "get_dataset",
+    "train_transform",
+    "eval_transform",
+    "batch_mixer",
+    "LoaderSettings",
+    "make_loader",
+    "collate_skipping",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENETTE_SIZES = ("160px", "320px", "full")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set that is not on disk and could not be downloaded. The message says how to get it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CorruptImageError(RuntimeError):
+    """An image file that cannot be decoded; the message names the file."""
+
+
+def _how_to_get(name: str, path: Path) -> str:
+    folder_layout = (
+        f"Arrange it as {path}/train/<class>/<image> and {path}/val/<class>/<image> (one folder per class)."
+    )
+    return {
+        "imagenette": (
+            f"Run with download=True (CLI: --download) on a machine that is online, or download "
+            f"https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz (or -160 / the full imagenette2.tgz) "
+            f"and put the .tgz (or its unpacked folder) into {path}."
+        ),
+        "imagenet": f"Download ImageNet-1k from https://image-net.org/ (registration needed). {folder_layout}",
+        "imagenet21k": f"Download ImageNet-21k (winter 2021 release) from https://image-net.org/. {folder_layout}",
+        "imagefolder": folder_layout,
+    }.get(name, f"Run with download=True (CLI: --download) on a machine that is online; files go to {path}.")
+
+
+def _not_found(name: str, path: Path, reason: str = "") -> DatasetNotFoundError:
+    detail = f" ({reason})" if reason else ""
+    return DatasetNotFoundError(f"data set {name!r} not found at {path}{detail}. {_how_to_get(name, path)}")
+
+
+class SafeImageLoader:
+    """PIL loader that names the file it cannot read; with ``skip=True`` returns None instead of raising."""
+
+    def __init__(self, skip: bool = False):
+        self.skip = skip
+
+    def __call__(self, path: str):
+        try:
+            with open(path, "rb") as handle:
+                image = Image.open(handle)
+                return image.convert("RGB")
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+            if self.skip:
+                return None
+            raise CorruptImageError(
+                f"cannot read image {path}: {error}. Delete or replace the file, or pass skip_corrupt=True "
+                "(CLI: --skip-corrupt) to drop unreadable images and count them in the metrics."
+            ) from error
+
+
+class _SkipAware(Dataset):
+    """Applies the transform only to images that loaded; unreadable ones come out as None."""
+
+    def __init__(self, base: Dataset, transform):
+        self.base, self.transform = base, transform
+        self.classes = getattr(base, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index):
+        image, label = self.base[index]
+        if image is None:
+            return None
+        return (self.transform(image) if self.transform is not None else image), label
+
+
+def _imagenette(root: Path, split: str, size: str, download: bool, loader):
+    from torchvision.datasets import Imagenette
+
+    if size not in IMAGENETTE_SIZES:
+        raise ValueError(f"imagenette size must be one of {', '.join(IMAGENETTE_SIZES)}, got {size!r}")
+    url, _ = Imagenette._ARCHIVES[size]
+    folder = root / Path(url).stem
+    archive = root / Path(url).name
+    if not folder.exists() and archive.exists():  # fetched by hand: unpack it (no checksum: it may be a mirror)
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+    try:
+        return Imagenette(str(root), split=split, size=size, download=download and not folder.exists(), loader=loader)
+    except (urllib.error.URLError, OSError) as error:
+        raise _not_found("imagenette", root, f"download failed: {error}") from error
+    except RuntimeError as error:
+        raise _not_found("imagenette", root, str(error).split(".")[0]) from error
+
+
+def _image_folder(name: str, root: Path, split: str, loader):
+    from torchvision.datasets import ImageFolder
+
+    folder = root / split
+    if not folder.is_dir():
+        raise _not_found(name, root, f"no folder {folder}")
+    try:
+        return ImageFolder(str(folder), loader=loader)
+    except FileNotFoundError as error:
+        raise _not_found(name, root, str(error)) from error
+
+
+def _torchvision_transfer(name: str, root: Path, split: str, download: bool):
+    import torchvision.datasets as tvd
+
+    constructors = {
+        "cifar10": lambda: tvd.CIFAR10(str(root), train=split == "train", download=download),
+        "cifar100": lambda: tvd.CIFAR100(str(root), train=split == "train", download=download),
+        "flowers102": lambda: tvd.Flowers102(str(root), split={"val": "test"}.get(split, split), download=download),
+        "stanford_cars": lambda: tvd.StanfordCars(str(root), split="train" if split == "train" else "test",
+                                                  download=download),
+    }
+    try:
+        return constructors[name]()
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        raise _not_found(name, root, str(error).splitlines()[0] if str(error) else type(error).__name__) from error
+
+
+DATASETS = ("synthetic", "imagenette", "imagenet", "imagenet21k", "imagefolder", "cifar10", "cifar100",
+            "flowers102", "stanford_cars")
+
+
+def _folder_root(name: str, root: Path) -> Path:
+    """ImageNet trees may sit in ``root`` itself or in ``root/imagenet`` (``root/imagenet21k``)."""
+    if name in ("imagenet", "imagenet21k") and not (root / "train").is_dir() and (root / name).is_dir():
+        return root / name
+    return root
+
+
+def get_dataset(
+    name: str,
+    split: str = "train",
+    root: str | Path | None = None,
+    transform=None,
+    download: bool = False,
+    skip_corrupt: bool = False,
+    **options,
+) -> Dataset:
+    """The data set ``name`` (see the module table) under the data root ``root``: torchvision's sets in their
+    own layout there (``root/imagenette2-320``, ``root/cifar-10-batches-py`` ...), ImageNet trees in ``root`` or
+    ``root/imagenet`` (``root/imagenet21k``), an ``imagefolder`` tree in ``root``.
+
+    ``options``: ``synthetic`` takes ``num_samples, resolution, difficulty, seed, num_classes``; ``imagenette``
+    takes ``size``. Items are ``(image, label)``; with ``skip_corrupt`` an unreadable image gives ``None``
+    (use :func:`collate_skipping`).
+    """
+    if name not in DATASETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, DATASETS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown data set {name!r}.{hint} Known: {', '.join(DATASETS)}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if name == "synthetic":
+        return SyntheticShapes(split=split, transform=transform, **options)
+    if root is None:
+        raise ValueError(f"data set {name!r} needs a data root (CLI: --data-root DIR)")
+    root = _folder_root(name, Path(root).expanduser())
+    unknown = set(options) - {"size"}
+    if unknown:
+        raise ValueError(f"options {', '.join(sorted(unknown))} do not apply to data set {name!r}")
+    loader = SafeImageLoader(skip=skip_corrupt)
+    if name == "imagenette":
+        base = _imagenette(root, split, options.get("size", "320px"), download, loader)
+    elif name in ("imagenet", "imagenet21k", "imagefolder"):
+        base = _image_folder(name, root, split, loader)
+    else:
+        base = _torchvision_transfer(name, root, split, download)
+    return _SkipAware(base, transform)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Transforms (torchvision.transforms.v2) and batch-level mixing
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _normalize(mean, std):
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+
+
+def train_transform(size: int, randaug_magnitude: float | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                    scale=(0.08, 1.0)):
+    """Random-resized crop to ``size``, horizontal flip, RandAugment (2 ops, ``randaug_magnitude``; None or 0
+    turns it off), then float and normalisation (paper section 6; RandAugment magnitude is one of the
+    regularizers that progressive learning schedules, section 4)."""
+    steps = [v2.ToImage(), v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip()]
+    if randaug_magnitude:
+        steps.append(v2.RandAugment(num_ops=2, magnitude=int(round(randaug_magnitude))))
+    return v2.Compose(steps + _normalize(mean, std))
+
+
+def eval_transform(size: int, crop_fraction: float = 0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """Resize the short side to ``size / crop_fraction`` and center-crop ``size``."""
+    return v2.Compose([v2.ToImage(), v2.Resize(int(round(size / crop_fraction)), antialias=True), v2.CenterCrop(size),
+                       *_normalize(mean, std)])
+
+
+def batch_mixer(num_classes: int, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0):
+    """Batch-level MixUp and/or CutMix (``v2.MixUp``, ``v2.CutMix``); None when both alphas are 0.
+
+    Applied to ``(images, labels)`` after collation; labels become soft (one-hot mixtures)."""
+    mixers = []
+    if mixup_alpha > 0:
+        mixers.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+    if cutmix_alpha > 0:
+        mixers.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+
+
+def collate_skipping(batch):
+    """Default collation after dropping unreadable samples; returns ``(images, labels, skipped)``."""
+    kept = [item for item in batch if item is not None]
+    skipped = len(batch) - len(kept)
+    if not kept:
+        return None, None, skipped
+    images, labels = torch.utils.data.default_collate(kept)
+    return images, labels, skipped
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """What a loader depends on; the training loop rebuilds loaders only when these change."""
+
+    image_size: int
+    randaug_magnitude: float = 0.0
+    train: bool = True
+
+
+def make_loader(dataset: Dataset, batch_size: int, train: bool, workers: int = 2, device: torch.device | None = None,
+                sampler=None, generator: torch.Generator | None = None, drop_last: bool | None = None) -> DataLoader:
+    """A DataLoader with worker processes, pinned memory on CUDA and persistent workers."""
+    device = device or torch.device("cpu")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        drop_last=train if drop_last is None else drop_last,
+        collate_fn=collate_skipping,
+        generator=generator,
+    )
