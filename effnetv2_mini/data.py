@@ -35,6 +35,7 @@ __all__ = [
     "DatasetNotFoundError",
     "CorruptImageError",
     "get_dataset",
+    "dataset_or_fallback",
     "train_transform",
     "eval_transform",
     "batch_mixer",
@@ -295,3 +296,18 @@ def make_loader(dataset: Dataset, batch_size: int, train: bool, workers: int = 2
         collate_fn=collate_skipping,
         generator=generator,
     )
+
+
+def dataset_or_fallback(name: str, root: str | Path | None, download: bool = False, **options) -> tuple[str, str]:
+    """``(name to use, notice)``: ``name`` if its training split can be opened (or downloaded), else
+    ``"synthetic"`` with a loud notice saying why, so that a batch without data still runs end to end.
+    The notice is empty when no fallback happened."""
+    if name == "synthetic":
+        return name, ""
+    try:
+        get_dataset(name, "train", root=root, download=download, **options)
+        return name, ""
+    except (DatasetNotFoundError, ValueError) as error:
+        notice = ("!" * 100 + f"\nNOTICE: {error}\nFalling back to the built-in synthetic data set: these numbers are NOT "
+                  f"{name} numbers.\n" + "!" * 100)
+        return "synthetic", notice

@@ -7,7 +7,7 @@ import math
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch, Rectangle
 
-__all__ = ["BLOCK_COLORS", "draw_architecture", "plot_params_vs_flops"]
+__all__ = ["BLOCK_COLORS", "draw_architecture", "plot_params_vs_flops", "plot_training_curves", "show_images"]
 
 BLOCK_COLORS = {"Fused-MBConv": "#f28e2b", "MBConv": "#4e79a7", "other": "#bab0ac"}
 
@@ -72,3 +72,50 @@ def plot_params_vs_flops(rows: list[dict], ax=None):
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     return ax
+
+
+def plot_training_curves(rows: list[dict], title: str = ""):
+    """Loss, top-1 (raw and EMA) and images/s per epoch, from ``metrics.jsonl`` rows."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    epochs = [r["epoch"] for r in rows]
+    axes[0].plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
+    axes[0].plot(epochs, [r["val_loss"] for r in rows], "s-", label="val")
+    axes[0].set_ylabel("loss")
+    axes[1].plot(epochs, [r["val_top1"] for r in rows], "o-", label="weights")
+    if "ema_top1" in rows[0]:
+        axes[1].plot(epochs, [r["ema_top1"] for r in rows], "s-", label="EMA of weights")
+    axes[1].set_ylabel("val top-1 (%)")
+    axes[2].plot(epochs, [r["images_per_sec"] for r in rows], "o-")
+    axes[2].set_ylabel("training images/s")
+    axes[2].set_ylim(bottom=0)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[1].legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_images(images, labels=None, class_names=None, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                columns: int = 8, title: str = ""):
+    """A grid of (normalised) image tensors, e.g. a batch after augmentation."""
+    import torch
+
+    images = images.detach().float().cpu() * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
+    rows = math.ceil(len(images) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.75 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, image in enumerate(images):
+        ax = axes.flat[i]
+        ax.imshow(image.clamp(0, 1).permute(1, 2, 0).numpy())
+        if labels is not None:
+            label = int(labels[i].argmax()) if labels[i].ndim else int(labels[i])  # soft labels after MixUp
+            ax.set_title(class_names[label] if class_names else str(label), fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -42,7 +42,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler, RandomSampler, Sampler, SequentialSampler, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import __version__
 from .data import batch_mixer, collate_skipping, eval_transform, get_dataset, make_loader, train_transform
@@ -50,7 +50,7 @@ from .measure import pick_device
 from .model import build_model
 from .synthetic import SyntheticShapes
 
-__all__ = ["TrainConfig", "PRESETS", "StageSettings", "fit", "evaluate", "RMSpropTF", "lr_factor",
+__all__ = ["TrainConfig", "PRESETS", "StageSettings", "fit", "launch", "evaluate", "RMSpropTF", "lr_factor",
            "TrainingDiverged", "load_checkpoint"]
 
 PRESETS = {
@@ -665,3 +665,42 @@ def _summary(metrics_path: Path, best_top1: float, elapsed: float) -> dict:
     lines = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
     return {"epochs": len(lines), "best_top1": best_top1, "final": lines[-1] if lines else {}, "wall_time": elapsed,
             "metrics_path": str(metrics_path)}
+
+
+def launch(config: TrainConfig, nproc: int = 1, stages=None) -> dict:
+    """Train in this process (``nproc`` 1), or under ``torchrun`` with ``nproc`` processes on this machine.
+
+    Notebooks use this so that the same cell trains on a laptop and on an 8-GPU node. The config travels as
+    ``<out_dir>/launch.json``; the summary is read back from the run directory.
+    """
+    if nproc <= 1:
+        return fit(config, stages=stages)
+    if stages is not None:
+        raise ValueError("custom stage schedules run in-process only; use nproc=1 or the progressive module's CLI")
+    import subprocess
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = out / "launch.json"
+    spec.write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m", "effnetv2_mini.train",
+               "--config", str(spec)]
+    subprocess.run(command, check=True)
+    checkpoint = load_checkpoint(out / "last.pt")
+    return checkpoint["summary"] or _summary(out / "metrics.jsonl", checkpoint["best_top1"], checkpoint["elapsed"])
+
+
+def _main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run one training from a JSON TrainConfig (used under torchrun).")
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args(argv)
+    values = json.loads(Path(args.config).read_text())
+    if values.get("crop_scale") is not None:
+        values["crop_scale"] = tuple(values["crop_scale"])
+    fit(TrainConfig(**values))
+
+
+if __name__ == "__main__":
+    _main()

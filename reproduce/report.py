@@ -43,7 +43,38 @@ def _architecture_section(payload: dict) -> list[str]:
     ]
 
 
-SECTIONS = {"01_architecture": _architecture_section}
+def _training_section(payload: dict) -> list[str]:
+    from effnetv2_mini.reference import paper_value
+
+    r = payload["results"]
+    config = r["config"]
+    paper_top1, source = paper_value(r["model"], "top1")
+    comparable = r["dataset_used"] == "imagenet" and payload.get("profile") == "full"
+    rows = [{"model": r["model"], "dataset": r["dataset_used"], "epochs": config["epochs"],
+             "train_px": config["image_size"], "eval_px": config["eval_size"], "top1_ours": r["best_top1"],
+             "top1_paper": paper_top1 if comparable else None}]
+    lines = ["## Training with the paper's recipe (paper section 6)", ""]
+    if r.get("fallback_notice"):
+        lines += ["> **Fallback:** " + r["fallback_notice"].replace("!", "").strip().replace("\n", " "), ""]
+    lines += [
+        f"Conditions: {_conditions(payload)}; {r['processes']} process(es), preset `{config['preset']}`, "
+        f"{r['wall_time']:.0f} s of training.",
+        "",
+        "```",
+        format_table(rows, ["model", "dataset", "epochs", "train_px", "eval_px", "top1_ours", "top1_paper"],
+                     ["model", "data set", "epochs", "train px", "eval px", "top-1 (ours)", "top-1 (paper)"]),
+        "```",
+        "",
+        (f"{r['model']} is not a paper model: the paper has no number for it." if paper_top1 is None else
+         f"Paper: {paper_top1}% ({source}), ImageNet, 350 epochs with progressive learning." if comparable else
+         f"The paper's number ({paper_top1}% on ImageNet, {source}) is not shown beside this run: different data "
+         "or schedule, so the two are not comparable."),
+        "",
+    ]
+    return lines
+
+
+SECTIONS = {"01_architecture": _architecture_section, "02_training": _training_section}
 
 
 def write_report(plan: Plan, out_dir: Path) -> Path:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import yaml
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .plans import ROOT, Plan, PlanEntry
 
@@ -175,6 +175,8 @@ def run_plan(
         if device is not None and "device" in accepted:
             parameters["device"] = device
         parameters = {k: v for k, v in parameters.items() if k in accepted}
+        if parameters.get("data_root") and not Path(parameters["data_root"]).is_absolute():
+            parameters["data_root"] = str(Path(parameters["data_root"]).resolve())  # kernels run in notebooks/
         try:
             record = run_entry(entry, out_dir, parameters)
         except _Interrupted as interrupted:

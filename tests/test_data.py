@@ -162,3 +162,13 @@ def test_batch_mixer_gives_soft_labels():
     assert labels.shape == (4, 10) and torch.allclose(labels.sum(1), torch.ones(4))
 
 
+
+
+def test_missing_data_falls_back_to_synthetic_loudly(tmp_path):
+    from effnetv2_mini.data import dataset_or_fallback
+
+    name, notice = dataset_or_fallback("imagenette", tmp_path)
+    assert name == "synthetic" and "NOT imagenette numbers" in notice and str(tmp_path) in notice
+    make_tree(tmp_path / "imagenette2-320", IMAGENETTE_WNIDS)
+    assert dataset_or_fallback("imagenette", tmp_path) == ("imagenette", "")
+    assert dataset_or_fallback("synthetic", None) == ("synthetic", "")

@@ -143,3 +143,17 @@ def test_ddp_two_processes_write_one_set_of_metrics(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["world_size"] == 2 and config["steps_per_epoch"] == 8  # 256 images / (16 x 2 processes)
     assert result.stdout.count("best top-1") == 1  # rank 0 alone reports
+
+
+def test_launch_config_round_trips_through_json(tmp_path):
+    """What ``launch(nproc > 1)`` hands to torchrun: the config as JSON, read back by ``python -m effnetv2_mini.train``."""
+    import dataclasses
+
+    from effnetv2_mini.train import _main
+
+    config = tiny_config(tmp_path / "run", epochs=1, crop_scale=(0.5, 1.0))
+    spec = tmp_path / "launch.json"
+    spec.write_text(json.dumps(dataclasses.asdict(config)))
+    _main(["--config", str(spec)])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["crop_scale"] == [0.5, 1.0]
+    assert len(read_metrics(tmp_path / "run")) == 1
