@@ -468,12 +468,13 @@ def _write_config(path: Path, config: TrainConfig, extra: dict) -> None:
 
 
 def fit(config: TrainConfig, stages: Callable[[int], StageSettings] | None = None, extra_config: dict | None = None,
-        stop_after_steps: int | None = None) -> dict:
+        stop_after_steps: int | None = None, on_epoch_start: Callable | None = None) -> dict:
     """Train (or resume, or do nothing if finished) the run in ``config.out_dir``; return its summary.
 
     ``stages(epoch)`` gives the epoch's image size and regularization (progressive learning); by default they
     are constant. ``stop_after_steps`` simulates an interruption (Ctrl-C) after that many optimizer steps of
-    this call, for tests; the checkpoint is written exactly as on Ctrl-C.
+    this call, for tests; the checkpoint is written exactly as on Ctrl-C. ``on_epoch_start(epoch, model,
+    loader, mixer)`` is called before each epoch's first step (inspection, logging).
     """
     config = config.resolved()
     info, device = _setup_distributed(config.device)
@@ -563,6 +564,8 @@ def fit(config: TrainConfig, stages: Callable[[int], StageSettings] | None = Non
         mixer = batch_mixer(data.num_classes, stage.mixup_alpha, config.cutmix_alpha)
         loader = data.train_loader(stage, epoch, skip_batches)
         total = steps_per_epoch - skip_batches
+        if on_epoch_start is not None:
+            on_epoch_start(epoch, model, loader, mixer)
         model.train()
         epoch_start = time.perf_counter()
         seen, loss_sum, skipped = partial["seen"], partial["loss_sum"], partial["skipped"]
