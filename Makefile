@@ -28,7 +28,9 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check effnetv2_mini reproduce tests bench
 
+# Notebook runs resume from their run directories: start nbval from none, so every notebook really trains.
 test: lint
+	rm -rf notebooks/runs
 	$(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
 
 reproduce: $(STAMP)

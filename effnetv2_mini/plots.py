@@ -7,7 +7,8 @@ import math
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch, Rectangle
 
-__all__ = ["BLOCK_COLORS", "draw_architecture", "plot_params_vs_flops", "plot_training_curves", "show_images"]
+__all__ = ["BLOCK_COLORS", "draw_architecture", "plot_params_vs_flops", "plot_training_curves", "show_images",
+           "plot_regularization_grid", "plot_schedule", "plot_accuracy_vs_time"]
 
 BLOCK_COLORS = {"Fused-MBConv": "#f28e2b", "MBConv": "#4e79a7", "other": "#bab0ac"}
 
@@ -119,3 +120,70 @@ def show_images(images, labels=None, class_names=None, mean=(0.485, 0.456, 0.406
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _heatmap(ax, values, row_labels, col_labels, title, row_name, col_name):
+    import numpy as np
+
+    data = np.array(values, dtype=float)
+    ax.imshow(data, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels])
+    ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
+    ax.set_xlabel(col_name)
+    ax.set_ylabel(row_name)
+    best = data.argmax(axis=0)  # best regularization for each image size (column)
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            bold = best[j] == i
+            ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", color="white" if not bold else "black",
+                    fontweight="bold" if bold else "normal",
+                    bbox=dict(facecolor="yellow", alpha=0.8, edgecolor="none") if bold else None)
+    ax.set_title(title)
+
+
+def plot_regularization_grid(grid: dict, paper: dict | None = None):
+    """Table 5 as heatmaps: top-1 per (RandAugment magnitude, image size), the best magnitude of each size
+    highlighted; ours beside the paper's. ``grid["top1"][i][j]`` is size i, magnitude j (regularization_grid)."""
+    panels = 2 if paper else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.8), squeeze=False)
+    ours = [[grid["top1"][i][j] for i in range(len(grid["sizes"]))] for j in range(len(grid["magnitudes"]))]
+    _heatmap(axes[0][0], ours, grid["magnitudes"], grid["sizes"], "ours (top-1 %)", "RandAugment magnitude", "image size")
+    if paper:
+        _heatmap(axes[0][1], paper["top1"], paper["magnitudes"], paper["sizes"], "paper Table 5 (ImageNet top-1 %)",
+                 "RandAugment magnitude", "image size")
+    fig.tight_layout()
+    return fig
+
+
+def plot_schedule(schedule, title: str = ""):
+    """Image size and each regularizer across epochs (Algorithm 1)."""
+    settings = schedule.epoch_settings()
+    epochs = range(1, len(settings) + 1)
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
+    series = [("image size (px)", [s.image_size for s in settings]),
+              ("dropout", [s.dropout if s.dropout is not None else float("nan") for s in settings]),
+              ("RandAugment magnitude", [s.randaug_magnitude for s in settings]),
+              ("mixup alpha", [s.mixup_alpha for s in settings])]
+    for ax, (label, values) in zip(axes, series):
+        ax.step(list(epochs), values, where="post")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or f"{schedule.variant} schedule ({schedule.source})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_time(rows: list[dict], ax=None):
+    """Top-1 against training wall-clock, one curve per run (rows from ``compare_variants``)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    for row in rows:
+        curve = row["curve"]
+        ax.plot([c["wall_time"] for c in curve], [c["top1"] for c in curve], "o-", markersize=3,
+                label=f"{row['variant']} (seed {row['seed']})")
+    ax.set_xlabel("training wall-clock (s)")
+    ax.set_ylabel("val top-1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax

@@ -40,7 +40,9 @@ from .configs import get_config
 from .notebook import format_table
 from .train import StageSettings, TrainConfig, fit, load_checkpoint
 
-__all__ = ["Stage", "ProgressiveSchedule", "linear_schedule", "preset", "variant", "fit_progressive", "VARIANTS",
+__all__ = ["Stage", "ProgressiveSchedule", "linear_schedule", "preset", "variant", "fit_progressive", "compare_variants",
+           "regularization_grid",
+           "VARIANTS",
            "PAPER_TABLE_6", "CODE_PRESETS"]
 
 # Paper Table 6: (min, max) per model.
@@ -214,6 +216,56 @@ def fit_progressive(config: TrainConfig, schedule: ProgressiveSchedule, nproc: i
     subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m",
                     "effnetv2_mini.progressive", "--config", str(spec)], check=True)
     return load_checkpoint(out / "last.pt")["summary"]
+
+
+def compare_variants(config: TrainConfig, schedule: ProgressiveSchedule, variants=VARIANTS, seeds=(0,),
+                     every: int = 1, nproc: int = 1) -> list[dict]:
+    """Train ``config`` once per variant and seed, same epochs and eval size, in ``out_dir/<variant>-s<seed>``.
+
+    Each row: variant, seed, final and best top-1, training seconds (the epochs' own time), total seconds
+    (the whole call: data rendering, evaluation and start-up included; kept in ``timing.json`` so that a rerun,
+    which skips finished runs, reports the original time), training images/s.
+    """
+    import time
+
+    rows = []
+    for name in variants:
+        for seed in seeds:
+            out = Path(config.out_dir) / f"{name}-s{seed}"
+            timing = out / "timing.json"
+            start = time.perf_counter()
+            summary = fit_progressive(dataclasses.replace(config, out_dir=str(out), seed=seed),
+                                      variant(schedule, name, every=every, seed=seed), nproc=nproc)
+            if not timing.exists():
+                timing.write_text(json.dumps({"total_seconds": time.perf_counter() - start}))
+            metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            top1 = [max(m["val_top1"], m.get("ema_top1", -1.0)) for m in metrics]
+            images = sum(m["images_per_sec"] * m["epoch_seconds"] for m in metrics)
+            rows.append({
+                "variant": name, "seed": seed, "final_top1": top1[-1], "best_top1": summary["best_top1"],
+                "train_seconds": summary["wall_time"], "total_seconds": json.loads(timing.read_text())["total_seconds"],
+                "images_per_sec": images / max(1e-9, summary["wall_time"]), "run_dir": str(out),
+                "curve": [{"epoch": m["epoch"], "wall_time": m["wall_time"], "top1": t} for m, t in zip(metrics, top1)],
+            })
+    return rows
+
+
+def regularization_grid(config: TrainConfig, sizes, magnitudes, epochs: int, mixup_alpha: float = 0.0) -> dict:
+    """The experiment behind the paper's Table 5: one short run per (image size, RandAugment magnitude), each
+    trained and evaluated at its size, in ``out_dir/grid-<size>-m<magnitude>``. Returns sizes, magnitudes and
+    the final top-1 matrix ``top1[i][j]`` (size i, magnitude j)."""
+    top1 = []
+    for size in sizes:
+        row = []
+        for magnitude in magnitudes:
+            schedule = linear_schedule(epochs, 1, (size, size), size, randaug_magnitude=(magnitude, magnitude),
+                                       mixup_alpha=(mixup_alpha, mixup_alpha), source="Table 5 grid")
+            out = Path(config.out_dir) / f"grid-{size}-m{magnitude:g}"
+            fit_progressive(dataclasses.replace(config, out_dir=str(out)), schedule)
+            last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+            row.append(max(last["val_top1"], last.get("ema_top1", -1.0)))
+        top1.append(row)
+    return {"sizes": list(sizes), "magnitudes": list(magnitudes), "top1": top1, "epochs": epochs}
 
 
 def _main(argv=None) -> None:

@@ -7,7 +7,7 @@ from importlib import resources
 
 import yaml
 
-__all__ = ["paper_numbers", "paper_value"]
+__all__ = ["paper_numbers", "paper_value", "paper_table"]
 
 
 @lru_cache(maxsize=1)
@@ -22,3 +22,8 @@ def paper_value(model: str, key: str):
     if entry is None:
         return None, None
     return entry["value"], entry["source"]
+
+
+def paper_table(name: str) -> dict:
+    """A whole reference table (e.g. ``table5``) with its ``source``."""
+    return paper_numbers()["tables"][name]

@@ -74,7 +74,44 @@ def _training_section(payload: dict) -> list[str]:
     return lines
 
 
-SECTIONS = {"01_architecture": _architecture_section, "02_training": _training_section}
+def _progressive_section(payload: dict) -> list[str]:
+    from effnetv2_mini.reference import paper_table
+
+    r = payload["results"]
+    grid, paper5 = r["grid"], paper_table("table5")
+    claims = paper_table("progressive_claims")
+
+    def grid_rows(sizes, magnitudes, value):
+        return [{"magnitude": m, **{f"{s}px": value(i, j) for j, s in enumerate(sizes)}} for i, m in enumerate(magnitudes)]
+
+    ours = grid_rows(grid["sizes"], grid["magnitudes"], lambda i, j: grid["top1"][j][i])
+    paper = grid_rows(paper5["sizes"], paper5["magnitudes"], lambda i, j: paper5["top1"][i][j])
+    comparison = r["comparison"]
+    lines = ["## Progressive learning (paper section 4, Tables 5 and 6)", ""]
+    if r.get("fallback_notice"):
+        lines += ["> **Fallback:** " + r["fallback_notice"].replace("!", "").strip().replace("\n", " "), ""]
+    lines += [
+        f"Conditions: {_conditions(payload)}; model {r['model']} on {r['dataset_used']}, grid runs of "
+        f"{grid['epochs']} epochs, comparison runs of {sum(st['epochs'] for st in r['schedule']['stages'])} epochs.",
+        "",
+        "Table 5, top-1 by RandAugment magnitude (rows) and image size (columns). Paper (ImageNet, "
+        f"{paper5['source']}):",
+        "", "```", format_table(paper, ["magnitude"] + [f"{s}px" for s in paper5["sizes"]]), "```", "",
+        "Ours:", "", "```", format_table(ours, ["magnitude"] + [f"{s}px" for s in grid["sizes"]]), "```", "",
+        "Same epochs, four ways (paper: progressive learning took EfficientNet-B7 from "
+        f"{claims['efficientnet_b7_hours']['fixed']} h to {claims['efficientnet_b7_hours']['progressive']} h, "
+        f"{claims['efficientnet_b7_top1']['fixed']}% -> {claims['efficientnet_b7_top1']['progressive']}%; adaptive "
+        f"regularization +{claims['adaptive_regularization_gain_points']} points; {claims['source']}):",
+        "", "```",
+        format_table(comparison, ["variant", "seed", "final_top1", "train_seconds", "time_vs_fixed"],
+                     ["variant", "seed", "top-1 (ours)", "train s", "time / fixed"]),
+        "```", "",
+    ]
+    return lines
+
+
+SECTIONS = {"01_architecture": _architecture_section, "02_training": _training_section,
+            "05_progressive_learning": _progressive_section}
 
 
 def write_report(plan: Plan, out_dir: Path) -> Path:

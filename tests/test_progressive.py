@@ -142,3 +142,18 @@ def test_resume_in_the_middle_of_a_stage_continues_the_schedule(tmp_path):
                 for line in (path / "metrics.jsonl").read_text().splitlines()]
 
     assert rows(tmp_path / "resumed") == rows(tmp_path / "straight")
+
+
+def test_grid_and_variant_comparison_run_and_resume(tmp_path):
+    from effnetv2_mini.progressive import compare_variants, regularization_grid
+
+    config = tiny(tmp_path)
+    grid = regularization_grid(config, sizes=[24, 32], magnitudes=[0, 10], epochs=1)
+    assert len(grid["top1"]) == 2 and len(grid["top1"][0]) == 2 and (tmp_path / "grid-32-m10" / "best.pt").exists()
+    schedule = linear_schedule(2, 2, (24, 32), 32, dropout=(0.05, 0.1))
+    rows = compare_variants(config, schedule, variants=("fixed", "progressive"), seeds=(0,))
+    assert [r["variant"] for r in rows] == ["fixed", "progressive"]
+    fixed_sizes = {json.loads(line)["image_size"] for line in (tmp_path / "fixed-s0" / "metrics.jsonl").read_text().splitlines()}
+    assert fixed_sizes == {32}
+    again = compare_variants(config, schedule, variants=("fixed", "progressive"), seeds=(0,))  # finished: no-op
+    assert [(r["final_top1"], r["total_seconds"]) for r in again] == [(r["final_top1"], r["total_seconds"]) for r in rows]
