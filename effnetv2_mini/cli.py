@@ -90,7 +90,8 @@ def _eval(args) -> None:
 
     checkpoint = load_checkpoint(args.checkpoint)
     device = pick_device(args.device)
-    model = build_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"])
+    model = build_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"],
+                        **checkpoint.get("model_overrides", {}))
     weights = checkpoint["ema"] if args.ema and checkpoint.get("ema") else checkpoint["model"]
     if args.ema and checkpoint.get("ema"):
         weights = {k.removeprefix("module."): v for k, v in weights.items() if k.startswith("module.")}

@@ -195,19 +195,27 @@ class ModelConfig:
     guard_90: bool = False  # see round_filters
     bn_eps: float = 1e-3
     bn_momentum: float = 0.01  # PyTorch convention; the paper's TF momentum 0.99 (the official code: 0.9)
+    fused_stages: int = 0  # paper Table 3: stages 1..N use Fused-MBConv (without SE) instead of MBConv
     description: str = ""
     source: str = field(default="", compare=False)
 
     def stages(self) -> tuple[StageArgs, ...]:
-        """The block strings with width and depth scaling applied."""
+        """The block strings with width and depth scaling applied (and ``fused_stages`` turned into Fused-MBConv)."""
+        decoded = decode_arch(self.blocks)
+        if not 0 <= self.fused_stages <= len(decoded):
+            raise ValueError(f"fused_stages must be in 0..{len(decoded)} for {self.name}, got {self.fused_stages}")
         scaled = []
-        for stage in decode_arch(self.blocks):
+        for index, stage in enumerate(decoded):
             scaled.append(
                 dataclasses.replace(
                     stage,
                     repeats=round_repeats(stage.repeats, self.depth_mult),
                     in_channels=self.round(stage.in_channels),
                     out_channels=self.round(stage.out_channels),
+                    fused=stage.fused or index < self.fused_stages,
+                    # Table 3's fused stages drop SE, as V2's own Fused-MBConv stages do: this reproduces the paper's
+                    # parameter counts for stages 1-5 and 1-7 to 0.1M (1-3: 20.9M vs 20.0M).
+                    se_ratio=None if index < self.fused_stages else stage.se_ratio,
                 )
             )
         return tuple(scaled)

@@ -62,8 +62,8 @@ PRESETS = {
                    bn_momentum=0.1),
 }
 # Settings that define a run: resuming a directory with different values is refused.
-IDENTITY_FIELDS = ("model", "dataset", "epochs", "batch_size", "image_size", "eval_size", "preset", "optimizer",
-                   "lr", "warmup_epochs", "schedule", "weight_decay", "label_smoothing", "ema_decay", "seed",
+IDENTITY_FIELDS = ("model", "model_overrides", "dataset", "epochs", "batch_size", "image_size", "eval_size", "preset",
+                   "optimizer", "lr", "warmup_epochs", "schedule", "weight_decay", "label_smoothing", "ema_decay", "seed",
                    "num_classes", "randaug_magnitude", "mixup_alpha", "cutmix_alpha", "dropout", "drop_path_rate")
 
 
@@ -72,6 +72,7 @@ class TrainConfig:
     """Every knob of a run. ``None`` means: take it from the preset (or the model / data set)."""
 
     model: str = "demo_v2_tiny"
+    model_overrides: dict = field(default_factory=dict)  # passed to build_model, e.g. {"fused_stages": 3}
     dataset: str = "synthetic"
     data_root: str | None = None
     download: bool = False
@@ -497,7 +498,8 @@ def fit(config: TrainConfig, stages: Callable[[int], StageSettings] | None = Non
         config.eval_size = config.image_size if config.dataset == "synthetic" else build_model(config.model).config.eval_size
     config.num_classes = data.num_classes
     stages = stages or _constant_stages(config)
-    overrides = dict(num_classes=data.num_classes, drop_path_rate=config.drop_path_rate, bn_momentum=config.bn_momentum)
+    overrides = dict(config.model_overrides, num_classes=data.num_classes, drop_path_rate=config.drop_path_rate,
+                     bn_momentum=config.bn_momentum)
     if config.dropout is not None:
         overrides["dropout"] = config.dropout
     model = build_model(config.model, **overrides).to(device)
@@ -553,7 +555,8 @@ def fit(config: TrainConfig, stages: Callable[[int], StageSettings] | None = Non
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "epoch": epoch, "batches_done": batches_done, "best_top1": best_top1, "elapsed": elapsed,
                 "rng": _rng_state(), "finished": finished, "summary": summary or {},
-                "model_name": config.model, "num_classes": data.num_classes}
+                "model_name": config.model, "model_overrides": dict(config.model_overrides),
+                "num_classes": data.num_classes}
 
     steps_this_call = 0
     last_metrics: dict = {}

@@ -110,7 +110,29 @@ def _progressive_section(payload: dict) -> list[str]:
     return lines
 
 
+def _efficiency_section(payload: dict) -> list[str]:
+    r = payload["results"]
+    setting = r["table3_setting"]
+    fastest = max(r["table3"], key=lambda row: row["train_images_per_sec"])["fused_stages"]
+    lines = [
+        "## Training efficiency (paper section 3.1, Tables 2 and 3)", "",
+        f"Conditions: {_conditions(payload)}. Table 3 throughput at {setting['image_size']} px, batch "
+        f"{setting['batch_size']} (the paper: TPUv3 and V100 at its training sizes); parameters and FLOPs at 380 px.",
+        "", "```",
+        format_table(r["table3"], ["fused_stages", "params_m", "paper_params_m", "macs_b", "paper_macs_b",
+                                   "train_images_per_sec", "paper_tpu", "paper_v100"],
+                     ["fused stages", "params M", "paper", "GMACs", "paper", "ours img/s", "paper TPU", "paper V100"]),
+        "```", "",
+        f"Fastest here: {'no fused stages' if not fastest else f'fused stages 1-{fastest}'} (paper: 1-3 on both TPU "
+        "and V100).", "",
+        f"Table 2 (largest batch in a {r['memory_budget_bytes'] / 2**20:.0f} MB budget):", "", "```",
+        format_table(r["table2"], ["model", "image_size", "max_batch", "train_images_per_sec"]), "```", "",
+    ]
+    return lines
+
+
 SECTIONS = {"01_architecture": _architecture_section, "02_training": _training_section,
+            "03_training_efficiency": _efficiency_section,
             "05_progressive_learning": _progressive_section}
 
 

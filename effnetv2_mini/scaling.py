@@ -1,0 +1,120 @@
+"""Model scaling: EfficientNet's compound scaling and EfficientNetV2's rules (paper section 3.4).
+
+V1 (Tan & Le 2019): depth d = alpha^phi, width w = beta^phi, resolution r = gamma^phi, with alpha 1.2,
+beta 1.1, gamma 1.15 (alpha * beta^2 * gamma^2 ~ 2: FLOPs about double per step of phi). The released B1..B7
+use rounded coefficients (``V1_COEFFICIENTS``), which :func:`compound_table` sets beside the formula.
+
+V2 keeps width/depth scaling but (1) caps the inference image size at 480, because very large images cost
+memory and training speed (paper section 3.1, bottleneck 1), and (2) adds layers gradually to the later stages
+rather than scaling every stage equally (:func:`depth_table` shows it for S -> M -> L -> XL).
+
+    from effnetv2_mini.scaling import scale, describe
+    mine = scale("efficientnetv2_b0", width=1.3, depth=1.6, eval_size=320, name="my_b4ish")
+    describe(mine, throughput=True)    # params, FLOPs, images/s on this device
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from .configs import ModelConfig, decode_arch, get_config, round_repeats
+from .measure import benchmark_throughput, count_macs, count_params, pick_device
+from .model import build_model
+
+__all__ = ["ALPHA", "BETA", "GAMMA", "V2_MAX_EVAL_SIZE", "V1_COEFFICIENTS", "compound_coefficients", "compound_table",
+           "scale", "scale_v2", "depth_table", "describe"]
+
+ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
+V2_MAX_EVAL_SIZE = 480
+# The released EfficientNet-B0..B7 (official efficientnet code): width, depth, resolution, dropout.
+V1_COEFFICIENTS = {
+    f"efficientnet_b{i}": (cfg.width_mult, cfg.depth_mult, cfg.eval_size, cfg.dropout)
+    for i, cfg in enumerate(get_config(f"efficientnet_b{j}") for j in range(8))
+}
+
+
+def compound_coefficients(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA,
+                          base_resolution: int = 224) -> dict:
+    """V1's formula: depth, width and resolution multipliers (and the resolution in pixels) for ``phi``."""
+    return {"phi": phi, "depth": alpha**phi, "width": beta**phi, "resolution": base_resolution * gamma**phi,
+            "flops_factor": (alpha * beta**2 * gamma**2) ** phi}
+
+
+def compound_table(phis=range(8)) -> list[dict]:
+    """The formula beside the released B0..B7 coefficients (they were rounded and tuned by hand)."""
+    rows = []
+    for phi in phis:
+        formula = compound_coefficients(phi)
+        width, depth, size, _ = V1_COEFFICIENTS[f"efficientnet_b{phi}"]
+        rows.append({"model": f"B{phi}", "phi": phi, "formula_width": formula["width"], "released_width": width,
+                     "formula_depth": formula["depth"], "released_depth": depth,
+                     "formula_resolution": round(formula["resolution"]), "released_resolution": size})
+    return rows
+
+
+def scale(base: str | ModelConfig, width: float = 1.0, depth: float = 1.0, train_size: int | None = None,
+          eval_size: int | None = None, dropout: float | None = None, name: str | None = None) -> ModelConfig:
+    """``base`` with its width and depth multiplied by ``width`` and ``depth`` (channels rounded to multiples of
+    8, repeats rounded up, as the official code does) and, optionally, new image sizes and dropout."""
+    config = base if isinstance(base, ModelConfig) else get_config(base)
+    return dataclasses.replace(
+        config,
+        name=name or f"{config.name}_w{width:g}_d{depth:g}",
+        width_mult=config.width_mult * width,
+        depth_mult=config.depth_mult * depth,
+        train_size=train_size or config.train_size,
+        eval_size=eval_size or config.eval_size,
+        dropout=config.dropout if dropout is None else dropout,
+        description=f"{config.name} scaled x{width:g} width, x{depth:g} depth",
+        source="effnetv2_mini.scaling.scale",
+    )
+
+
+def scale_v2(base: str | ModelConfig, width: float = 1.0, depth: float = 1.0, eval_size: int | None = None,
+             train_size: int | None = None, max_eval_size: int = V2_MAX_EVAL_SIZE, **options) -> ModelConfig:
+    """Like :func:`scale`, with V2's rule that the inference size never exceeds ``max_eval_size`` (480).
+
+    Without sizes, the V1 rule would grow the resolution by gamma per step of width/depth; V2 caps it."""
+    config = base if isinstance(base, ModelConfig) else get_config(base)
+    if eval_size is None:  # V1-style growth of resolution, from the FLOPs the width/depth change implies
+        phi = math.log(max(1e-9, depth)) / math.log(ALPHA) if depth != 1 else 0.0
+        eval_size = int(round(config.eval_size * GAMMA**phi))
+    capped = min(eval_size, max_eval_size)
+    train = min(train_size or config.train_size, capped)
+    return scale(config, width, depth, train_size=train, eval_size=capped, **options)
+
+
+def depth_table(names=("efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l", "efficientnetv2_xl")) -> list[dict]:
+    """Layers per stage of each model, to see where V2's larger models add depth (mostly the later stages)."""
+    per_model = {}
+    for name in names:
+        config = get_config(name)
+        per_model[name] = [round_repeats(s.repeats, config.depth_mult) for s in decode_arch(config.blocks)]
+    stages = max(len(r) for r in per_model.values())
+    return [{"model": name, **{f"stage{i + 1}": repeats[i] if i < len(repeats) else None for i in range(stages)},
+             "total": sum(repeats)} for name, repeats in per_model.items()]
+
+
+def describe(model: str | ModelConfig, image_size: int | None = None, throughput: bool = False, batch_size: int = 8,
+             device: str = "auto", num_classes: int = 1000) -> dict:
+    """Parameters and FLOPs (multiply-adds) at ``image_size`` (default: eval size), and with ``throughput``
+    training and inference images/s on ``device``."""
+    config = model if isinstance(model, ModelConfig) else get_config(model)
+    size = image_size or config.eval_size
+    with torch.device("meta"):
+        skeleton = build_model(config, num_classes=num_classes)
+    result = {"model": config.name, "width": config.width_mult, "depth": config.depth_mult, "image_size": size,
+              "params": count_params(skeleton), "macs": count_macs(skeleton, size),
+              "stem": config.stem_channels, "head": config.head_width}
+    if throughput:
+        run_device = pick_device(device)
+        net = build_model(config, num_classes=num_classes).to(run_device)
+        cuda = run_device.type == "cuda"
+        for mode in ("train", "eval"):
+            r = benchmark_throughput(net, size, batch_size, mode=mode, amp=cuda, channels_last=cuda, warmup=2, repeats=5)
+            result[f"{mode}_images_per_sec"] = r["images_per_sec"]
+        result["device"] = str(run_device)
+    return result
