@@ -97,10 +97,11 @@ def _eval(args) -> None:
         weights = {k.removeprefix("module."): v for k, v in weights.items() if k.startswith("module.")}
     model.load_state_dict(weights)
     model.to(device)
-    size = args.image_size or (64 if args.dataset == "synthetic" else model.config.eval_size)
-    options = {"resolution": size} if args.dataset == "synthetic" else {}
+    synthetic = args.dataset.startswith("synthetic")
+    size = args.image_size or (64 if synthetic else model.config.eval_size)
+    options = {"resolution": size} if synthetic else {}
     dataset = get_dataset(args.dataset, "val", root=args.data_root, skip_corrupt=args.skip_corrupt, **options)
-    dataset.transform = eval_transform(size, 1.0 if args.dataset == "synthetic" else 0.875)
+    dataset.transform = eval_transform(size, 1.0 if synthetic else 0.875)
     loader = make_loader(dataset, args.batch_size, train=False, workers=args.workers, device=device, drop_last=False)
     result = evaluate(model, loader, device, amp=device.type == "cuda")
     print(f"{args.checkpoint} on {args.dataset} val at {size}px: top-1 {result['top1']:.2f}%, top-5 "
@@ -161,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-corrupt", action="store_true", help="drop unreadable images and count them")
+    p.add_argument("--init-from", help="fine-tune from: a checkpoint of ours, 'torchvision', or a state-dict file")
+    p.add_argument("--freeze-backbone", action="store_true", help="train the classifier only")
+    p.add_argument("--random-erasing", type=float, help="probability of cutout-like random erasing")
+    p.add_argument("--num-classes", type=int, help="default: the data set's")
     p.add_argument("--max-steps-per-epoch", type=int)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--nproc", type=int, help="processes (GPUs) on this machine: launches torchrun for you")

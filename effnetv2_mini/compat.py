@@ -15,7 +15,10 @@ Name mapping (torchvision -> ours)::
 
 from __future__ import annotations
 
+import math
+import os
 import urllib.error
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -24,7 +27,8 @@ from .blocks import ConvBNAct, FusedMBConv, MBConv
 from .configs import get_config
 from .model import EfficientNet, build_model
 
-__all__ = ["TORCHVISION_NAMES", "torchvision_key_map", "from_torchvision", "load_torchvision_pretrained"]
+__all__ = ["TORCHVISION_NAMES", "torchvision_key_map", "from_torchvision", "load_torchvision_pretrained",
+           "load_pretrained", "LoadReport", "ArchitectureMismatch"]
 
 # Our name -> torchvision's builder name.
 TORCHVISION_NAMES = {
@@ -165,3 +169,98 @@ def load_torchvision_pretrained(name: str, weights: str = "DEFAULT", progress: b
             f"{hub_dir}/checkpoints/{filename} (set TORCH_HOME to move that folder)."
         ) from error
     return from_torchvision(tv_model, ours)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Any state dict onto a model, with a report (fine-tuning, paper section 5.3)
+# ------------------------------------------------------------------------------------------------------------
+
+
+class ArchitectureMismatch(ValueError):
+    """A checkpoint whose backbone does not fit the requested model; the message names the layer."""
+
+
+@dataclass
+class LoadReport:
+    """What a load did: tensor names ``loaded`` from the source, newly ``initialized`` (e.g. the new
+    classifier), and source tensors ``ignored`` (e.g. an EMA counter, an old head). Names are ours (torchvision's
+    are mapped first)."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    initialized: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        def names(items):
+            return ", ".join(items[:6]) + (f", ... ({len(items)} in all)" if len(items) > 6 else "") if items else "none"
+
+        return (f"from {self.source}:\n  loaded      {len(self.loaded)} tensors\n"
+                f"  initialized {len(self.initialized)}: {names(self.initialized)}\n"
+                f"  ignored     {len(self.ignored)}: {names(self.ignored)}")
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "loaded": self.loaded, "initialized": self.initialized, "ignored": self.ignored}
+
+
+def _state_from(source) -> tuple[dict, str]:
+    """A flat state dict and a description from: our checkpoint (path or dict), a module, or a state dict."""
+    if isinstance(source, nn.Module):
+        return source.state_dict(), type(source).__name__
+    description = "state dict"
+    if isinstance(source, (str, os.PathLike)):
+        description = str(source)
+        source = torch.load(source, map_location="cpu", weights_only=True)
+    if isinstance(source, dict) and "model" in source and isinstance(source["model"], dict):
+        name = source.get("model_name")
+        description += f" (checkpoint of {name})" if name else ""
+        source = source["model"]
+    return dict(source), description
+
+
+def load_pretrained(model: EfficientNet, source, keep_head: bool = False) -> LoadReport:
+    """Load ``source`` (our checkpoint path/dict, a module, a state dict with our or torchvision's names; DDP's
+    and EMA's ``module.`` prefixes are stripped) into ``model`` and report what happened.
+
+    The classifier is re-initialized (a new task) unless ``keep_head`` and its shape matches. A backbone tensor
+    whose shape differs, or a backbone tensor the source lacks, raises :class:`ArchitectureMismatch` naming it.
+    """
+    state, description = _state_from(source)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if any(k.startswith("features.") for k in state):  # torchvision's names
+        reverse = {theirs: ours for ours, theirs in torchvision_key_map(model).items()}
+        state = {reverse.get(k, k): v for k, v in state.items()}
+    ours = model.state_dict()
+    report = LoadReport(source=description)
+    to_load = {}
+    for key, tensor in state.items():
+        if key not in ours:
+            report.ignored.append(key)
+            continue
+        is_head = key.startswith("classifier.")
+        if tensor.shape != ours[key].shape:
+            if is_head:
+                report.ignored.append(key)
+                continue
+            raise ArchitectureMismatch(
+                f"layer {key} differs: {tuple(tensor.shape)} in {description}, {tuple(ours[key].shape)} in "
+                f"{model.config.name}. The checkpoint was trained for another architecture; build the model it "
+                "was trained as (its name is in the checkpoint's 'model_name').")
+        if is_head and not keep_head:
+            report.ignored.append(key)
+            continue
+        to_load[key] = tensor
+    missing = [k for k in ours if k not in to_load and not k.startswith("classifier.")]
+    if missing:
+        raise ArchitectureMismatch(
+            f"layer {missing[0]} of {model.config.name} is not in {description} ({len(missing)} tensors missing): "
+            "the checkpoint was trained for another architecture.")
+    model.load_state_dict(to_load, strict=False)
+    report.loaded = sorted(to_load)
+    report.initialized = [k for k in ours if k not in to_load]
+    with torch.no_grad():  # a fresh head, initialised as the model's own (dense ~ U(+-1/sqrt(classes)))
+        if "classifier.weight" in report.initialized:
+            bound = 1.0 / math.sqrt(model.classifier.out_features)
+            model.classifier.weight.uniform_(-bound, bound)
+            model.classifier.bias.zero_()
+    return report

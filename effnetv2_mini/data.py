@@ -4,6 +4,8 @@
 
 =============== ===========================================================================================
 ``synthetic``   the built-in data set (:mod:`effnetv2_mini.synthetic`): no download, for smoke runs and tests
+``synthetic_b`` the second built-in task, for transfer: 4 classes (stripes, checker, diamond) that
+                ``synthetic`` with ``num_classes=6`` never shows
 ``imagenette``  ``torchvision.datasets.Imagenette`` (``size`` 160px / 320px / full), downloads when online
 ``imagenet``    ImageNet-1k: ``root/train/<wnid>/*.JPEG``, ``root/val/<wnid>/*.JPEG``
 ``imagenet21k`` ImageNet-21k in the same class-per-folder layout
@@ -28,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .synthetic import SyntheticShapes
+from .synthetic import TRANSFER_CLASSES, SyntheticShapes
 
 __all__ = [
     "DATASETS",
@@ -36,6 +38,7 @@ __all__ = [
     "CorruptImageError",
     "get_dataset",
     "dataset_or_fallback",
+    "MultiLabelImageFolder",
     "train_transform",
     "eval_transform",
     "batch_mixer",
@@ -139,12 +142,45 @@ def _imagenette(root: Path, split: str, size: str, download: bool, loader):
         raise _not_found("imagenette", root, str(error).split(".")[0]) from error
 
 
-def _image_folder(name: str, root: Path, split: str, loader):
+class MultiLabelImageFolder(Dataset):
+    """An ImageNet-21k-style tree in which one image may be filed under several classes (the same file name in
+    several class folders). Its label is the normalized multi-hot vector: each of its k classes gets 1/k
+    (paper section 5.2; the official code normalizes 21k labels the same way)."""
+
+    EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+    def __init__(self, folder: str | Path, loader, num_classes: int | None = None):
+        folder = Path(folder)
+        self.classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+        self.num_classes = num_classes or len(self.classes)
+        if self.num_classes < len(self.classes):
+            raise ValueError(f"{folder} has {len(self.classes)} class folders but num_classes is {self.num_classes}")
+        by_name: dict[str, list] = {}
+        for index, name in enumerate(self.classes):
+            for file in sorted((folder / name).iterdir()):
+                if file.suffix.lower() in self.EXTENSIONS:
+                    by_name.setdefault(file.name, [str(file), []])[1].append(index)
+        self.samples = [(path, labels) for path, labels in by_name.values()]
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, labels = self.samples[index]
+        target = torch.zeros(self.num_classes)
+        target[labels] = 1.0 / len(labels)
+        return self.loader(path), target
+
+
+def _image_folder(name: str, root: Path, split: str, loader, num_classes: int | None = None):
     from torchvision.datasets import ImageFolder
 
     folder = root / split
     if not folder.is_dir():
         raise _not_found(name, root, f"no folder {folder}")
+    if name == "imagenet21k":
+        return MultiLabelImageFolder(folder, loader, num_classes)
     try:
         return ImageFolder(str(folder), loader=loader)
     except FileNotFoundError as error:
@@ -167,7 +203,7 @@ def _torchvision_transfer(name: str, root: Path, split: str, download: bool):
         raise _not_found(name, root, str(error).splitlines()[0] if str(error) else type(error).__name__) from error
 
 
-DATASETS = ("synthetic", "imagenette", "imagenet", "imagenet21k", "imagefolder", "cifar10", "cifar100",
+DATASETS = ("synthetic", "synthetic_b", "imagenette", "imagenet", "imagenet21k", "imagefolder", "cifar10", "cifar100",
             "flowers102", "stanford_cars")
 
 
@@ -205,17 +241,20 @@ def get_dataset(
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     if name == "synthetic":
         return SyntheticShapes(split=split, transform=transform, **options)
+    if name == "synthetic_b":
+        options.pop("num_classes", None)
+        return SyntheticShapes(split=split, transform=transform, classes=TRANSFER_CLASSES, **options)
     if root is None:
         raise ValueError(f"data set {name!r} needs a data root (CLI: --data-root DIR)")
     root = _folder_root(name, Path(root).expanduser())
-    unknown = set(options) - {"size"}
+    unknown = set(options) - ({"size", "num_classes"} if name == "imagenet21k" else {"size"})
     if unknown:
         raise ValueError(f"options {', '.join(sorted(unknown))} do not apply to data set {name!r}")
     loader = SafeImageLoader(skip=skip_corrupt)
     if name == "imagenette":
         base = _imagenette(root, split, options.get("size", "320px"), download, loader)
     elif name in ("imagenet", "imagenet21k", "imagefolder"):
-        base = _image_folder(name, root, split, loader)
+        base = _image_folder(name, root, split, loader, options.get("num_classes"))
     else:
         base = _torchvision_transfer(name, root, split, download)
     return _SkipAware(base, transform)
@@ -231,14 +270,17 @@ def _normalize(mean, std):
 
 
 def train_transform(size: int, randaug_magnitude: float | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                    scale=(0.08, 1.0)):
+                    scale=(0.08, 1.0), random_erasing: float = 0.0):
     """Random-resized crop to ``size``, horizontal flip, RandAugment (2 ops, ``randaug_magnitude``; None or 0
     turns it off), then float and normalisation (paper section 6; RandAugment magnitude is one of the
     regularizers that progressive learning schedules, section 4)."""
     steps = [v2.ToImage(), v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip()]
     if randaug_magnitude:
         steps.append(v2.RandAugment(num_ops=2, magnitude=int(round(randaug_magnitude))))
-    return v2.Compose(steps + _normalize(mean, std))
+    steps += _normalize(mean, std)
+    if random_erasing:
+        steps.append(v2.RandomErasing(p=random_erasing))  # cutout-like, as the fine-tuning recipe asks
+    return v2.Compose(steps)
 
 
 def eval_transform(size: int, crop_fraction: float = 0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD):
@@ -302,7 +344,7 @@ def dataset_or_fallback(name: str, root: str | Path | None, download: bool = Fal
     """``(name to use, notice)``: ``name`` if its training split can be opened (or downloaded), else
     ``"synthetic"`` with a loud notice saying why, so that a batch without data still runs end to end.
     The notice is empty when no fallback happened."""
-    if name == "synthetic":
+    if name in ("synthetic", "synthetic_b"):
         return name, ""
     try:
         get_dataset(name, "train", root=root, download=download, **options)

@@ -17,12 +17,16 @@ import math
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["SyntheticShapes", "SYNTHETIC_CLASSES"]
+__all__ = ["SyntheticShapes", "SYNTHETIC_CLASSES", "PRETRAIN_CLASSES", "TRANSFER_CLASSES"]
 
 SYNTHETIC_CLASSES = (
     "disk", "square", "triangle", "ring", "plus", "star", "h_stripes", "v_stripes", "checker", "diamond",
 )
 _SPLIT_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_029}
+# The second built-in task (``synthetic_b``) for transfer learning: classes that a pretraining on the first six
+# (``synthetic`` with num_classes=6) never sees.
+PRETRAIN_CLASSES = SYNTHETIC_CLASSES[:6]
+TRANSFER_CLASSES = SYNTHETIC_CLASSES[6:]
 
 
 def _shape_distance(kind: int, u: torch.Tensor, v: torch.Tensor, freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,10 +83,16 @@ class SyntheticShapes(Dataset):
         num_classes: int = 10,
         transform=None,
         cache: bool = True,
+        classes: tuple[str, ...] | None = None,
     ):
         if split not in _SPLIT_OFFSET:
             raise ValueError(f"synthetic split must be one of {', '.join(_SPLIT_OFFSET)}, got {split!r}")
-        if not 2 <= num_classes <= len(SYNTHETIC_CLASSES):
+        if classes is not None:
+            unknown = [c for c in classes if c not in SYNTHETIC_CLASSES]
+            if unknown or len(classes) < 2:
+                raise ValueError(f"synthetic classes must be two or more of {', '.join(SYNTHETIC_CLASSES)}; got {classes}")
+            num_classes = len(classes)
+        elif not 2 <= num_classes <= len(SYNTHETIC_CLASSES):
             raise ValueError(f"synthetic num_classes must be in 2..{len(SYNTHETIC_CLASSES)}, got {num_classes}")
         if not 0.0 <= difficulty <= 1.0:
             raise ValueError(f"synthetic difficulty must be in [0, 1], got {difficulty}")
@@ -90,7 +100,8 @@ class SyntheticShapes(Dataset):
         self.num_samples = num_samples if num_samples is not None else (5000 if split == "train" else 1000)
         self.difficulty = difficulty
         self.seed = seed
-        self.classes = list(SYNTHETIC_CLASSES[:num_classes])
+        self.classes = list(classes) if classes is not None else list(SYNTHETIC_CLASSES[:num_classes])
+        self._kinds = [SYNTHETIC_CLASSES.index(c) for c in self.classes]  # label -> shape renderer
         self.transform = transform
         self.cache = cache
         self._params = self._sample_parameters()
@@ -145,8 +156,8 @@ class SyntheticShapes(Dataset):
         pixel = 2.0 / resolution / scale  # one pixel in local units: sets the anti-aliasing width
 
         alpha = torch.empty(n, resolution, resolution)
-        for kind in range(len(self.classes)):
-            mask = p["label"] == kind
+        for label, kind in enumerate(self._kinds):
+            mask = p["label"] == label
             if not mask.any():
                 continue
             freq = p["freq"][mask].view(-1, 1, 1)

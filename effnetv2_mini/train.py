@@ -62,9 +62,11 @@ PRESETS = {
                    bn_momentum=0.1),
 }
 # Settings that define a run: resuming a directory with different values is refused.
-IDENTITY_FIELDS = ("model", "model_overrides", "dataset", "epochs", "batch_size", "image_size", "eval_size", "preset",
-                   "optimizer", "lr", "warmup_epochs", "schedule", "weight_decay", "label_smoothing", "ema_decay", "seed",
-                   "num_classes", "randaug_magnitude", "mixup_alpha", "cutmix_alpha", "dropout", "drop_path_rate")
+IDENTITY_FIELDS = (
+    "model", "model_overrides", "init_from", "freeze_backbone", "dataset", "epochs", "batch_size", "image_size",
+    "eval_size", "preset", "optimizer", "lr", "warmup_epochs", "schedule", "weight_decay", "label_smoothing", "ema_decay",
+    "seed", "num_classes", "randaug_magnitude", "mixup_alpha", "cutmix_alpha", "dropout", "drop_path_rate",
+)
 
 
 @dataclass
@@ -73,6 +75,8 @@ class TrainConfig:
 
     model: str = "demo_v2_tiny"
     model_overrides: dict = field(default_factory=dict)  # passed to build_model, e.g. {"fused_stages": 3}
+    init_from: str | None = None  # fine-tuning: our checkpoint path, "torchvision" (its ImageNet weights), a state dict file
+    freeze_backbone: bool = False  # train the classifier only (BatchNorm statistics still adapt)
     dataset: str = "synthetic"
     data_root: str | None = None
     download: bool = False
@@ -85,7 +89,7 @@ class TrainConfig:
     optimizer: str | None = None  # rmsprop | adamw | sgd
     lr: float | None = None  # None: the preset's base lr * batch_size * world_size / 256
     warmup_epochs: float | None = None
-    schedule: str | None = None  # exponential | cosine
+    schedule: str | None = None  # exponential | cosine | constant
     decay_rate: float | None = None
     decay_epochs: float | None = None
     weight_decay: float | None = None
@@ -95,6 +99,7 @@ class TrainConfig:
     dropout: float | None = None  # None: the model's
     bn_momentum: float | None = None
     randaug_magnitude: float = 0.0
+    random_erasing: float = 0.0  # probability of v2.RandomErasing ("cutout" in the paper's fine-tuning recipe)
     crop_scale: tuple[float, float] | None = None  # random-resized-crop area range; None: (0.08, 1), synthetic (0.35, 1)
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
@@ -121,8 +126,8 @@ class TrainConfig:
         config = dataclasses.replace(self, **values)
         if config.optimizer not in ("rmsprop", "adamw", "sgd"):
             raise ValueError(f"unknown optimizer {config.optimizer!r}; choose rmsprop, adamw or sgd")
-        if config.schedule not in ("exponential", "cosine"):
-            raise ValueError(f"unknown schedule {config.schedule!r}; choose exponential or cosine")
+        if config.schedule not in ("exponential", "cosine", "constant"):
+            raise ValueError(f"unknown schedule {config.schedule!r}; choose exponential, cosine or constant")
         return config
 
 
@@ -184,6 +189,8 @@ def lr_factor(epoch: float, config: TrainConfig) -> float:
         return (epoch + 1e-8) / config.warmup_epochs
     if config.schedule == "exponential":
         return config.decay_rate ** math.floor(epoch / config.decay_epochs)
+    if config.schedule == "constant":
+        return 1.0
     progress = (epoch - config.warmup_epochs) / max(1e-8, config.epochs - config.warmup_epochs)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -352,6 +359,8 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: bool = False, 
         if channels_last:
             images = images.to(memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
+        if labels.ndim == 2:  # soft (multi-label, normalized) targets: score against the strongest label
+            labels = labels.argmax(1)
         with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=amp):
             logits = model(images).float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
@@ -389,12 +398,14 @@ class _Data:
     def __init__(self, config: TrainConfig, info: _Dist, device: torch.device, num_classes: int | None):
         self.config, self.info, self.device = config, info, device
         options = {}
-        if config.dataset == "synthetic":
+        if config.dataset in ("synthetic", "synthetic_b"):
             options = dict(config.synthetic)
             if num_classes is not None:
                 options.setdefault("num_classes", num_classes)
         elif config.dataset == "imagenette":
             options = {"size": config.imagenette_size}
+        elif config.dataset == "imagenet21k" and num_classes is not None:
+            options = {"num_classes": num_classes}
         common = dict(root=config.data_root, skip_corrupt=config.skip_corrupt)
         if config.download and info.main:  # rank 0 downloads; the others wait, then open the files
             for split in ("train", "val"):
@@ -404,7 +415,7 @@ class _Data:
         self.train_set = get_dataset(config.dataset, "train", **common, **options)
         self.val_set = get_dataset(config.dataset, "val", **common, **options)
         self.num_classes = num_classes or len(self.train_set.classes)
-        self.crop_fraction = 1.0 if config.dataset == "synthetic" else 0.875
+        self.crop_fraction = 1.0 if config.dataset.startswith("synthetic") else 0.875
         self._train_key = self._val_key = None
         self._train_loader = self._val_loader = None
 
@@ -416,8 +427,9 @@ class _Data:
         key = (stage.image_size, stage.randaug_magnitude)
         if key != self._train_key:  # a new stage: re-render / new transform, new workers
             self._render(self.train_set, stage.image_size)
-            scale = self.config.crop_scale or ((0.35, 1.0) if self.config.dataset == "synthetic" else (0.08, 1.0))
-            self.train_set.transform = train_transform(stage.image_size, stage.randaug_magnitude, scale=tuple(scale))
+            scale = self.config.crop_scale or ((0.35, 1.0) if self.config.dataset.startswith("synthetic") else (0.08, 1.0))
+            self.train_set.transform = train_transform(stage.image_size, stage.randaug_magnitude, scale=tuple(scale),
+                                                       random_erasing=self.config.random_erasing)
             self._shuffle = torch.Generator()
             if self.info.world > 1:
                 base = DistributedSampler(self.train_set, num_replicas=self.info.world, rank=self.info.rank,
@@ -493,16 +505,29 @@ def fit(config: TrainConfig, stages: Callable[[int], StageSettings] | None = Non
     torch.manual_seed(config.seed)
     data = _Data(config, info, device, config.num_classes)
     if config.image_size is None:
-        config.image_size = 64 if config.dataset == "synthetic" else build_model(config.model).config.train_size
+        config.image_size = 64 if config.dataset.startswith("synthetic") else build_model(config.model).config.train_size
     if config.eval_size is None:
-        config.eval_size = config.image_size if config.dataset == "synthetic" else build_model(config.model).config.eval_size
+        config.eval_size = (config.image_size if config.dataset.startswith("synthetic")
+                            else build_model(config.model).config.eval_size)
     config.num_classes = data.num_classes
     stages = stages or _constant_stages(config)
     overrides = dict(config.model_overrides, num_classes=data.num_classes, drop_path_rate=config.drop_path_rate,
                      bn_momentum=config.bn_momentum)
     if config.dropout is not None:
         overrides["dropout"] = config.dropout
-    model = build_model(config.model, **overrides).to(device)
+    model = build_model(config.model, **overrides)
+    init_report = None
+    if config.init_from and checkpoint is None:  # fresh fine-tuning run (a resumed one has its weights)
+        from .compat import load_pretrained, load_torchvision_pretrained
+
+        source = load_torchvision_pretrained(config.model) if config.init_from == "torchvision" else config.init_from
+        init_report = load_pretrained(model, source)
+        if info.main and not config.quiet:
+            print(f"initialized {config.model} {init_report}")
+    if config.freeze_backbone:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = name.startswith("classifier.")
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     world_batch = config.batch_size * info.world
@@ -545,6 +570,8 @@ def fit(config: TrainConfig, stages: Callable[[int], StageSettings] | None = Non
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "world_size": info.world, "peak_lr": lr, "steps_per_epoch": steps_per_epoch, "amp": amp,
             "channels_last": channels_last, **(extra_config or {})})
+        if init_report is not None:
+            (out / "init_report.json").write_text(json.dumps(init_report.to_dict(), indent=2))
         if metrics_path.exists():  # drop lines of epochs that the checkpoint does not cover
             lines = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= start_epoch]
             metrics_path.write_text("".join(line + "\n" for line in lines))
