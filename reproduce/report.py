@@ -131,7 +131,23 @@ def _efficiency_section(payload: dict) -> list[str]:
     return lines
 
 
+def _transfer_section(payload: dict) -> list[str]:
+    r = payload["results"]
+    lines = ["## Transfer learning (paper section 5.3, Table 8)", ""]
+    for notice in r.get("fallback_notices", []):
+        lines += ["> **Fallback:** " + notice.replace("!", "").strip().replace("\n", " "), ""]
+    lines += [
+        f"Conditions: {_conditions(payload)}; recipe `{r['recipe']}`, {r['steps']} fine-tuning steps, the same budget "
+        "from scratch. The paper's column is shown only where the model and data set are the paper's.", "", "```",
+        format_table(r["rows"], ["model", "dataset", "start", "epochs", "top1", "paper_top1"],
+                     ["model", "data set", "start", "epochs", "top-1 (ours)", "top-1 (paper Table 8)"]),
+        "```", "",
+    ]
+    return lines
+
+
 SECTIONS = {"01_architecture": _architecture_section, "02_training": _training_section,
+            "06_transfer": _transfer_section,
             "03_training_efficiency": _efficiency_section,
             "05_progressive_learning": _progressive_section}
 
