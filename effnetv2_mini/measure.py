@@ -209,8 +209,9 @@ def peak_step_memory(model: nn.Module, batch_size: int, image_size: int, amp: bo
     process's peak resident set size over the step, after resetting the peak through ``/proc/self/clear_refs``;
     it counts activations and gradients beyond what the process already held. To make the resident set follow
     live tensors, the first call pins glibc's mmap threshold at 128 KiB for the process (see
-    ``_pin_malloc_threshold``). A model's first step also counts one-time allocations. Raises an out-of-memory
-    error (see ``OUT_OF_MEMORY``) if the step does not fit.
+    ``_pin_malloc_threshold``). A model's first step also counts one-time allocations. Measure CPU figures in a
+    fresh process (a notebook kernel, a script): in a process that already grew and freed much memory we have
+    seen it under-count. Raises an out-of-memory error (see ``OUT_OF_MEMORY``) if the step does not fit.
     """
     device = _model_device(model)
     if device.type == "cuda":
