@@ -6,6 +6,8 @@
     effnetv2 train --model demo_v2_tiny --dataset synthetic --epochs 5 --out runs/demo
     effnetv2 train --nproc 8 --model efficientnetv2_s --dataset imagenet --data-root /data --epochs 350 --out runs/s
     effnetv2 eval --checkpoint runs/demo/best.pt --dataset synthetic
+    effnetv2 nas --space cpu --trials 20 --out runs/nas --epochs 4 --image-size 48
+    effnetv2 nas-summary --out runs/nas --top 5
 """
 
 from __future__ import annotations
@@ -108,6 +110,37 @@ def _eval(args) -> None:
           f"{result['top5']:.2f}%, loss {result['loss']:.4f} ({len(dataset)} images)")
 
 
+def _nas(args) -> None:
+    from .nas import failures, run_search, summarize
+    from .train import TrainConfig
+
+    synthetic = {"num_samples": args.train_samples} if args.train_samples else {}
+    template = TrainConfig(dataset=args.dataset, data_root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
+                           image_size=args.image_size, preset=args.preset, device=args.device, workers=args.workers,
+                           synthetic=synthetic)
+    study = run_search(args.out, template, args.trials, space=args.space, storage=args.storage, study_name=args.study,
+                       sampler=args.sampler, seed=args.seed, w=args.w, v=args.v)
+    _print_candidates(summarize(study, top=args.top))
+    failed = failures(study)
+    if failed:
+        print(f"{len(failed)} failed trial(s): " + "; ".join(f"#{f['trial']}: {f['reason']}" for f in failed))
+
+
+def _print_candidates(rows) -> None:
+    for rank, row in enumerate(rows, start=1):
+        print(f"{rank}. reward {row['reward']:.4f}  A {row['accuracy']:.3f}  S {row['normalized_step_time']:.2f}  "
+              f"P {row['params']:,}  trial {row['trial']}\n   {row['blocks']}")
+
+
+def _nas_summary(args) -> None:
+    from .nas import failures, load_study, summarize
+
+    study = load_study(args.out, args.storage, args.study)
+    _print_candidates(summarize(study, top=args.top, w=args.w, v=args.v))
+    for f in failures(study):
+        print(f"failed trial {f['trial']}: {f['reason']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="effnetv2", description="EfficientNetV2, small and readable.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +215,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
     p.add_argument("--skip-corrupt", action="store_true")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("nas", help="training-aware architecture search (paper section 3.2), resumable",
+                       description="Sample candidates, train each briefly, rank by A * S^w * P^v. Rerun the same command "
+                                   "to resume; start it on several machines with one --storage URL to share the study.")
+    p.add_argument("--out", required=True, help="search directory (holds nas.db and candidates/)")
+    p.add_argument("--trials", type=int, required=True, help="completed candidates to reach")
+    p.add_argument("--space", choices=["cpu", "b4"], default="cpu")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/nas.db)")
+    p.add_argument("--study", default="nas")
+    p.add_argument("--sampler", choices=["random", "tpe"], default="random")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--data-root")
+    p.add_argument("--epochs", type=int, default=4, help="proxy training epochs per candidate")
+    p.add_argument("--image-size", type=int, default=48, help="reduced proxy training size")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--train-samples", type=int, default=2000, help="synthetic only")
+    p.add_argument("--preset", choices=["paper", "simple"], default="simple")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--w", type=float, default=-0.07, help="exponent of the normalized step time")
+    p.add_argument("--v", type=float, default=-0.05, help="exponent of the parameter count")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=_nas)
+
+    p = sub.add_parser("nas-summary", help="the top candidates of a search, as block strings with A, S, P, reward")
+    p.add_argument("--out", required=True)
+    p.add_argument("--storage")
+    p.add_argument("--study", default="nas")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--w", type=float, help="re-rank with another exponent (default: the study's)")
+    p.add_argument("--v", type=float)
+    p.set_defaults(func=_nas_summary)
     return parser
 
 

@@ -139,6 +139,8 @@ def build_model(name: str | ModelConfig, num_classes: int | None = None, **overr
     unknown = sorted(set(overrides) - allowed)
     if unknown:
         raise TypeError(f"unknown override(s) {', '.join(unknown)} for build_model; allowed: {', '.join(sorted(allowed))}")
-    if overrides.get("blocks") is not None and isinstance(overrides["blocks"], str):
+    if isinstance(overrides.get("blocks"), str):
         overrides["blocks"] = tuple(overrides["blocks"].split())
+    elif isinstance(overrides.get("blocks"), list):  # e.g. from a JSON config
+        overrides["blocks"] = tuple(overrides["blocks"])
     return EfficientNet(dataclasses.replace(config, **overrides))

@@ -146,7 +146,24 @@ def _transfer_section(payload: dict) -> list[str]:
     return lines
 
 
-SECTIONS = {"01_architecture": _architecture_section, "02_training": _training_section,
+def _nas_section(payload: dict) -> list[str]:
+    r = payload["results"]
+    rows = [dict(row, rank=i + 1) for i, row in enumerate(r["ranked"][:5])]
+    lines = ["## Training-aware NAS (paper section 3.2)", ""]
+    if r.get("fallback_notice"):
+        lines += ["> **Fallback:** " + r["fallback_notice"].replace("!", "").strip().replace("\n", " "), ""]
+    lines += [
+        f"Conditions: {_conditions(payload)}; space `{r['space']}`, {len(r['ranked'])} completed candidates, "
+        f"{r['epochs']} proxy epochs at {r['image_size']} px on {r['dataset_used']}. The paper sampled up to 1000 "
+        "models (about 10 epochs each) and found EfficientNetV2 (fused early stages, small expansions, 3x3 kernels); "
+        "its search results are not published as numbers, so there is no column to set beside ours.", "", "```",
+        format_table(rows, ["rank", "trial", "reward", "accuracy", "normalized_step_time", "params"]), "```", "",
+    ]
+    lines += [f"- trial {row['trial']}: `{row['blocks']}`" for row in rows[:3]] + [""]
+    return lines
+
+
+SECTIONS = {"01_architecture": _architecture_section, "02_training": _training_section, "04_nas": _nas_section,
             "06_transfer": _transfer_section,
             "03_training_efficiency": _efficiency_section,
             "05_progressive_learning": _progressive_section}

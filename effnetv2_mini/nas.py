@@ -1,0 +1,279 @@
+"""Training-aware neural architecture search (paper section 3.2; PAPER.md section 4).
+
+Search space, per stage: operator {MBConv, Fused-MBConv}, number of layers, kernel {3, 5}, expansion {1, 4, 6};
+channel widths and strides come from a backbone (EfficientNet-B4-sized ``b4``, or the CPU-sized ``cpu``).
+Every candidate is an ordinary :class:`~effnetv2_mini.configs.ModelConfig` (block strings, ``build_model``).
+
+Each candidate is trained briefly at reduced size with the ordinary training loop, and scored by
+
+    reward = A * S^w * P^v,   w = -0.07, v = -0.05
+
+with A the accuracy, S the training-step time normalized by a reference model's (the backbone with MBConv
+everywhere, timed right beside each candidate so that machine load cancels), P the parameter count.
+
+The driver runs on Optuna: one trial per candidate, random sampling (the paper's baseline) or TPE, results and
+architecture as trial attributes. Storage defaults to ``<out>/nas.db`` (SQLite): a crashed or interrupted
+search resumes with the same command, and an interrupted candidate's training resumes from its run directory
+(``<out>/candidates/<architecture hash>``) when it is drawn again. Any database URL Optuna accepts lets workers
+on many machines share one study. A duplicate architecture is pruned, not trained twice; a candidate that runs
+out of memory or diverges is recorded as a failed trial with the reason.
+
+    effnetv2 nas --space cpu --trials 20 --out runs/nas --epochs 3
+    effnetv2 nas-summary --out runs/nas --top 5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .configs import ModelConfig, decode_arch
+from .measure import benchmark_throughput, count_params, pick_device
+from .model import build_model
+from .train import TrainConfig, TrainingDiverged, fit
+
+__all__ = ["SearchSpace", "SPACES", "reward", "run_search", "summarize", "candidate_blocks"]
+
+OPERATORS = ("MBConv", "Fused-MBConv")
+KERNELS = (3, 5)
+EXPANSIONS = (1, 4, 6)
+
+
+def reward(accuracy: float, step_time: float, params: float, w: float = -0.07, v: float = -0.05) -> float:
+    """The paper's reward A * S^w * P^v (S already normalized by the reference model's step time)."""
+    if accuracy < 0 or step_time <= 0 or params <= 0:
+        raise ValueError(f"reward needs accuracy >= 0, step_time > 0, params > 0; got {accuracy}, {step_time}, {params}")
+    return accuracy * step_time**w * params**v
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Stages of a backbone (channels, strides) with choices of operator, layers, kernel and expansion."""
+
+    name: str
+    backbone: tuple[str, ...]  # block strings: channels and strides (their other tokens are replaced)
+    layer_choices: tuple[tuple[int, ...], ...]
+    base_model: str  # registered model whose head, BN settings and dropout candidates inherit
+    reference: tuple[str, ...]  # block strings of the reference model for step-time normalization
+    head_channels: int = 1280
+    se_ratio: float = 0.25  # for MBConv stages (Fused-MBConv stages go without SE, as in V2)
+
+    def parameters(self) -> dict[str, tuple]:
+        """Every choice, by name: ``s<i>_op``, ``s<i>_layers``, ``s<i>_kernel``, ``s<i>_expand``."""
+        space = {}
+        for i, layers in enumerate(self.layer_choices):
+            space.update({f"s{i}_op": OPERATORS, f"s{i}_layers": layers, f"s{i}_kernel": KERNELS,
+                          f"s{i}_expand": EXPANSIONS})
+        return space
+
+    def sample(self, seed: int) -> dict:
+        """A random candidate, deterministic for ``seed`` (plain ``random``; the driver uses Optuna's sampler)."""
+        rng = random.Random(seed)
+        return {name: rng.choice(choices) for name, choices in self.parameters().items()}
+
+    def suggest(self, trial) -> dict:
+        return {name: trial.suggest_categorical(name, list(choices)) for name, choices in self.parameters().items()}
+
+    def blocks(self, choice: dict) -> tuple[str, ...]:
+        strings = []
+        for i, stage in enumerate(decode_arch(self.backbone)):
+            fused = choice[f"s{i}_op"] == "Fused-MBConv"
+            text = (f"r{choice[f's{i}_layers']}_k{choice[f's{i}_kernel']}_s{stage.stride}_e{choice[f's{i}_expand']}"
+                    f"_i{stage.in_channels}_o{stage.out_channels}")
+            strings.append(text + ("_c1" if fused else f"_se{self.se_ratio:g}"))
+        return tuple(strings)
+
+    def overrides(self, blocks: tuple[str, ...]) -> dict:
+        """``build_model(self.base_model, **overrides)`` builds the candidate."""
+        return {"blocks": list(blocks), "width_mult": 1.0, "depth_mult": 1.0, "head_channels": self.head_channels,
+                "fused_stages": 0, "guard_90": False}
+
+    def config(self, choice: dict) -> ModelConfig:
+        blocks = self.blocks(choice)
+        return dataclasses.replace(build_model_config(self.base_model), name=f"nas_{candidate_key(blocks)}",
+                                   family="nas", description="NAS candidate", **{
+                                       k: (tuple(v) if k == "blocks" else v) for k, v in self.overrides(blocks).items()})
+
+
+def build_model_config(name: str) -> ModelConfig:
+    from .configs import get_config
+
+    return get_config(name)
+
+
+def candidate_key(blocks) -> str:
+    return hashlib.sha1(" ".join(blocks).encode()).hexdigest()[:12]
+
+
+def candidate_blocks(params: dict, space: SearchSpace) -> tuple[str, ...]:
+    return space.blocks(params)
+
+
+SPACES = {
+    # EfficientNet-B4-sized (its channels and strides, width 1.4 applied), the paper's setting.
+    "b4": SearchSpace(
+        name="b4",
+        backbone=("r2_k3_s1_e1_i48_o24", "r4_k3_s2_e6_i24_o32", "r4_k5_s2_e6_i32_o56", "r6_k3_s2_e6_i56_o112",
+                  "r6_k5_s1_e6_i112_o160", "r8_k5_s2_e6_i160_o272", "r2_k3_s1_e6_i272_o448"),
+        layer_choices=((1, 2, 3), (2, 3, 4, 5), (2, 3, 4, 5), (4, 5, 6, 7), (4, 5, 6, 7), (6, 7, 8, 9), (1, 2, 3)),
+        base_model="efficientnet_b4",
+        reference=("r2_k3_s1_e1_i48_o24_se0.25", "r4_k3_s2_e6_i24_o32_se0.25", "r4_k5_s2_e6_i32_o56_se0.25",
+                   "r6_k3_s2_e6_i56_o112_se0.25", "r6_k5_s1_e6_i112_o160_se0.25", "r8_k5_s2_e6_i160_o272_se0.25",
+                   "r2_k3_s1_e6_i272_o448_se0.25"),
+        head_channels=1792,
+    ),
+    # Small enough to train tens of candidates on a 2-core CPU.
+    "cpu": SearchSpace(
+        name="cpu",
+        backbone=("r1_k3_s1_e1_i16_o16", "r1_k3_s2_e4_i16_o24", "r2_k3_s2_e4_i24_o32", "r2_k3_s2_e4_i32_o48"),
+        layer_choices=((1, 2), (1, 2), (1, 2, 3), (1, 2, 3)),
+        base_model="demo_v2_tiny",
+        reference=("r1_k3_s1_e1_i16_o16_se0.25", "r1_k3_s2_e4_i16_o24_se0.25", "r2_k3_s2_e4_i24_o32_se0.25",
+                   "r2_k3_s2_e4_i32_o48_se0.25"),
+        head_channels=256,
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Proxy evaluation and the driver
+# ------------------------------------------------------------------------------------------------------------
+
+
+def step_time(space: SearchSpace, blocks, image_size: int, batch_size: int, device, num_classes: int = 10) -> float:
+    """Median seconds of one training step (forward, loss, backward, SGD step) of the architecture ``blocks``."""
+    model = build_model(space.base_model, num_classes=num_classes, **space.overrides(tuple(blocks))).to(device)
+    cuda = torch.device(device).type == "cuda"
+    result = benchmark_throughput(model, image_size, batch_size, mode="train", warmup=2, repeats=5, amp=cuda,
+                                  channels_last=cuda)
+    return result["seconds_per_step"]
+
+
+def _storage(out_dir: Path, url: str | None):
+    import warnings
+
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats (stable since 2.9)
+    url = url or f"sqlite:///{(out_dir / 'nas.db').resolve()}"
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=5, grace_period=20)
+
+
+def run_search(out_dir: str | Path, train: TrainConfig, trials: int, space: str | SearchSpace = "cpu",
+               storage: str | None = None, study_name: str = "nas", sampler: str = "random", seed: int | None = None,
+               w: float = -0.07, v: float = -0.05, interrupt_in_trial: int | None = None):
+    """Run (or resume, or join) a search until ``trials`` candidates have completed; return the Optuna study.
+
+    ``train`` is the proxy-training template (data set, epochs, image size, batch size, device...); each candidate
+    trains in ``<out_dir>/candidates/<hash>``. ``interrupt_in_trial`` simulates Ctrl-C inside the n-th trial this
+    call starts (tests).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    space = SPACES[space] if isinstance(space, str) else space
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    samplers = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}
+    if sampler not in samplers:
+        raise ValueError(f"unknown sampler {sampler!r}; choose random or tpe")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=study_name, storage=_storage(out, storage), direction="maximize",
+                                sampler=samplers[sampler](seed=seed), load_if_exists=True)
+    optuna.storages.fail_stale_trials(study)
+    device = pick_device(train.device)
+    if "space" not in study.user_attrs:
+        study.set_user_attr("space", space.name)
+        study.set_user_attr("w", w)
+        study.set_user_attr("v", v)
+    started = 0
+
+    def objective(trial):
+        nonlocal started
+        started += 1
+        choice = space.suggest(trial)
+        blocks = space.blocks(choice)
+        key = candidate_key(blocks)
+        trial.set_user_attr("blocks", " ".join(blocks))
+        trial.set_user_attr("arch_key", key)
+        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if other.user_attrs.get("arch_key") == key:
+                raise optuna.TrialPruned(f"duplicate of trial {other.number}")
+        config = dataclasses.replace(train, model=space.base_model, model_overrides=space.overrides(blocks),
+                                     out_dir=str(out / "candidates" / key), quiet=True)
+        stop = 3 if interrupt_in_trial is not None and started == interrupt_in_trial else None
+        try:
+            summary = fit(config, stop_after_steps=stop)
+            with torch.device("meta"):
+                params = count_params(build_model(space.base_model, num_classes=10, **space.overrides(blocks)))
+            seconds = step_time(space, blocks, config.image_size or 64, config.batch_size, device)
+            # The reference is timed right beside the candidate, so machine load affects both alike.
+            reference_now = step_time(space, space.reference, config.image_size or 64, config.batch_size, device)
+        except (TrainingDiverged, *_out_of_memory()) as error:
+            trial.set_user_attr("failure", f"{type(error).__name__}: {error}")
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure", "interrupted; its training resumes if the architecture is drawn again")
+            raise
+        accuracy = summary["best_top1"] / 100
+        normalized = seconds / reference_now
+        for name, value in (("accuracy", accuracy), ("step_time", seconds), ("reference_step_time", reference_now),
+                            ("normalized_step_time", normalized),
+                            ("params", params), ("train_seconds", summary["wall_time"])):
+            trial.set_user_attr(name, value)
+        return reward(accuracy, normalized, params, w, v)
+
+    def complete():
+        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    if complete() < trials:
+        try:
+            study.optimize(objective, n_trials=10 * trials,
+                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=(TrialState.COMPLETE,))],
+                           catch=(TrainingDiverged, *_out_of_memory()))
+        except KeyboardInterrupt:
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if trial.user_attrs.get("failure", "").startswith("interrupted"):
+                    study.tell(trial.number, state=TrialState.FAIL)
+            raise
+    return study
+
+
+def _out_of_memory():
+    return (torch.OutOfMemoryError, MemoryError)
+
+
+def summarize(study, top: int = 5, w: float | None = None, v: float | None = None) -> list[dict]:
+    """The completed candidates ranked by reward (recomputed with ``w``, ``v`` if given: sensitivity)."""
+    from optuna.trial import TrialState
+
+    w = study.user_attrs.get("w", -0.07) if w is None else w
+    v = study.user_attrs.get("v", -0.05) if v is None else v
+    rows = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        a = trial.user_attrs
+        rows.append({"trial": trial.number, "blocks": a["blocks"], "accuracy": a["accuracy"],
+                     "normalized_step_time": a["normalized_step_time"], "params": a["params"],
+                     "reward": reward(a["accuracy"], a["normalized_step_time"], a["params"], w, v),
+                     **{k: trial.params[k] for k in trial.params}})
+    rows.sort(key=lambda r: r["reward"], reverse=True)
+    return rows[:top] if top else rows
+
+
+def failures(study) -> list[dict]:
+    from optuna.trial import TrialState
+
+    return [{"trial": t.number, "blocks": t.user_attrs.get("blocks"), "reason": t.user_attrs.get("failure", "unknown")}
+            for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))]
+
+
+def load_study(out_dir: str | Path, storage: str | None = None, study_name: str = "nas"):
+    import optuna
+
+    return optuna.load_study(study_name=study_name, storage=_storage(Path(out_dir), storage))

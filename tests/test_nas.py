@@ -1,0 +1,93 @@
+"""Training-aware NAS: the space, the reward, and a resumable, shareable Optuna search."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from effnetv2_mini import build_model
+from effnetv2_mini.measure import count_params
+from effnetv2_mini.nas import SPACES, load_study, reward, run_search, summarize
+from effnetv2_mini.train import TrainConfig
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_sampling_is_deterministic_and_covers_the_space(name):
+    space = SPACES[name]
+    assert space.sample(7) == space.sample(7)
+    samples = [space.sample(seed) for seed in range(400)]
+    assert len({tuple(sorted(s.items())) for s in samples}) > 300
+    for parameter, choices in space.parameters().items():
+        assert {s[parameter] for s in samples} == set(choices), parameter
+    assert {"MBConv", "Fused-MBConv"} == set(space.parameters()["s0_op"])
+    assert set(space.parameters()["s0_kernel"]) == {3, 5} and set(space.parameters()["s0_expand"]) == {1, 4, 6}
+
+
+def test_every_sampled_candidate_builds_and_runs():
+    space = SPACES["cpu"]
+    for seed in range(12):
+        choice = space.sample(seed)
+        model = build_model(space.base_model, num_classes=10, **space.overrides(space.blocks(choice))).eval()
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+        config = space.config(choice)  # an ordinary config of the configs module
+        assert count_params(build_model(config, num_classes=10)) == count_params(model)
+        fused = [s.fused for s in config.stages()]
+        assert fused == [choice[f"s{i}_op"] == "Fused-MBConv" for i in range(len(fused))]
+    b4 = SPACES["b4"]
+    with torch.device("meta"):
+        model = build_model(b4.base_model, **b4.overrides(b4.blocks(b4.sample(0))))
+    assert len(model.stages) == 7
+
+
+def test_reward_is_the_papers_formula():
+    assert reward(0.8, 1.0, 1.0) == pytest.approx(0.8)
+    assert reward(0.8, 2.0, 1e6) == pytest.approx(0.8 * 2.0**-0.07 * 1e6**-0.05)
+    assert reward(0.8, 2.0, 1e6, w=0.0, v=0.0) == pytest.approx(0.8)
+    assert reward(0.8, 0.5, 1e6) > reward(0.8, 2.0, 1e6)  # faster is better at equal accuracy
+    with pytest.raises(ValueError):
+        reward(0.5, 0.0, 10)
+
+
+def template(**overrides):
+    values = dict(dataset="synthetic", epochs=1, batch_size=32, image_size=32, preset="simple", workers=0,
+                  synthetic={"num_samples": 128}, device="cpu")
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_interrupted_search_resumes_to_exactly_n_unique_trials(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_search(tmp_path, template(), trials=3, seed=0, interrupt_in_trial=2)
+    study = load_study(tmp_path)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1 and failed[0].user_attrs["failure"].startswith("interrupted")
+    interrupted_dir = tmp_path / "candidates" / failed[0].user_attrs["arch_key"]
+    assert (interrupted_dir / "last.pt").exists()  # its training resumes if it is drawn again
+    study = run_search(tmp_path, template(), trials=3, seed=1)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 3
+    assert len({t.user_attrs["arch_key"] for t in complete}) == 3
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    rows = summarize(study, top=0)
+    assert [r["reward"] for r in rows] == sorted((r["reward"] for r in rows), reverse=True)
+    run_search(tmp_path, template(), trials=3)  # already done: no new trial
+    assert len(load_study(tmp_path).get_trials()) == len(study.get_trials())
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    command = [sys.executable, "-m", "effnetv2_mini.cli", "nas", "--out", str(tmp_path), "--trials", "4",
+               "--epochs", "1", "--image-size", "32", "--batch-size", "32", "--train-samples", "128", "--device", "cpu"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # The first worker creates the study (and measures the reference model) before the second joins.
+    first = subprocess.Popen(command + ["--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    second = subprocess.Popen(command + ["--seed", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    study = load_study(tmp_path)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) >= 4
+    assert len({t.user_attrs["arch_key"] for t in complete}) == len(complete)
+    assert not study.get_trials(states=(TrialState.FAIL,)) and not study.get_trials(states=(TrialState.RUNNING,))
