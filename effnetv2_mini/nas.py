@@ -169,6 +169,8 @@ def run_search(out_dir: str | Path, train: TrainConfig, trials: int, space: str 
                storage: str | None = None, study_name: str = "nas", sampler: str = "random", seed: int | None = None,
                w: float = -0.07, v: float = -0.05, interrupt_in_trial: int | None = None):
     """Run (or resume, or join) a search until ``trials`` candidates have completed; return the Optuna study.
+    With several workers, each stops once it sees ``trials`` complete, so up to one extra trial per worker may
+    finish.
 
     ``train`` is the proxy-training template (data set, epochs, image size, batch size, device...); each candidate
     trains in ``<out_dir>/candidates/<hash>``. ``interrupt_in_trial`` simulates Ctrl-C inside the n-th trial this
@@ -184,8 +186,7 @@ def run_search(out_dir: str | Path, train: TrainConfig, trials: int, space: str 
     if sampler not in samplers:
         raise ValueError(f"unknown sampler {sampler!r}; choose random or tpe")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=study_name, storage=_storage(out, storage), direction="maximize",
-                                sampler=samplers[sampler](seed=seed), load_if_exists=True)
+    study = _open_study(out, storage, study_name, samplers[sampler](seed=seed))
     optuna.storages.fail_stale_trials(study)
     device = pick_device(train.device)
     if "space" not in study.user_attrs:
@@ -243,6 +244,24 @@ def run_search(out_dir: str | Path, train: TrainConfig, trials: int, space: str 
                     study.tell(trial.number, state=TrialState.FAIL)
             raise
     return study
+
+
+def _open_study(out: Path, storage: str | None, study_name: str, sampler, attempts: int = 10):
+    """Create or join the study. Workers started together race to create the tables and the study; the loser
+    of that race gets a database error and simply tries again to join."""
+    import time
+
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(study_name=study_name, storage=_storage(out, storage), direction="maximize",
+                                       sampler=sampler, load_if_exists=True)
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.DuplicatedStudyError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def _out_of_memory():

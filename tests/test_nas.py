@@ -81,7 +81,8 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     command = [sys.executable, "-m", "effnetv2_mini.cli", "nas", "--out", str(tmp_path), "--trials", "4",
                "--epochs", "1", "--image-size", "32", "--batch-size", "32", "--train-samples", "128", "--device", "cpu"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    # The first worker creates the study (and measures the reference model) before the second joins.
+    # Both start at once on a fresh database: they race to create it, as workers started together on many
+    # machines would.
     first = subprocess.Popen(command + ["--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     second = subprocess.Popen(command + ["--seed", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     outputs = [p.communicate(timeout=300) for p in (first, second)]
