@@ -70,6 +70,20 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _time_steps(step, device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``step`` after ``warmup`` untimed ones (device synchronized)."""
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def benchmark_throughput(
     model: nn.Module,
     image_size: int,
@@ -117,15 +131,7 @@ def benchmark_throughput(
                 model(x)
 
     model.train(mode == "train")
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
+    times = _time_steps(step, device, warmup, repeats)
     median = statistics.median(times)
     return {
         "mode": mode,
@@ -294,13 +300,4 @@ def block_throughput(stage, resolution: int, batch_size: int, fused: bool, mode:
             with torch.no_grad(), _autocast(device, amp):
                 block(x)
 
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return batch_size / statistics.median(times)
+    return batch_size / statistics.median(_time_steps(step, device, warmup, repeats))

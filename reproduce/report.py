@@ -21,6 +21,13 @@ def _conditions(payload: dict) -> str:
             f"torch {c.get('torch')}, finished {c.get('finished_at')}")
 
 
+def _fallback(notice: str | None) -> list[str]:
+    """A training notebook's loud notice that it fell back to the synthetic set, as a report quote."""
+    if not notice:
+        return []
+    return ["> **Fallback:** " + notice.replace("!", "").strip().replace("\n", " "), ""]
+
+
 def _architecture_section(payload: dict) -> list[str]:
     rows = []
     for m in payload["results"]["models"]:
@@ -54,8 +61,7 @@ def _training_section(payload: dict) -> list[str]:
              "train_px": config["image_size"], "eval_px": config["eval_size"], "top1_ours": r["best_top1"],
              "top1_paper": paper_top1 if comparable else None}]
     lines = ["## Training with the paper's recipe (paper section 6)", ""]
-    if r.get("fallback_notice"):
-        lines += ["> **Fallback:** " + r["fallback_notice"].replace("!", "").strip().replace("\n", " "), ""]
+    lines += _fallback(r.get("fallback_notice"))
     lines += [
         f"Conditions: {_conditions(payload)}; {r['processes']} process(es), preset `{config['preset']}`, "
         f"{r['wall_time']:.0f} s of training.",
@@ -88,8 +94,7 @@ def _progressive_section(payload: dict) -> list[str]:
     paper = grid_rows(paper5["sizes"], paper5["magnitudes"], lambda i, j: paper5["top1"][i][j])
     comparison = r["comparison"]
     lines = ["## Progressive learning (paper section 4, Tables 5 and 6)", ""]
-    if r.get("fallback_notice"):
-        lines += ["> **Fallback:** " + r["fallback_notice"].replace("!", "").strip().replace("\n", " "), ""]
+    lines += _fallback(r.get("fallback_notice"))
     lines += [
         f"Conditions: {_conditions(payload)}; model {r['model']} on {r['dataset_used']}, grid runs of "
         f"{grid['epochs']} epochs, comparison runs of {sum(st['epochs'] for st in r['schedule']['stages'])} epochs.",
@@ -135,7 +140,7 @@ def _transfer_section(payload: dict) -> list[str]:
     r = payload["results"]
     lines = ["## Transfer learning (paper section 5.3, Table 8)", ""]
     for notice in r.get("fallback_notices", []):
-        lines += ["> **Fallback:** " + notice.replace("!", "").strip().replace("\n", " "), ""]
+        lines += _fallback(notice)
     lines += [
         f"Conditions: {_conditions(payload)}; recipe `{r['recipe']}`, {r['steps']} fine-tuning steps, the same budget "
         "from scratch. The paper's column is shown only where the model and data set are the paper's.", "", "```",
@@ -150,8 +155,7 @@ def _nas_section(payload: dict) -> list[str]:
     r = payload["results"]
     rows = [dict(row, rank=i + 1) for i, row in enumerate(r["ranked"][:5])]
     lines = ["## Training-aware NAS (paper section 3.2)", ""]
-    if r.get("fallback_notice"):
-        lines += ["> **Fallback:** " + r["fallback_notice"].replace("!", "").strip().replace("\n", " "), ""]
+    lines += _fallback(r.get("fallback_notice"))
     lines += [
         f"Conditions: {_conditions(payload)}; space `{r['space']}`, {len(r['ranked'])} completed candidates, "
         f"{r['epochs']} proxy epochs at {r['image_size']} px on {r['dataset_used']}. The paper sampled up to 1000 "
