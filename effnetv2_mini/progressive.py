@@ -31,14 +31,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .configs import get_config
 from .notebook import format_table
-from .train import StageSettings, TrainConfig, fit, load_checkpoint
+from .train import StageSettings, TrainConfig, config_from_dict, fit, read_launch_spec, run_under_torchrun
 
 __all__ = ["Stage", "ProgressiveSchedule", "linear_schedule", "preset", "variant", "fit_progressive", "compare_variants",
            "regularization_grid",
@@ -206,16 +204,9 @@ def fit_progressive(config: TrainConfig, schedule: ProgressiveSchedule, nproc: i
     under torchrun with ``nproc`` processes. The schedule is recorded in the run's ``config.json``."""
     config = dataclasses.replace(config, epochs=schedule.total_epochs, eval_size=schedule.eval_size,
                                  image_size=schedule.stages[-1].image_size)
-    record = {"progressive": schedule.to_dict()}
     if nproc <= 1:
-        return fit(config, stages=schedule.stage_at, extra_config=record, **fit_options)
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    spec = out / "launch.json"
-    spec.write_text(json.dumps({"config": dataclasses.asdict(config), "schedule": schedule.to_dict()}, indent=2))
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m",
-                    "effnetv2_mini.progressive", "--config", str(spec)], check=True)
-    return load_checkpoint(out / "last.pt")["summary"]
+        return fit(config, stages=schedule.stage_at, extra_config={"progressive": schedule.to_dict()}, **fit_options)
+    return run_under_torchrun("effnetv2_mini.progressive", config, nproc, schedule=schedule.to_dict())
 
 
 def compare_variants(config: TrainConfig, schedule: ProgressiveSchedule, variants=VARIANTS, seeds=(0,),
@@ -269,16 +260,8 @@ def regularization_grid(config: TrainConfig, sizes, magnitudes, epochs: int, mix
 
 
 def _main(argv=None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="One progressive training from a JSON spec (used under torchrun).")
-    parser.add_argument("--config", required=True)
-    args = parser.parse_args(argv)
-    spec = json.loads(Path(args.config).read_text())
-    values = spec["config"]
-    if values.get("crop_scale") is not None:
-        values["crop_scale"] = tuple(values["crop_scale"])
-    fit_progressive(TrainConfig(**values), ProgressiveSchedule.from_dict(spec["schedule"]))
+    spec = read_launch_spec(argv, "One progressive training from a launch spec (used under torchrun).")
+    fit_progressive(config_from_dict(spec["config"]), ProgressiveSchedule.from_dict(spec["schedule"]))
 
 
 if __name__ == "__main__":

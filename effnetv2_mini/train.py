@@ -50,8 +50,8 @@ from .measure import pick_device
 from .model import build_model
 from .synthetic import SyntheticShapes
 
-__all__ = ["TrainConfig", "PRESETS", "StageSettings", "fit", "launch", "evaluate", "RMSpropTF", "lr_factor",
-           "TrainingDiverged", "load_checkpoint"]
+__all__ = ["TrainConfig", "PRESETS", "StageSettings", "fit", "launch", "run_under_torchrun", "config_from_dict",
+           "evaluate", "RMSpropTF", "lr_factor", "TrainingDiverged", "load_checkpoint"]
 
 PRESETS = {
     "paper": dict(optimizer="rmsprop", base_lr=0.016, warmup_epochs=5.0, schedule="exponential", decay_rate=0.97,
@@ -700,6 +700,38 @@ def _summary(metrics_path: Path, best_top1: float, elapsed: float) -> dict:
             "metrics_path": str(metrics_path)}
 
 
+def config_from_dict(values: dict) -> TrainConfig:
+    """A :class:`TrainConfig` from its JSON form (``dataclasses.asdict``; JSON turns tuples into lists)."""
+    values = dict(values)
+    if values.get("crop_scale") is not None:
+        values["crop_scale"] = tuple(values["crop_scale"])
+    return TrainConfig(**values)
+
+
+def run_under_torchrun(module: str, config: TrainConfig, nproc: int, **extra) -> dict:
+    """Run ``python -m <module> --config <out_dir>/launch.json`` under torchrun with ``nproc`` processes on this
+    machine and return the run's summary. The spec file holds ``{"config": <config>, **extra}``; the module's
+    entry point reads it back with :func:`read_launch_spec` and :func:`config_from_dict`."""
+    import subprocess
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = out / "launch.json"
+    spec.write_text(json.dumps({"config": dataclasses.asdict(config), **extra}, indent=2))
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m", module,
+                    "--config", str(spec)], check=True)
+    checkpoint = load_checkpoint(out / "last.pt")
+    return checkpoint["summary"] or _summary(out / "metrics.jsonl", checkpoint["best_top1"], checkpoint["elapsed"])
+
+
+def read_launch_spec(argv=None, description: str = "Run one training from a launch spec (used under torchrun).") -> dict:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="the launch.json written by run_under_torchrun")
+    return json.loads(Path(parser.parse_args(argv).config).read_text())
+
+
 def launch(config: TrainConfig, nproc: int = 1, stages=None) -> dict:
     """Train in this process (``nproc`` 1), or under ``torchrun`` with ``nproc`` processes on this machine.
 
@@ -710,29 +742,11 @@ def launch(config: TrainConfig, nproc: int = 1, stages=None) -> dict:
         return fit(config, stages=stages)
     if stages is not None:
         raise ValueError("custom stage schedules run in-process only; use nproc=1 or the progressive module's CLI")
-    import subprocess
-
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    spec = out / "launch.json"
-    spec.write_text(json.dumps(dataclasses.asdict(config), indent=2))
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m", "effnetv2_mini.train",
-               "--config", str(spec)]
-    subprocess.run(command, check=True)
-    checkpoint = load_checkpoint(out / "last.pt")
-    return checkpoint["summary"] or _summary(out / "metrics.jsonl", checkpoint["best_top1"], checkpoint["elapsed"])
+    return run_under_torchrun("effnetv2_mini.train", config, nproc)
 
 
 def _main(argv=None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Run one training from a JSON TrainConfig (used under torchrun).")
-    parser.add_argument("--config", required=True)
-    args = parser.parse_args(argv)
-    values = json.loads(Path(args.config).read_text())
-    if values.get("crop_scale") is not None:
-        values["crop_scale"] = tuple(values["crop_scale"])
-    fit(TrainConfig(**values))
+    fit(config_from_dict(read_launch_spec(argv)["config"]))
 
 
 if __name__ == "__main__":

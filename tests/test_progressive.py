@@ -157,3 +157,15 @@ def test_grid_and_variant_comparison_run_and_resume(tmp_path):
     assert fixed_sizes == {32}
     again = compare_variants(config, schedule, variants=("fixed", "progressive"), seeds=(0,))  # finished: no-op
     assert [(r["final_top1"], r["total_seconds"]) for r in again] == [(r["final_top1"], r["total_seconds"]) for r in rows]
+
+
+def test_progressive_run_under_torchrun_with_two_processes(tmp_path, monkeypatch):
+    """The shared torchrun launcher: spec written, read back by ``python -m effnetv2_mini.progressive``."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    schedule = linear_schedule(2, 2, (24, 32), 32)
+    summary = fit_progressive(tiny(tmp_path, device="cpu"), schedule, nproc=2)
+    assert summary["epochs"] == 2
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["world_size"] == 2 and config["progressive"]["stages"][1]["image_size"] == 32
+    spec = json.loads((tmp_path / "launch.json").read_text())
+    assert set(spec) == {"config", "schedule"}

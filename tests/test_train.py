@@ -153,7 +153,7 @@ def test_launch_config_round_trips_through_json(tmp_path):
 
     config = tiny_config(tmp_path / "run", epochs=1, crop_scale=(0.5, 1.0))
     spec = tmp_path / "launch.json"
-    spec.write_text(json.dumps(dataclasses.asdict(config)))
+    spec.write_text(json.dumps({"config": dataclasses.asdict(config)}))  # the spec run_under_torchrun writes
     _main(["--config", str(spec)])
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["crop_scale"] == [0.5, 1.0]
     assert len(read_metrics(tmp_path / "run")) == 1
