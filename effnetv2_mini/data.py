@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import tarfile
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -42,7 +41,6 @@ __all__ = [
     "train_transform",
     "eval_transform",
     "batch_mixer",
-    "LoaderSettings",
     "make_loader",
     "collate_skipping",
     "IMAGENET_MEAN",
@@ -311,15 +309,6 @@ def collate_skipping(batch):
         return None, None, skipped
     images, labels = torch.utils.data.default_collate(kept)
     return images, labels, skipped
-
-
-@dataclass(frozen=True)
-class LoaderSettings:
-    """What a loader depends on; the training loop rebuilds loaders only when these change."""
-
-    image_size: int
-    randaug_magnitude: float = 0.0
-    train: bool = True
 
 
 def make_loader(dataset: Dataset, batch_size: int, train: bool, workers: int = 2, device: torch.device | None = None,

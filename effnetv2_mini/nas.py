@@ -32,12 +32,12 @@ from pathlib import Path
 
 import torch
 
-from .configs import ModelConfig, decode_arch
+from .configs import ModelConfig, decode_arch, get_config
 from .measure import benchmark_throughput, count_params, pick_device
 from .model import build_model
 from .train import TrainConfig, TrainingDiverged, fit
 
-__all__ = ["SearchSpace", "SPACES", "reward", "run_search", "summarize", "candidate_blocks"]
+__all__ = ["SearchSpace", "SPACES", "reward", "run_search", "summarize", "failures", "load_study"]
 
 OPERATORS = ("MBConv", "Fused-MBConv")
 KERNELS = (3, 5)
@@ -95,23 +95,13 @@ class SearchSpace:
 
     def config(self, choice: dict) -> ModelConfig:
         blocks = self.blocks(choice)
-        return dataclasses.replace(build_model_config(self.base_model), name=f"nas_{candidate_key(blocks)}",
+        return dataclasses.replace(get_config(self.base_model), name=f"nas_{candidate_key(blocks)}",
                                    family="nas", description="NAS candidate", **{
                                        k: (tuple(v) if k == "blocks" else v) for k, v in self.overrides(blocks).items()})
 
 
-def build_model_config(name: str) -> ModelConfig:
-    from .configs import get_config
-
-    return get_config(name)
-
-
 def candidate_key(blocks) -> str:
     return hashlib.sha1(" ".join(blocks).encode()).hexdigest()[:12]
-
-
-def candidate_blocks(params: dict, space: SearchSpace) -> tuple[str, ...]:
-    return space.blocks(params)
 
 
 SPACES = {

@@ -31,8 +31,8 @@ ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
 V2_MAX_EVAL_SIZE = 480
 # The released EfficientNet-B0..B7 (official efficientnet code): width, depth, resolution, dropout.
 V1_COEFFICIENTS = {
-    f"efficientnet_b{i}": (cfg.width_mult, cfg.depth_mult, cfg.eval_size, cfg.dropout)
-    for i, cfg in enumerate(get_config(f"efficientnet_b{j}") for j in range(8))
+    name: (cfg.width_mult, cfg.depth_mult, cfg.eval_size, cfg.dropout)
+    for name, cfg in ((f"efficientnet_b{i}", get_config(f"efficientnet_b{i}")) for i in range(8))
 }
 
 

@@ -23,12 +23,12 @@ filed under several synsets gets all of them as a normalized label (``data.Multi
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from .compat import LoadReport, load_pretrained
 from .data import get_dataset
 from .model import EfficientNet, build_model
+from .reference import paper_table
 from .train import TrainConfig
 
 __all__ = ["FINETUNE_PRESETS", "IMAGENET21K_CLASSES", "finetune_config", "imagenet21k_config", "from_21k_to_1k",
@@ -41,12 +41,8 @@ FINETUNE_PRESETS = {
     "code": dict(batch_size=512, lr=0.001, steps=10_000, schedule="constant", warmup_epochs=0.0, weight_decay=0.0,
                  random_erasing=0.5, ema_decay=0.9996, optimizer="sgd", label_smoothing=0.1, preset="paper"),
 }
-# Paper Table 8 (top-1 %, models pretrained on ImageNet-1k).
-PAPER_TABLE_8 = {
-    "efficientnetv2_s": {"cifar10": 98.7, "cifar100": 91.5, "flowers102": 97.9, "stanford_cars": 93.8},
-    "efficientnetv2_m": {"cifar10": 99.0, "cifar100": 92.2, "flowers102": 98.5, "stanford_cars": 94.6},
-    "efficientnetv2_l": {"cifar10": 99.1, "cifar100": 92.3, "flowers102": 98.8, "stanford_cars": 95.1},
-}
+# Paper Table 8 (top-1 %, models pretrained on ImageNet-1k), from the reference file.
+PAPER_TABLE_8 = paper_table("table8")["top1"]
 
 
 def finetune_config(model: str, dataset: str, init_from: str | None, recipe: str = "paper", steps: int | None = None,
@@ -96,6 +92,3 @@ def from_21k_to_1k(source, model: str | None = None, num_classes: int = 1000) ->
     target = build_model(model, num_classes=num_classes, **overrides)
     return target, load_pretrained(target, source)
 
-
-def with_recipe(config: TrainConfig, **changes) -> TrainConfig:
-    return dataclasses.replace(config, **changes)
