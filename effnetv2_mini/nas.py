@@ -37,7 +37,7 @@ from .measure import benchmark_throughput, count_params, pick_device
 from .model import build_model
 from .train import TrainConfig, TrainingDiverged, fit
 
-__all__ = ["SearchSpace", "SPACES", "reward", "run_search", "summarize", "failures", "load_study"]
+__all__ = ["SearchSpace", "SPACES", "reward", "run_search", "summarize", "pareto_front", "failures", "load_study"]
 
 OPERATORS = ("MBConv", "Fused-MBConv")
 KERNELS = (3, 5)
@@ -273,6 +273,16 @@ def summarize(study, top: int = 5, w: float | None = None, v: float | None = Non
                      **{k: trial.params[k] for k in trial.params}})
     rows.sort(key=lambda r: r["reward"], reverse=True)
     return rows[:top] if top else rows
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """The candidates no other candidate beats on both accuracy and step time, fastest first."""
+
+    def dominated(r):
+        return any(o is not r and o["accuracy"] >= r["accuracy"] and o["normalized_step_time"] <= r["normalized_step_time"]
+                   and (o["accuracy"] > r["accuracy"] or o["normalized_step_time"] < r["normalized_step_time"]) for o in rows)
+
+    return sorted((r for r in rows if not dominated(r)), key=lambda r: r["normalized_step_time"])
 
 
 def failures(study) -> list[dict]:

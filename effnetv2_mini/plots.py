@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Patch, Rectangle
 
 __all__ = ["BLOCK_COLORS", "draw_architecture", "plot_params_vs_flops", "plot_training_curves", "show_images",
-           "plot_regularization_grid", "plot_schedule", "plot_accuracy_vs_time"]
+           "plot_regularization_grid", "plot_schedule", "plot_accuracy_vs_time", "plot_nas_candidates",
+           "plot_finetune_curves", "plot_relative_throughput"]
 
 BLOCK_COLORS = {"Fused-MBConv": "#f28e2b", "MBConv": "#4e79a7", "other": "#bab0ac"}
 
@@ -186,4 +187,59 @@ def plot_accuracy_vs_time(rows: list[dict], ax=None):
     ax.set_ylabel("val top-1 (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return ax
+
+
+def plot_nas_candidates(ranked: list[dict], front: list[dict] | None = None, ax=None):
+    """NAS candidates: proxy accuracy A against normalized step time S, marker size by parameters P, colour by
+    the reward A * S^w * P^v (paper section 3.2); ``front`` (e.g. ``nas.pareto_front``) drawn as a dashed line."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.2))
+    largest = max(r["params"] for r in ranked)
+    points = ax.scatter([r["normalized_step_time"] for r in ranked], [r["accuracy"] for r in ranked],
+                        s=[30 + 300 * r["params"] / largest for r in ranked], c=[r["reward"] for r in ranked],
+                        cmap="viridis", alpha=0.8)
+    if front:
+        ax.plot([r["normalized_step_time"] for r in front], [r["accuracy"] for r in front], "r--o", label="Pareto front")
+        ax.legend()
+    ax.set_xlabel("training-step time / reference (S)")
+    ax.set_ylabel("proxy accuracy (A)")
+    ax.figure.colorbar(points, ax=ax, label="reward")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_finetune_curves(curves: dict[str, list[dict]], ax=None):
+    """Validation top-1 per epoch of each fine-tuning run (``"model/data set/start"`` -> metrics rows)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    for name, metrics in curves.items():
+        ax.plot([m["epoch"] for m in metrics], [m["val_top1"] for m in metrics],
+                "o-" if "pretrained" in name else "s--", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val top-1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("fine-tuning from pretrained weights vs training from scratch")
+    return ax
+
+
+def plot_relative_throughput(rows: list[dict], ax=None):
+    """Table 3 as bars: training throughput of each fused-stage variant relative to no fused stages, ours beside
+    the paper's TPUv3 and V100 (rows: fused_stages, train_images_per_sec, paper_tpu, paper_v100)."""
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.8))
+    base = next(r for r in rows if r["fused_stages"] == 0)
+    series = [("ours", "train_images_per_sec"), ("paper TPUv3", "paper_tpu"), ("paper V100", "paper_v100")]
+    x = np.arange(len(rows))
+    for k, (label, key) in enumerate(series):
+        ax.bar(x + (k - 1) * 0.27, [r[key] / base[key] for r in rows], width=0.27, label=label)
+    ax.axhline(1.0, color="gray", lw=0.8)
+    ax.set_xticks(x, ["none" if not r["fused_stages"] else f"1-{r['fused_stages']}" for r in rows])
+    ax.set_xlabel("stages with Fused-MBConv (EfficientNet-B4)")
+    ax.set_ylabel("training images/s vs no fused")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
     return ax

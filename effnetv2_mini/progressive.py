@@ -36,6 +36,7 @@ from pathlib import Path
 
 from .configs import get_config
 from .notebook import format_table
+from .reference import paper_table
 from .train import StageSettings, TrainConfig, config_from_dict, fit, read_launch_spec, run_under_torchrun
 
 __all__ = ["Stage", "ProgressiveSchedule", "linear_schedule", "preset", "variant", "fit_progressive", "compare_variants",
@@ -43,12 +44,9 @@ __all__ = ["Stage", "ProgressiveSchedule", "linear_schedule", "preset", "variant
            "VARIANTS",
            "PAPER_TABLE_6", "CODE_PRESETS"]
 
-# Paper Table 6: (min, max) per model.
-PAPER_TABLE_6 = {
-    "efficientnetv2_s": dict(image_size=(128, 300), randaug_magnitude=(5, 15), mixup_alpha=(0, 0), dropout=(0.1, 0.3)),
-    "efficientnetv2_m": dict(image_size=(128, 380), randaug_magnitude=(5, 20), mixup_alpha=(0, 0.2), dropout=(0.1, 0.4)),
-    "efficientnetv2_l": dict(image_size=(128, 380), randaug_magnitude=(5, 25), mixup_alpha=(0, 0.4), dropout=(0.1, 0.5)),
-}
+# Paper Table 6: (min, max) per model, from the reference data file.
+PAPER_TABLE_6 = {model: {key: tuple(bounds) for key, bounds in ranges.items()}
+                 for model, ranges in paper_table("table6")["ranges"].items()}
 # Official code (hparams / effnetv2_configs): final train size, RandAugment max, mixup max, fixed dropout.
 CODE_PRESETS = {
     "efficientnetv2_s": dict(train_size=300, randaug_max=10, mixup_max=0.0, dropout=0.2),
