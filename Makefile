@@ -1,5 +1,5 @@
 # effnetv2-mini
-#   make reproduce [PLAN=smoke]   the reproduction: run a plan's notebooks, write runs/PLAN/report.md
+#   make reproduce [PLAN=auto]    the reproduction: quick plan if Imagenette + GPU, else smoke; runs/PLAN/report.{md,html}
 #   make test                     lint, unit tests and every notebook (nbval, smoke profile)
 #   make lab                      JupyterLab with the project's kernel
 #   make bench                    our V2-S vs torchvision's, CPU (see docs/benchmarks.md)
@@ -8,7 +8,7 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-PLAN ?= smoke
+PLAN ?= auto
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 # Reinstall when pyproject.toml changes or the checkout moves (the editable install points at it).

@@ -27,7 +27,8 @@ from types import SimpleNamespace
 
 import torch
 
-__all__ = ["PROFILES", "resolve_profile", "settings", "conditions", "save_results", "load_results", "format_table"]
+__all__ = ["PROFILES", "resolve_profile", "settings", "conditions", "save_results", "load_results", "format_table",
+           "format_value"]
 
 PROFILES = ("smoke", "quick", "full")
 RESULTS_SCHEMA = 1
@@ -89,7 +90,8 @@ def load_results(path: str | os.PathLike) -> dict:
         return json.load(handle)
 
 
-def _cell(value) -> str:
+def format_value(value) -> str:
+    """One table cell: "-" for None, thousands separators, two decimals (scientific notation below 0.01)."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -104,7 +106,7 @@ def _cell(value) -> str:
 def format_table(rows: list[dict], columns: list[str], headers: list[str] | None = None) -> str:
     """A fixed-width text table (deterministic, so nbval can compare it)."""
     headers = headers or columns
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    cells = [[format_value(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     numeric = [all(isinstance(row.get(c), (int, float)) or row.get(c) is None for row in rows) for c in columns]
 

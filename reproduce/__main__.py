@@ -14,7 +14,8 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a plan's notebooks (resumable)")
-    p.add_argument("plan", help=f"a plan name ({', '.join(available_plans())}) or the path of a plan file")
+    p.add_argument("plan", help=f"a plan name ({', '.join(available_plans())}), the path of a plan file, or auto "
+                               "(quick if Imagenette and a GPU are available, else smoke)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks of the plan")
     p.add_argument("--force", action="store_true", help="rerun notebooks that are already done")
     p.add_argument("--dry-run", action="store_true", help="print what would run and why, run nothing")
@@ -22,8 +23,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", help="cpu, cuda, cuda:1, ...; passed to notebooks that take device")
     p.add_argument("--runs-dir", default=None, help="where runs/<plan>/ goes (default: ./runs of the repo)")
 
-    p = sub.add_parser("report", help="write runs/<plan>/report.md from the results that exist")
+    p = sub.add_parser("report", help="write runs/<plan>/report.md and report.html from the results that exist")
     p.add_argument("plan")
+    p.add_argument("--data-root", help=argparse.SUPPRESS)
     p.add_argument("--runs-dir", default=None)
 
     p = sub.add_parser("clean", help="strip notebook outputs except cells marked # NBVAL_CHECK_OUTPUT")
@@ -38,7 +40,7 @@ def main(argv=None) -> int:
     try:
         if args.command == "plans":
             for name in available_plans():
-                print(f"{name:<10} {load_plan(name).description}")
+                print(f"{name:<17} {load_plan(name).description}")
             return 0
         if args.command == "clean":
             from .nbclean import clean_file
@@ -46,6 +48,12 @@ def main(argv=None) -> int:
             found = [p for nb in args.notebooks for p in clean_file(nb, check=args.check)]
             print("\n".join(found) if found else "notebooks are clean")
             return 1 if found else 0
+        if args.plan == "auto":
+            from .choose import choose_plan
+
+            name, why = choose_plan(args.data_root or "data")
+            print(why if name != "quick" else f"plan auto -> quick: {why}", file=sys.stderr if name != "quick" else sys.stdout)
+            args.plan = name
         plan = load_plan(args.plan)
         runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS_DIR
         if args.command == "report":

@@ -1,7 +1,12 @@
-"""The batch runner: plan validation with line numbers, resumable runs, failures recorded, timeouts."""
+"""The batch runner: plan validation with line numbers, resumable runs, failures recorded, timeouts, Ctrl-C."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import nbformat
@@ -29,6 +34,14 @@ WRITES_RESULTS = textwrap.dedent("""
 """)
 
 
+HELD = textwrap.dedent("""
+    import json, os, time
+    while hold and os.path.exists(hold):  # the test holds this notebook mid-run, then interrupts the batch
+        time.sleep(0.2)
+    json.dump({"notebook": "held", "profile": profile, "results": {}}, open(os.path.join(output_dir, "held.json"), "w"))
+""")
+
+
 @pytest.fixture
 def workspace(tmp_path):
     notebooks = tmp_path / "notebooks"
@@ -36,6 +49,7 @@ def workspace(tmp_path):
     make_notebook(notebooks / "good.ipynb", WRITES_RESULTS.format(name="good"))
     make_notebook(notebooks / "bad.ipynb", "raise RuntimeError('deliberate failure in bad')")
     make_notebook(notebooks / "slow.ipynb", WRITES_RESULTS.format(name="slow"))
+    make_notebook(notebooks / "held.ipynb", HELD, 'profile = None\noutput_dir = "out"\nhold = ""')
     return tmp_path
 
 
@@ -75,6 +89,24 @@ def test_bad_plans_are_rejected_with_the_line(workspace, text, message, line):
     assert f"line {line}" in str(error.value) and str(path) in str(error.value)
 
 
+def test_malformed_yaml_names_the_file_and_line(workspace):
+    path = write_plan(workspace, "name: t\nnotebooks:\n  - good\n  - [bad\n")
+    with pytest.raises(PlanError) as error:
+        load_plan(str(path), notebooks_dir=workspace / "notebooks")
+    assert "not valid YAML" in str(error.value) and str(path) in str(error.value) and "line 5" in str(error.value)
+
+
+def test_shipped_full_plans_use_torchrun_and_separate_transfer_runs():
+    full = load_plan("full")
+    assert {e.name for e in full.entries} >= {"01_architecture", "02_training", "05_progressive_learning", "07_report"}
+    assert all(e.parameters.get("nproc", 8) > 1 for e in full.entries if e.name in ("02_training", "05_progressive_learning"))
+    assert [e.name for e in load_plan("full_transfer").entries] == ["06_transfer", "07_report"]
+    assert load_plan("full_imagenet21k").entries[0].parameters["init_from"] == "imagenet21k"
+    smoke = load_plan("smoke")
+    notebooks = Path(__file__).parent.parent / "notebooks"
+    assert [e.name for e in smoke.entries] == sorted(p.stem for p in notebooks.glob("0*.ipynb"))
+
+
 def test_unsafe_yaml_is_not_executed(workspace):
     path = write_plan(workspace, "name: !!python/object/apply:os.system ['echo hacked']\nnotebooks: [good]\n")
     with pytest.raises(PlanError, match="not valid YAML"):
@@ -98,7 +130,9 @@ def test_run_records_failure_continues_and_resumes(workspace, capsys):
     assert (runs / "t" / "bad.ipynb").exists()  # papermill saved the failing notebook for inspection
     results = json.loads((runs / "t" / "good.json").read_text())
     assert results["profile"] == "smoke"
-    assert (runs / "t" / "report.md").exists()
+    report = (runs / "t" / "report.md").read_text()
+    assert "| bad | failed |" in report and "deliberate failure in bad" in report
+    assert (runs / "t" / "report.html").exists()
 
     capsys.readouterr()
     run_plan(plan, runs_dir=runs, dry_run=True)
@@ -130,3 +164,38 @@ def test_only_with_unknown_name_is_an_error(workspace):
     plan = load_plan(str(write_plan(workspace, "name: t\nnotebooks: [good]\n")), notebooks_dir=workspace / "notebooks")
     with pytest.raises(ValueError, match="not in plan"):
         run_plan(plan, runs_dir=workspace / "runs", only=["nope"])
+
+
+def test_ctrl_c_mid_notebook_then_rerun_resumes_without_redoing_finished(workspace):
+    hold = workspace / "hold"
+    hold.touch()
+    plan_path = write_plan(workspace, f"""
+        name: t
+        notebooks:
+          - good
+          - name: held
+            parameters: {{hold: "{hold}"}}
+    """)
+    runs = workspace / "runs"
+    script = (f"from reproduce.plans import load_plan; from reproduce.runner import run_plan; "
+              f"run_plan(load_plan({str(plan_path)!r}, notebooks_dir={str(workspace / 'notebooks')!r}), runs_dir={str(runs)!r})")
+    batch = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent.parent)
+    status_path = runs / "t" / "status.json"
+    deadline = time.monotonic() + 120
+    while not (status_path.exists() and "good" in json.loads(status_path.read_text())
+               and (runs / "t" / "logs" / "held.log").exists()):
+        assert time.monotonic() < deadline and batch.poll() is None, "the batch did not reach the held notebook"
+        time.sleep(0.2)
+    time.sleep(1.0)  # let papermill start the held notebook's kernel
+    os.kill(batch.pid, signal.SIGINT)  # Ctrl-C
+    assert batch.wait(timeout=60) != 0
+    status = json.loads(status_path.read_text())
+    assert status["good"]["state"] == "done" and status["held"]["state"] == "interrupted"
+    finished = status["good"]["finished"]
+
+    hold.unlink()
+    plan = load_plan(str(plan_path), notebooks_dir=workspace / "notebooks")
+    assert run_plan(plan, runs_dir=runs) == 0
+    status = json.loads(status_path.read_text())
+    assert status["good"]["finished"] == finished  # not redone
+    assert status["held"]["state"] == "done" and (runs / "t" / "held.json").exists()
