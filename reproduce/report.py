@@ -18,6 +18,7 @@ import html
 import io
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -463,9 +464,21 @@ def build_report(plan_name: str, description: str, notebooks: list[str], out_dir
             state = status.get(name, {}).get("state", "not run")
             glance.append({"table": COVERS[name], "paper": "", "ours": f"({name}: {state})", "conditions": "", "verdict": ""})
             continue
-        payload = json.loads(path.read_text())
+        try:
+            payload = json.loads(path.read_text())
+            figures: dict = {}
+            made = SECTIONS[name](payload, figures)
+        except (ValueError, KeyError, TypeError, IndexError) as error:  # an older schema, a hand-edited file
+            problem = f"{type(error).__name__}: {error}"
+            sections.append(Section(f"{name}: results that cannot be read", [
+                ("quote", f"**{path.name} could not be turned into its section** ({problem}). Results written by an "
+                          f"older version? Rerun the notebook: `python -m reproduce run PLAN --only {name} --force`.")]))
+            glance.append({"table": COVERS[name], "paper": "", "ours": f"({name}: unreadable results)",
+                           "conditions": "", "verdict": ""})
+            continue
+        drawers.update(figures)  # only a section that was made brings its figures
         profiles.add(payload.get("profile"))
-        for section in SECTIONS[name](payload, drawers):
+        for section in made:
             sections.append(section)
             if section.glance:
                 glance.append(section.glance)
@@ -500,7 +513,12 @@ def _draw(drawers: dict) -> dict[str, bytes]:
 
     figures = {}
     for name, draw in drawers.items():
-        figure = draw()
+        try:
+            figure = draw()
+        except Exception as error:  # noqa: BLE001 - a figure is not worth losing the report for
+            print(f"report: figure {name} left out ({type(error).__name__}: {error})", file=sys.stderr)
+            plt.close("all")
+            continue
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
         plt.close(figure)

@@ -103,6 +103,18 @@ def test_missing_results_are_listed_not_invented(tmp_path):
     assert text.count("not run)") == len(SECTIONS) and "83.10" not in text
 
 
+def test_unreadable_results_become_a_clear_section_not_a_crash(tmp_path):
+    run = write_run(tmp_path / "smoke", "smoke", "synthetic")
+    payload = json.loads((run / "04_nas.json").read_text())
+    del payload["results"]["ranked"]
+    (run / "04_nas.json").write_text(json.dumps(payload))
+    (run / "06_transfer.json").write_text("{not json")
+    text = build_report("smoke", "", list(SECTIONS), run, draw=False).markdown()
+    assert "## 04_nas: results that cannot be read" in text and "KeyError: 'ranked'" in text
+    assert "## 06_transfer: results that cannot be read" in text and "--only 06_transfer --force" in text
+    assert "## Table 5:" in text  # the other sections are still there
+
+
 @pytest.mark.parametrize("imagenette, device, plan", [
     ("present", "cuda (H100)", "quick"), ("downloadable", "cuda (H100)", "quick"),
     (None, "cuda (H100)", "smoke"), ("present", None, "smoke"), (None, None, "smoke"),
