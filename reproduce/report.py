@@ -249,7 +249,9 @@ def _training_section(payload: dict, figures: dict) -> list[Section]:
         history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
         figures["training_curves"] = lambda: plot_training_curves(history, title=f"{r['model']} on {r['dataset_used']}")
         blocks.append(("figure", "training_curves", "loss, top-1 and training images/s per epoch"))
-    glance = {"table": "Table 7: top-1", "paper": f"{paper_top1}% ({r['model']}, ImageNet)" if paper_top1 else "no number",
+    reference = f"{paper_top1}% ({r['model']}, ImageNet)" if paper_top1 else \
+        f"{paper_value('efficientnetv2_s', 'top1')[0]}% (efficientnetv2_s, ImageNet); {r['model']} has no paper number"
+    glance = {"table": "Table 7: top-1", "paper": reference,
               "ours": f"{r['best_top1']:.1f}% ({r['model']})",
               "conditions": f"{r['dataset_used']}, {config['epochs']} epochs, {config['image_size']}/{config['eval_size']} px, "
                             f"{_device(payload)}, {r['wall_time']:.0f} s", "verdict": _verdict(payload)}
@@ -478,9 +480,12 @@ def build_report(plan_name: str, description: str, notebooks: list[str], out_dir
             continue
         drawers.update(figures)  # only a section that was made brings its figures
         profiles.add(payload.get("profile"))
+        seconds = status.get(name, {}).get("seconds")
         for section in made:
             sections.append(section)
             if section.glance:
+                if seconds is not None:
+                    section.glance["conditions"] += f"; notebook wall-clock {seconds:.0f} s"
                 glance.append(section.glance)
 
     notices = []
