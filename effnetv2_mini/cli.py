@@ -87,7 +87,7 @@ def _train(args) -> None:
 
 
 def _eval(args) -> None:
-    from .data import eval_transform, get_dataset, make_loader
+    from .data import eval_transform, get_dataset, is_built_in, make_loader
     from .train import evaluate, load_checkpoint
 
     checkpoint = load_checkpoint(args.checkpoint)
@@ -99,7 +99,7 @@ def _eval(args) -> None:
         weights = {k.removeprefix("module."): v for k, v in weights.items() if k.startswith("module.")}
     model.load_state_dict(weights)
     model.to(device)
-    synthetic = args.dataset.startswith("synthetic")
+    synthetic = is_built_in(args.dataset)
     size = args.image_size or (64 if synthetic else model.config.eval_size)
     options = {"resolution": size} if synthetic else {}
     dataset = get_dataset(args.dataset, "val", root=args.data_root, skip_corrupt=args.skip_corrupt, **options)

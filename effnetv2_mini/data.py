@@ -37,6 +37,9 @@ __all__ = [
     "CorruptImageError",
     "get_dataset",
     "dataset_or_fallback",
+    "loud_notice",
+    "is_built_in",
+    "imagenette_url",
     "MultiLabelImageFolder",
     "train_transform",
     "eval_transform",
@@ -121,12 +124,19 @@ class _SkipAware(Dataset):
         return (self.transform(image) if self.transform is not None else image), label
 
 
-def _imagenette(root: Path, split: str, size: str, download: bool, loader):
+def imagenette_url(size: str = "320px") -> str:
+    """Where torchvision downloads Imagenette of this ``size`` from."""
     from torchvision.datasets import Imagenette
 
     if size not in IMAGENETTE_SIZES:
         raise ValueError(f"imagenette size must be one of {', '.join(IMAGENETTE_SIZES)}, got {size!r}")
-    url, _ = Imagenette._ARCHIVES[size]
+    return Imagenette._ARCHIVES[size][0]
+
+
+def _imagenette(root: Path, split: str, size: str, download: bool, loader):
+    from torchvision.datasets import Imagenette
+
+    url = imagenette_url(size)
     folder = root / Path(url).stem
     archive = root / Path(url).name
     if not folder.exists() and archive.exists():  # fetched by hand: unpack it (no checksum: it may be a mirror)
@@ -199,6 +209,14 @@ def _torchvision_transfer(name: str, root: Path, split: str, download: bool):
         return constructors[name]()
     except (urllib.error.URLError, OSError, RuntimeError) as error:
         raise _not_found(name, root, str(error).splitlines()[0] if str(error) else type(error).__name__) from error
+
+
+BUILT_IN = ("synthetic", "synthetic_b")  # generated in code: no files, no download
+
+
+def is_built_in(name: str) -> bool:
+    """True for the data sets generated in code (:mod:`effnetv2_mini.synthetic`)."""
+    return name in BUILT_IN
 
 
 DATASETS = ("synthetic", "synthetic_b", "imagenette", "imagenet", "imagenet21k", "imagefolder", "cifar10", "cifar100",
@@ -329,16 +347,20 @@ def make_loader(dataset: Dataset, batch_size: int, train: bool, workers: int = 2
     )
 
 
+def loud_notice(message: str) -> str:
+    """``NOTICE: message`` between two rows of ``!``: what a batch must not let scroll by unseen."""
+    return f"{'!' * 100}\nNOTICE: {message}\n{'!' * 100}"
+
+
 def dataset_or_fallback(name: str, root: str | Path | None, download: bool = False, **options) -> tuple[str, str]:
     """``(name to use, notice)``: ``name`` if its training split can be opened (or downloaded), else
     ``"synthetic"`` with a loud notice saying why, so that a batch without data still runs end to end.
     The notice is empty when no fallback happened."""
-    if name in ("synthetic", "synthetic_b"):
+    if is_built_in(name):
         return name, ""
     try:
         get_dataset(name, "train", root=root, download=download, **options)
         return name, ""
     except (DatasetNotFoundError, ValueError) as error:
-        notice = ("!" * 100 + f"\nNOTICE: {error}\nFalling back to the built-in synthetic data set: these numbers are NOT "
-                  f"{name} numbers.\n" + "!" * 100)
+        notice = loud_notice(f"{error}\nFalling back to the built-in synthetic data set: these numbers are NOT {name} numbers.")
         return "synthetic", notice

@@ -45,7 +45,7 @@ from torch.utils.data import DistributedSampler, RandomSampler, Sampler, Sequent
 from tqdm import tqdm
 
 from . import __version__
-from .data import batch_mixer, collate_skipping, eval_transform, get_dataset, make_loader, train_transform
+from .data import batch_mixer, collate_skipping, eval_transform, get_dataset, is_built_in, make_loader, train_transform
 from .measure import pick_device
 from .model import build_model
 from .synthetic import SyntheticShapes
@@ -398,7 +398,7 @@ class _Data:
     def __init__(self, config: TrainConfig, info: _Dist, device: torch.device, num_classes: int | None):
         self.config, self.info, self.device = config, info, device
         options = {}
-        if config.dataset in ("synthetic", "synthetic_b"):
+        if is_built_in(config.dataset):
             options = dict(config.synthetic)
             if num_classes is not None:
                 options.setdefault("num_classes", num_classes)
@@ -415,7 +415,7 @@ class _Data:
         self.train_set = get_dataset(config.dataset, "train", **common, **options)
         self.val_set = get_dataset(config.dataset, "val", **common, **options)
         self.num_classes = num_classes or len(self.train_set.classes)
-        self.crop_fraction = 1.0 if config.dataset.startswith("synthetic") else 0.875
+        self.crop_fraction = 1.0 if is_built_in(config.dataset) else 0.875
         self._train_key = self._val_key = None
         self._train_loader = self._val_loader = None
 
@@ -427,7 +427,7 @@ class _Data:
         key = (stage.image_size, stage.randaug_magnitude)
         if key != self._train_key:  # a new stage: re-render / new transform, new workers
             self._render(self.train_set, stage.image_size)
-            scale = self.config.crop_scale or ((0.35, 1.0) if self.config.dataset.startswith("synthetic") else (0.08, 1.0))
+            scale = self.config.crop_scale or ((0.35, 1.0) if is_built_in(self.config.dataset) else (0.08, 1.0))
             self.train_set.transform = train_transform(stage.image_size, stage.randaug_magnitude, scale=tuple(scale),
                                                        random_erasing=self.config.random_erasing)
             self._shuffle = torch.Generator()
@@ -505,9 +505,9 @@ def fit(config: TrainConfig, stages: Callable[[int], StageSettings] | None = Non
     torch.manual_seed(config.seed)
     data = _Data(config, info, device, config.num_classes)
     if config.image_size is None:
-        config.image_size = 64 if config.dataset.startswith("synthetic") else build_model(config.model).config.train_size
+        config.image_size = 64 if is_built_in(config.dataset) else build_model(config.model).config.train_size
     if config.eval_size is None:
-        config.eval_size = (config.image_size if config.dataset.startswith("synthetic")
+        config.eval_size = (config.image_size if is_built_in(config.dataset)
                             else build_model(config.model).config.eval_size)
     config.num_classes = data.num_classes
     stages = stages or _constant_stages(config)

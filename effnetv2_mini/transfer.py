@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 
 from .compat import LoadReport, load_pretrained
-from .data import get_dataset
+from .data import get_dataset, is_built_in
 from .model import EfficientNet, build_model
 from .reference import paper_table
 from .train import TrainConfig
@@ -61,7 +61,7 @@ def finetune_config(model: str, dataset: str, init_from: str | None, recipe: str
     values.pop("steps", None)
     extra = {k: v for k, v in overrides.items() if k not in values and k != "steps"}
     if train_size is None:
-        options = dict(extra.get("synthetic", {})) if dataset.startswith("synthetic") else {}
+        options = dict(extra.get("synthetic", {})) if is_built_in(dataset) else {}
         train_size = len(get_dataset(dataset, "train", root=extra.get("data_root"), **options))
     epochs = max(1, math.ceil(steps * values["batch_size"] / train_size))
     return TrainConfig(model=model, dataset=dataset, init_from=init_from, epochs=epochs, **values, **extra)

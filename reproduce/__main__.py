@@ -25,7 +25,6 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("report", help="write runs/<plan>/report.md and report.html from the results that exist")
     p.add_argument("plan")
-    p.add_argument("--data-root", help=argparse.SUPPRESS)
     p.add_argument("--runs-dir", default=None)
 
     p = sub.add_parser("clean", help="strip notebook outputs except cells marked # NBVAL_CHECK_OUTPUT")
@@ -51,9 +50,11 @@ def main(argv=None) -> int:
         if args.plan == "auto":
             from .choose import choose_plan
 
-            name, why = choose_plan(args.data_root or "data")
-            print(why if name != "quick" else f"plan auto -> quick: {why}", file=sys.stderr if name != "quick" else sys.stdout)
-            args.plan = name
+            args.plan, why = choose_plan(getattr(args, "data_root", None) or "data")
+            if args.plan == "quick":
+                print(f"plan auto -> quick: {why}")
+            else:
+                print(why, file=sys.stderr)
         plan = load_plan(args.plan)
         runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS_DIR
         if args.command == "report":

@@ -11,37 +11,34 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-BANNER = "!" * 100
-
 
 def imagenette_source(data_root: str | Path, timeout: float = 5.0) -> str | None:
     """``"present"`` if Imagenette opens from ``data_root``, ``"downloadable"`` if its archive URL answers,
     else ``None``. Nothing is downloaded here (the quick plan's notebooks download it)."""
-    from torchvision.datasets import Imagenette
-
-    from effnetv2_mini.data import DatasetNotFoundError, get_dataset
+    from effnetv2_mini.data import DatasetNotFoundError, get_dataset, imagenette_url
 
     try:
         get_dataset("imagenette", "train", root=data_root, download=False)
         return "present"
     except DatasetNotFoundError:
         pass
-    url = Imagenette._ARCHIVES["320px"][0]
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+        with urllib.request.urlopen(urllib.request.Request(imagenette_url(), method="HEAD"), timeout=timeout):
             return "downloadable"
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
 
 def accelerator() -> str | None:
+    """The GPU that ``pick_device("auto")`` would train on, described; ``None`` on a CPU-only machine."""
     import torch
 
-    if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name(0)})"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return None
+    from effnetv2_mini.measure import pick_device
+
+    device = pick_device("auto")
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return None if device.type == "cpu" else device.type
 
 
 def choose_plan(data_root: str | Path = "data", imagenette: str | None = None, device: str | None = None,
@@ -56,8 +53,9 @@ def choose_plan(data_root: str | Path = "data", imagenette: str | None = None, d
         missing.append(f"Imagenette is neither in {data_root}/ nor downloadable (offline?)")
     if not device:
         missing.append("no GPU was found (the quick plan trains EfficientNetV2-S; on a CPU that takes days)")
-    notice = (f"{BANNER}\nNOTICE: running the SMOKE plan, not the quick one: {'; '.join(missing)}.\n"
-              "The smoke plan checks that every notebook runs, on built-in data and tiny models; its numbers are NOT "
-              "a reproduction. Put Imagenette in the data folder (or go online) on a GPU machine and rerun, or pick a "
-              f"plan: make reproduce PLAN=quick.\n{BANNER}")
-    return "smoke", notice
+    from effnetv2_mini.data import loud_notice
+
+    return "smoke", loud_notice(
+        f"running the SMOKE plan, not the quick one: {'; '.join(missing)}.\nThe smoke plan checks that every notebook "
+        "runs, on built-in data and tiny models; its numbers are NOT a reproduction. Put Imagenette in the data folder "
+        "(or go online) on a GPU machine and rerun, or pick a plan: make reproduce PLAN=quick.")

@@ -157,19 +157,18 @@ _PAGE = """<!doctype html>
 
 def _conditions(payload: dict) -> str:
     c = payload.get("conditions", {})
-    return (f"profile **{payload.get('profile')}**, device {c.get('device')} ({c.get('device_name')}), "
-            f"torch {c.get('torch')}, finished {c.get('finished_at')}")
+    return (f"profile **{payload.get('profile')}**, device {_device(payload)}, torch {c.get('torch')}, "
+            f"finished {c.get('finished_at')}")
 
 
-def _is_reproduction(payload: dict, dataset: str | None = "imagenet") -> bool:
-    """A trained number counts as a reproduction only from a ``full`` run on the paper's data set."""
-    results = payload.get("results", {})
-    used = results.get("dataset_used", dataset)
-    return payload.get("profile") in REPRODUCTION_PROFILES and (dataset is None or used == dataset)
+def _is_reproduction(payload: dict) -> bool:
+    """A trained number counts as a reproduction only from a ``full`` run on the paper's data set, ImageNet."""
+    used = payload.get("results", {}).get("dataset_used", "imagenet")
+    return payload.get("profile") in REPRODUCTION_PROFILES and used == "imagenet"
 
 
-def _verdict(payload: dict, dataset: str | None = "imagenet") -> str:
-    if _is_reproduction(payload, dataset):
+def _verdict(payload: dict) -> str:
+    if _is_reproduction(payload):
         return "yes"
     profile = payload.get("profile")
     used = payload.get("results", {}).get("dataset_used")
@@ -291,15 +290,14 @@ def _efficiency_section(payload: dict, figures: dict) -> list[Section]:
 
 
 def _nas_section(payload: dict, figures: dict) -> list[Section]:
+    from effnetv2_mini.nas import pareto_front
     from effnetv2_mini.plots import plot_nas_candidates
 
     r = payload["results"]
     ranked = r["ranked"]
     rows = [dict(row, rank=i + 1) for i, row in enumerate(ranked[:5])]
-    front = [row for row in ranked if row["trial"] in set(r.get("pareto_trials", []))]
-    front.sort(key=lambda row: row["normalized_step_time"])
     if ranked:
-        figures["nas_candidates"] = lambda: plot_nas_candidates(ranked, front).figure
+        figures["nas_candidates"] = lambda: plot_nas_candidates(ranked, pareto_front(ranked)).figure
     best = ranked[0] if ranked else None
     glance = {"table": "Section 3.2: NAS", "paper": "V2-S (fused early stages, small expansions, 3x3 kernels)",
               "ours": f"best reward {best['reward']:.3f}" if best else "no completed candidate",
@@ -387,6 +385,7 @@ def _progressive_sections(payload: dict, figures: dict) -> list[Section]:
     fixed = [row for row in comparison if row["variant"] == "fixed"]
     progressive = [row for row in comparison if row["variant"] == "progressive"]
     b7_hours, b7_top1 = claims["efficientnet_b7_hours"], claims["efficientnet_b7_top1"]
+    b7_speedup = b7_hours["fixed"] / b7_hours["progressive"]
     ours = "-"
     if fixed and progressive:
         speedup = sum(row["train_seconds"] for row in fixed) / sum(row["train_seconds"] for row in progressive)
@@ -395,14 +394,14 @@ def _progressive_sections(payload: dict, figures: dict) -> list[Section]:
     speed = Section("Progressive learning: speed-up at equal epochs (paper section 5, ablations)", conditions + [
         ("p", f"Every variant trains {epochs} epochs; `time / fixed` is its training wall-clock over the fixed-size run's. "
               f"Paper ({claims['source']}): EfficientNet-B7 from {b7_hours['fixed']} h to {b7_hours['progressive']} h "
-              f"({b7_hours['fixed'] / b7_hours['progressive']:.1f}x), top-1 {b7_top1['fixed']}% -> {b7_top1['progressive']}%; "
+              f"({b7_speedup:.1f}x), top-1 {b7_top1['fixed']}% -> {b7_top1['progressive']}%; "
               + ", ".join(f"{name} {x}x" for name, x in claims["speedups"].items())
               + f"; adaptive regularization +{claims['adaptive_regularization_gain_points']} points over fixed "
               "regularization under the same schedule."),
         ("table", comparison, ["variant", "seed", "final_top1", "train_seconds", "time_vs_fixed"],
          ["variant", "seed", "top-1 (ours)", "train s", "time / fixed"]),
         ("figure", "progressive_accuracy_time", "top-1 against training wall-clock, one curve per variant"),
-    ], {"table": "Progressive speed-up", "paper": f"B7 {b7_hours['fixed'] / b7_hours['progressive']:.1f}x faster, "
+    ], {"table": "Progressive speed-up", "paper": f"B7 {b7_speedup:.1f}x faster, "
         f"{b7_top1['fixed']}% -> {b7_top1['progressive']}%", "ours": ours,
         "conditions": f"{r['model']}, {r['dataset_used']}, {epochs} epochs, {_device(payload)}",
         "verdict": _verdict(payload)})
@@ -431,10 +430,13 @@ def _transfer_section(payload: dict, figures: dict) -> list[Section]:
     paired = [row for row in pretrained if row.get("paper_top1") is not None]
     shown = paired[0] if paired else (pretrained[0] if pretrained else None)
     full = payload.get("profile") in REPRODUCTION_PROFILES and bool(paired)
-    glance = {"table": "Table 8: transfer", "paper": f"{shown['model']} on {shown['dataset']}: {shown['paper_top1']}%"
-              if paired else "V2-S: CIFAR-10 98.7%, CIFAR-100 91.5%", "ours": f"{shown['model']} on {shown['dataset']}: "
-              f"{shown['top1']:.1f}%" if shown else "-", "conditions": f"{r['steps']} steps, recipe {r['recipe']}, "
-              f"{_device(payload)}", "verdict": "yes" if full else f"**no** ({payload.get('profile')} profile"
+    v2_s = paper_table("table8")["top1"]["efficientnetv2_s"]
+    paper = (f"{shown['model']} on {shown['dataset']}: {shown['paper_top1']}%" if paired
+             else f"V2-S: CIFAR-10 {v2_s['cifar10']}%, CIFAR-100 {v2_s['cifar100']}%")
+    glance = {"table": "Table 8: transfer", "paper": paper,
+              "ours": f"{shown['model']} on {shown['dataset']}: {shown['top1']:.1f}%" if shown else "-",
+              "conditions": f"{r['steps']} steps, recipe {r['recipe']}, {_device(payload)}",
+              "verdict": "yes" if full else f"**no** ({payload.get('profile')} profile"
               + ("" if paired else ", not the paper's data sets") + ")"}
     return [Section("Transfer learning (paper section 5.3, Table 8)", blocks, glance)]
 
