@@ -1,4 +1,4 @@
-"""The building blocks of EfficientNet and EfficientNetV2 (paper Fig. 2 and section 3.2).
+"""The building blocks of EfficientNet and EfficientNetV2 (paper Figure 2 and section 3.3).
 
 - :class:`ConvBNAct`      convolution -> BatchNorm -> SiLU (or no activation)
 - :class:`SqueezeExcite`  squeeze-and-excitation, squeeze width from the *block input* channels
@@ -6,7 +6,7 @@
 - :class:`MBConv`         1x1 expand -> kxk depthwise -> SE -> 1x1 project     (EfficientNet's block)
 - :class:`FusedMBConv`    kxk conv (expand + spatial in one) -> SE -> 1x1 project (V2's early-stage block)
 
-Padding is symmetric, ``(k - 1) // 2``, as in torchvision (PAPER.md section 8: weights trained with
+Padding is symmetric, ``(k - 1) // 2``, as in torchvision (docs/paper.md#blocks-figure-2: weights trained with
 TensorFlow "same" padding lose about 1% top-1 when run with symmetric padding at stride 2).
 """
 
@@ -44,7 +44,7 @@ class ConvBNAct(nn.Module):
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation (paper section 3.2, Fig. 2).
+    """Squeeze-and-excitation (paper Figure 2).
 
     Global average pool -> 1x1 conv to ``squeeze_channels`` (with bias) -> SiLU -> 1x1 conv back (with
     bias) -> sigmoid -> rescale the input channels. The official code sets
@@ -92,7 +92,7 @@ def _se_channels(block_in: int, se_ratio: float) -> int:
 
 class _InvertedResidual(nn.Module):
     """What MBConv and Fused-MBConv share: ``out = branch(x)``, plus ``x`` through stochastic depth when the
-    block keeps its shape (stride 1 and equal channels; paper section 2 of PAPER.md)."""
+    block keeps its shape (stride 1 and equal channels; docs/paper.md#blocks-figure-2)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, drop_path: float):
         super().__init__()
@@ -149,11 +149,13 @@ class MBConv(_InvertedResidual):
 
 
 class FusedMBConv(_InvertedResidual):
-    """Fused-MBConv (paper Fig. 2, right; section 3.2): the 1x1 expansion and the depthwise ``kxk`` of
+    """Fused-MBConv (paper Figure 2, right; section 3.3): the 1x1 expansion and the depthwise ``kxk`` of
     MBConv are replaced by one regular ``kxk`` convolution, which uses accelerators better in early stages.
 
     ``expand_ratio != 1``: ``kxk`` conv with the stride to ``in * e`` channels, BN, SiLU -> SE (optional;
-    no V2 config uses it) -> 1x1 project, BN. ``expand_ratio == 1``: a single ``kxk`` conv, BN, SiLU.
+    no V2 config uses it) -> 1x1 project, BN. ``expand_ratio == 1``: a single ``kxk`` conv, BN, SiLU; an SE, if
+    configured, comes *before* that conv, on the block's input, as in the official ``FusedMBConvBlock`` (whose SE
+    always acts on the expansion output, which for e == 1 is the input itself).
     """
 
     def __init__(
@@ -171,8 +173,8 @@ class FusedMBConv(_InvertedResidual):
         super().__init__(in_channels, out_channels, stride, drop_path)
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
         if expand_ratio == 1:
+            self.se = SqueezeExcite(in_channels, _se_channels(in_channels, se_ratio)) if se_ratio else None
             self.fused = ConvBNAct(in_channels, out_channels, kernel, stride, **bn)
-            self.se = SqueezeExcite(out_channels, _se_channels(in_channels, se_ratio)) if se_ratio else None
             self.project = None
         else:
             hidden = in_channels * expand_ratio
@@ -181,9 +183,9 @@ class FusedMBConv(_InvertedResidual):
             self.project = ConvBNAct(hidden, out_channels, 1, act=False, **bn)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
+        if self.project is None:  # e == 1: [SE on the input ->] one kxk conv
+            return self.fused(x if self.se is None else self.se(x))
         out = self.fused(x)
         if self.se is not None:
             out = self.se(out)
-        if self.project is not None:
-            out = self.project(out)
-        return out
+        return self.project(out)

@@ -1,7 +1,7 @@
 """EfficientNet / EfficientNetV2 built from a :class:`~effnetv2_mini.configs.ModelConfig`.
 
 stem (3x3 stride-2 ConvBNAct) -> stages of MBConv / Fused-MBConv blocks -> head (1x1 ConvBNAct to 1280
-channels) -> global average pool -> dropout -> linear (PAPER.md section 2; paper Table 4).
+channels) -> global average pool -> dropout -> linear (paper Figure 2 and Table 4; docs/paper.md#blocks-figure-2).
 """
 
 from __future__ import annotations
@@ -16,6 +16,21 @@ from .blocks import ConvBNAct, FusedMBConv, MBConv
 from .configs import ModelConfig, StageArgs, get_config, list_models
 
 __all__ = ["EfficientNet", "build_model", "list_models"]
+
+
+def _official_conv_std(conv: nn.Conv2d) -> float:
+    """Standard deviation of the official conv initializer (effnetv2_model.py ``conv_kernel_initializer``):
+    N(0, sqrt(2 / fan_out)) with fan_out = kernel_h * kernel_w * the last dimension of the TF kernel.
+
+    That dimension is ``out_channels`` for a regular conv (TF kernel [k, k, in, out]) but the depth multiplier
+    ``out_channels / groups`` (1 in EfficientNet) for a depthwise conv (TF kernel [k, k, channels, multiplier]):
+    a 3x3 depthwise conv gets sqrt(2 / 9) = 0.471. PyTorch's kaiming_normal_(mode="fan_out") counts all
+    ``out_channels`` for a depthwise weight [C, 1, k, k], a std sqrt(C) times too small.
+    """
+    kernel_h, kernel_w = conv.kernel_size
+    depthwise = conv.groups > 1 and conv.groups == conv.in_channels
+    outputs = conv.out_channels // conv.groups if depthwise else conv.out_channels
+    return math.sqrt(2.0 / (kernel_h * kernel_w * outputs))
 
 
 class EfficientNet(nn.Module):
@@ -34,7 +49,7 @@ class EfficientNet(nn.Module):
         for args in stage_args:
             blocks = []
             for repeat in range(args.repeats):
-                # Survival probability 1 - rate * idx / num_blocks (PAPER.md section 2).
+                # Survival probability 1 - rate * idx / num_blocks (docs/paper.md#blocks-figure-2).
                 drop_path = config.drop_path_rate * block_index / total_blocks
                 block_cls = FusedMBConv if args.fused else MBConv
                 blocks.append(
@@ -60,10 +75,11 @@ class EfficientNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Official initialisation: conv ~ N(0, sqrt(2 / fan_out)), dense ~ U(+-1/sqrt(classes))."""
+        """Official initialisation: conv ~ N(0, sqrt(2 / fan_out)) (see :func:`_official_conv_std`; depthwise convs
+        count one output per input channel), dense ~ U(+-1/sqrt(classes)), batch norm weight 1 and bias 0."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.normal_(module.weight, mean=0.0, std=_official_conv_std(module))
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.BatchNorm2d):

@@ -10,15 +10,23 @@ Sources to fine-tune from (``init_from``): a checkpoint of our training engine (
 (ours, torchvision's; DDP/EMA prefixes stripped). What was loaded, newly initialized and ignored is printed and
 written to the run's ``init_report.json`` (see :func:`effnetv2_mini.compat.load_pretrained`).
 
-Fine-tuning presets (PAPER.md sections 6-7):
+Fine-tuning recipes (docs/paper.md#transfer-learning-section-53 and #paper-official-code-and-our-presets), both
+from the official ``ImagenetFt`` config where the paper is silent: RMSProp, 0.001 at batch 512 (0.0005 per 256
+images, scaled with the batch), 1 warm-up epoch, EMA 0.9996, label smoothing 0.1, dropout 0, stochastic depth 0.2,
+the official fine-tuning preprocessing (the whole image resized to the training size, flip, a noise-filled cutout
+of half the side), starting from the checkpoint's EMA weights (``ft_init_ema``):
 
-- ``paper``: batch 512, lr 0.001 with cosine decay, 10,000 steps, no weight decay, cutout (``v2.RandomErasing``,
-  p=0.5: our reading of "cutout"). The paper does not name the optimizer; we use SGD with Nesterov momentum 0.9.
-- ``code``: the official code's variant: constant lr and an EMA of 0.9996 (otherwise as ``paper``).
+- ``paper``: the paper's schedule: cosine decay over 10,000 steps, no weight decay.
+- ``code``: the official code's: constant lr, weight decay 1e-5, max(10,000 steps, 15 epochs).
 
-ImageNet-21k (section 5.2): 60 epochs, cosine, no progressive stages, no augmentation, 21,841 classes; an image
-filed under several synsets gets all of them as a normalized label (``data.MultiLabelImageFolder``). Then
-:func:`from_21k_to_1k` swaps the 21,841-way head for a 1,000-way one to fine-tune on ImageNet-1k for 15 epochs.
+Torchvision's ImageNet weights were trained on ImageNet mean/std inputs, so fine-tuning them keeps that
+normalization (the official code's checkpoints use its own, which the recipes use otherwise).
+
+ImageNet-21k (section 5.2, official ``ImageNet21k`` config): 60 epochs, 0.008 per 256 images, 1 warm-up epoch,
+cosine, no label smoothing, no stochastic depth, dropout 0, 224 px, no RandAugment or mixup (the official random
+crop and flip stay), no progressive stages, 21,841 classes; an image filed under several synsets gets all of them
+as a normalized label (``data.MultiLabelImageFolder``). Then :func:`from_21k_to_1k` swaps the 21,841-way head for
+a 1,000-way one to fine-tune on ImageNet-1k for 15 epochs.
 """
 
 from __future__ import annotations
@@ -27,51 +35,60 @@ import math
 
 from .compat import LoadReport, load_pretrained
 from .data import get_dataset, is_built_in
+from .loaders import ClassSubset
 from .model import EfficientNet, build_model
 from .reference import paper_table
 from .train import TrainConfig
 
-__all__ = ["FINETUNE_PRESETS", "IMAGENET21K_CLASSES", "finetune_config", "imagenet21k_config", "from_21k_to_1k",
+__all__ = ["FINETUNE_RECIPES", "IMAGENET21K_CLASSES", "finetune_config", "imagenet21k_config", "from_21k_to_1k",
            "PAPER_TABLE_8"]
 
 IMAGENET21K_CLASSES = 21_841
-FINETUNE_PRESETS = {
-    "paper": dict(batch_size=512, lr=0.001, steps=10_000, schedule="cosine", warmup_epochs=0.0, weight_decay=0.0,
-                  random_erasing=0.5, ema_decay=0.0, optimizer="sgd", label_smoothing=0.1, preset="paper"),
-    "code": dict(batch_size=512, lr=0.001, steps=10_000, schedule="constant", warmup_epochs=0.0, weight_decay=0.0,
-                 random_erasing=0.5, ema_decay=0.9996, optimizer="sgd", label_smoothing=0.1, preset="paper"),
+_FINETUNE = dict(recipe="paper", optimizer="rmsprop", batch_size=512, base_lr=0.0005, warmup_epochs=1.0, ema_decay=0.9996,
+                 ema_reference_batch=None, label_smoothing=0.1, dropout=0.0, drop_path_rate=0.2, preprocessing="finetune",
+                 randaug_magnitude=0.0, mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_with_mixup=False, init_from_ema=True)
+FINETUNE_RECIPES = {
+    "paper": dict(_FINETUNE, schedule="cosine", weight_decay=0.0, steps=10_000, min_epochs=0),
+    "code": dict(_FINETUNE, schedule="constant", weight_decay=1e-5, steps=10_000, min_epochs=15),
 }
 # Paper Table 8 (top-1 %, models pretrained on ImageNet-1k), from the reference file.
 PAPER_TABLE_8 = paper_table("table8")["top1"]
 
 
-def finetune_config(model: str, dataset: str, init_from: str | None, recipe: str = "paper", steps: int | None = None,
+def finetune_config(model: str, dataset: str, init_from: str | None, finetune_recipe: str = "paper", steps: int | None = None,
                     train_size: int | None = None, **overrides) -> TrainConfig:
-    """A :class:`TrainConfig` for fine-tuning ``model`` on ``dataset`` with a recipe of ``FINETUNE_PRESETS``.
+    """A :class:`TrainConfig` for fine-tuning ``model`` on ``dataset`` with a recipe of ``FINETUNE_RECIPES``.
 
     The recipe counts optimizer steps; our loop counts epochs, so ``epochs = ceil(steps * batch / train_size)``
     (``train_size`` defaults to the training split's length). ``overrides`` replace any field, e.g.
     ``image_size`` to fine-tune at another resolution, ``freeze_backbone=True``, ``batch_size``.
     """
-    if recipe not in FINETUNE_PRESETS:
-        raise ValueError(f"unknown fine-tuning recipe {recipe!r}; recipes: {', '.join(FINETUNE_PRESETS)}")
-    values = dict(FINETUNE_PRESETS[recipe])
+    if finetune_recipe not in FINETUNE_RECIPES:
+        raise ValueError(f"unknown fine-tuning recipe {finetune_recipe!r}; recipes: {', '.join(FINETUNE_RECIPES)}")
+    values = dict(FINETUNE_RECIPES[finetune_recipe])
     values.update({k: v for k, v in overrides.items() if k in values})
     steps = steps or values.pop("steps")
     values.pop("steps", None)
+    min_epochs = values.pop("min_epochs")
     extra = {k: v for k, v in overrides.items() if k not in values and k != "steps"}
+    if init_from == "torchvision" and "normalize" not in extra:
+        extra["normalize"] = "imagenet"  # the inputs torchvision's weights were trained on
     if train_size is None:
         options = dict(extra.get("synthetic", {})) if is_built_in(dataset) else {}
-        train_size = len(get_dataset(dataset, "train", root=extra.get("data_root"), **options))
-    epochs = max(1, math.ceil(steps * values["batch_size"] / train_size))
+        train_set = get_dataset(dataset, "train", root=extra.get("data_root"), **options)
+        if extra.get("classes") is not None or extra.get("images_per_class") is not None:
+            train_set = ClassSubset(train_set, extra.get("classes"), extra.get("images_per_class"), extra.get("seed", 0))
+        train_size = len(train_set)
+    epochs = max(1, min_epochs, math.ceil(steps * values["batch_size"] / train_size))
     return TrainConfig(model=model, dataset=dataset, init_from=init_from, epochs=epochs, **values, **extra)
 
 
 def imagenet21k_config(model: str, data_root: str, out_dir: str, **overrides) -> TrainConfig:
-    """Pretraining on ImageNet-21k: 60 epochs, cosine, no augmentation, 21,841 classes (paper section 5.2)."""
+    """Pretraining on ImageNet-21k with the official settings (see the module docstring; paper section 5.2)."""
     values = dict(model=model, dataset="imagenet21k", data_root=data_root, out_dir=out_dir, epochs=60,
-                  num_classes=IMAGENET21K_CLASSES, preset="paper", schedule="cosine", randaug_magnitude=0.0,
-                  mixup_alpha=0.0, cutmix_alpha=0.0)
+                  num_classes=IMAGENET21K_CLASSES, recipe="code", base_lr=0.008, warmup_epochs=1.0, schedule="cosine",
+                  label_smoothing=0.0, drop_path_rate=0.0, dropout=0.0, image_size=224, eval_size=224,
+                  randaug_magnitude=0.0, mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_with_mixup=False)
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -84,7 +101,7 @@ def from_21k_to_1k(source, model: str | None = None, num_classes: int = 1000) ->
         model = model or source.config.name
         overrides = {}
     else:
-        from .train import load_checkpoint
+        from .checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(source) if not isinstance(source, dict) else source
         model = model or checkpoint["model_name"]

@@ -42,6 +42,15 @@ def test_fused_mbconv_expand_one_is_a_single_conv():
     assert isinstance(block.fused.act, nn.SiLU)
 
 
+def test_fused_mbconv_expand_one_puts_its_se_on_the_input_as_the_official_block():
+    """Official FusedMBConvBlock: SE acts on the expansion output, which for e == 1 is the block input (24
+    channels here), then the single kxk conv (24 -> 32, stride 2) follows."""
+    block = FusedMBConv(24, 32, kernel=3, stride=2, expand_ratio=1, se_ratio=0.25).eval()
+    assert (block.se.reduce.in_channels, block.se.reduce.out_channels) == (24, 6)  # int(24 * 0.25)
+    x = torch.randn(2, 24, 16, 16)
+    assert torch.equal(block(x), block.fused(block.se(x))) and block(x).shape == (2, 32, 8, 8)
+
+
 def test_fused_mbconv_with_expansion_projects_back():
     block = FusedMBConv(24, 48, kernel=3, stride=2, expand_ratio=4, se_ratio=None).eval()
     convs = _convs(block)

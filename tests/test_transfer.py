@@ -58,7 +58,7 @@ def test_mismatched_checkpoint_is_refused_naming_the_layer(tmp_path):
 def pretrained(tmp_path_factory):
     """demo_v2_tiny trained on the first six synthetic classes (the second task's four are never shown)."""
     out = tmp_path_factory.mktemp("pretrain")
-    fit(TrainConfig(model="demo_v2_tiny", dataset="synthetic", epochs=8, preset="simple", batch_size=64, workers=0,
+    fit(TrainConfig(model="demo_v2_tiny", dataset="synthetic", epochs=8, recipe="simple", batch_size=64, workers=0,
                     synthetic={"num_samples": 2000, "num_classes": 6}, image_size=48, out_dir=str(out), quiet=True))
     return out / "best.pt"
 
@@ -71,23 +71,34 @@ def test_finetuning_beats_scratch_with_the_same_budget(pretrained, tmp_path):
             config = finetune_config("demo_v2_tiny", "synthetic_b", source, steps=60, batch_size=64, lr=0.02,
                                      image_size=48, workers=0, quiet=True, seed=seed, synthetic={"num_samples": 800},
                                      out_dir=str(tmp_path / f"{name}{seed}"))
-            results[name].append(fit(config)["best_top1"])
+            results[name].append(fit(config)["top1"])
     assert all(f > s for f, s in zip(results["finetune"], results["scratch"])), results
     report = json.loads((tmp_path / "finetune0" / "init_report.json").read_text())
     assert report["initialized"] == ["classifier.weight", "classifier.bias"]
     assert not (tmp_path / "scratch0" / "init_report.json").exists()
 
 
-def test_finetune_recipes():
+def test_finetune_recipes_follow_the_official_ft_config_and_the_paper():
+    """Literals from the official datasets.py ImagenetFt (rmsprop, lr_base 0.0005 per 256 = 0.001 at 512, 1 warm-up
+    epoch, EMA 0.9996, weight decay 1e-5, dropout ~0, survival 0.8, constant lr, >= 15 epochs, augname 'ft',
+    ft_init_ema) and the paper (cosine, 10,000 steps, no weight decay)."""
     paper = finetune_config("efficientnetv2_s", "cifar10", "torchvision", train_size=50_000)
-    assert (paper.batch_size, paper.lr, paper.schedule, paper.weight_decay) == (512, 0.001, "cosine", 0.0)
-    assert paper.epochs == 103 and paper.random_erasing > 0 and paper.ema_decay == 0.0  # ceil(10000*512/50000)
-    code = finetune_config("efficientnetv2_s", "cifar10", "torchvision", recipe="code", train_size=50_000)
-    assert code.schedule == "constant" and code.ema_decay == 0.9996
+    assert (paper.batch_size, paper.base_lr, paper.optimizer, paper.schedule, paper.weight_decay) == (
+        512, 0.0005, "rmsprop", "cosine", 0.0)
+    assert (paper.warmup_epochs, paper.ema_decay, paper.dropout, paper.drop_path_rate, paper.label_smoothing) == (
+        1.0, 0.9996, 0.0, 0.2, 0.1)
+    assert paper.epochs == 103 and paper.preprocessing == "finetune" and paper.init_from_ema  # ceil(10000*512/50000)
+    assert paper.normalize == "imagenet"  # torchvision's weights were trained on ImageNet-normalized inputs
+    code = finetune_config("efficientnetv2_s", "cifar10", "torchvision", finetune_recipe="code", train_size=50_000)
+    assert (code.schedule, code.weight_decay, code.epochs) == ("constant", 1e-5, 103)
+    assert finetune_config("efficientnetv2_s", "flowers102", None, finetune_recipe="code", train_size=1020).epochs == 5020
+    assert finetune_config("efficientnetv2_s", "cifar10", None, finetune_recipe="code", train_size=10**6).epochs == 15
+    ours = finetune_config("efficientnetv2_s", "cifar10", "runs/x/last.pt", train_size=50_000)
+    assert ours.normalize is None  # our checkpoints: the recipe's own (official fine-tuning) normalization
     other = finetune_config("efficientnetv2_s", "cifar10", None, train_size=50_000, image_size=224, freeze_backbone=True)
     assert other.image_size == 224 and other.freeze_backbone
     with pytest.raises(ValueError, match="recipes"):
-        finetune_config("efficientnetv2_s", "cifar10", None, recipe="tf", train_size=10)
+        finetune_config("efficientnetv2_s", "cifar10", None, finetune_recipe="tf", train_size=10)
 
 
 def test_frozen_backbone_trains_only_the_head(pretrained, tmp_path):
@@ -106,7 +117,12 @@ def test_frozen_backbone_trains_only_the_head(pretrained, tmp_path):
 
 def test_imagenet21k_preset_and_the_swap_to_1k(tmp_path):
     config = imagenet21k_config("demo_v2_tiny", data_root=str(tmp_path), out_dir=str(tmp_path / "run"))
+    # Literals from the official datasets.py ImageNet21k config: 60 epochs, lr_base 0.008, 1 warm-up epoch, cosine,
+    # no label smoothing, survival_prob 1.0, dropout ~0, isize 224, augname None (crop and flip only), no mixup.
     assert (config.epochs, config.schedule, config.randaug_magnitude, config.mixup_alpha) == (60, "cosine", 0.0, 0.0)
+    assert (config.base_lr, config.warmup_epochs, config.label_smoothing, config.drop_path_rate, config.dropout) == (
+        0.008, 1.0, 0.0, 0.0, 0.0)
+    assert (config.image_size, config.eval_size, config.cutmix_alpha) == (224, 224, 0.0)
     assert config.num_classes == IMAGENET21K_CLASSES == 21_841
     model_21k = build_model("demo_v2_tiny", num_classes=config.num_classes)
     assert model_21k.classifier.out_features == 21_841

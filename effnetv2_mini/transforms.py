@@ -1,0 +1,106 @@
+"""Image transforms for training and evaluation (``torchvision.transforms.v2``), in three labelled styles.
+
+=============== ====================================================================================================
+``official``    the official code's ``preprocessing.py`` (the default of every recipe): a random crop of 5%-100% of
+                the area, aspect 3/4-4/3, drawn in relative coordinates and resized bilinearly; flip; the official
+                RandAugment (:mod:`effnetv2_mini.augment`); evaluation crops the centre square of side
+                short x size / (size + 32) below 320 px and resizes the whole image from 320 px; pixels map to
+                (x - 128) / 128
+``torchvision`` what torchvision users know, kept as a labelled option: ``RandomResizedCrop`` (8%-100%),
+                ``v2.RandAugment`` (magnitude / 30 of each op's range, integer magnitudes), resize to size / 0.875
+                and centre crop, ImageNet mean and standard deviation
+``finetune``    the official fine-tuning preprocessing (``preprocess_for_finetune``): the whole image resized to the
+                training size, flip, and a noise-filled square of half the side (cutout); pixels map to (x - 0.5) /
+                0.5 of [0, 1]; evaluation resizes the whole image
+=============== ====================================================================================================
+
+The built-in synthetic set is rendered at the requested size, so its evaluation never crops and its training crop
+keeps at least 35% of the area (the shapes must stay in view).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+from .augment import OFFICIAL_MEAN, OFFICIAL_STD, OfficialEvalResize, RandAugment, RandomResizedCropRelative
+
+__all__ = ["PREPROCESSING", "NORMALIZATIONS", "IMAGENET_MEAN", "IMAGENET_STD", "train_transform", "eval_transform",
+           "NoiseCutout", "normalization_of"]
+
+PREPROCESSING = ("official", "torchvision", "finetune")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NORMALIZATIONS = {"official": (OFFICIAL_MEAN, OFFICIAL_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+                  "finetune": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
+_OWN_NORMALIZATION = {"official": "official", "torchvision": "imagenet", "finetune": "finetune"}
+
+
+class NoiseCutout(torch.nn.Module):
+    """The official fine-tuning cutout: a square of side ``2 * pad_size`` centred on a uniformly drawn pixel
+    (clipped to the image), filled with uniform noise in [0, 1) (on the normalized image, as the official code)."""
+
+    def __init__(self, pad_size: int):
+        super().__init__()
+        self.pad_size = pad_size
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        cy, cx = int(torch.randint(0, height, (1,))), int(torch.randint(0, width, (1,)))
+        top, bottom = max(0, cy - self.pad_size), min(height, cy + self.pad_size)
+        left, right = max(0, cx - self.pad_size), min(width, cx + self.pad_size)
+        image = image.clone()
+        image[..., top:bottom, left:right] = torch.rand(image[..., top:bottom, left:right].shape)
+        return image
+
+
+def _check(preprocessing: str) -> None:
+    if preprocessing not in PREPROCESSING:
+        raise ValueError(f"unknown preprocessing {preprocessing!r}; choose {', '.join(PREPROCESSING)}")
+
+
+def normalization_of(preprocessing: str | None, normalize: str | None = None) -> str:
+    """The normalization a run uses: ``normalize`` if given, else its preprocessing's own."""
+    return normalize or _OWN_NORMALIZATION[preprocessing or "official"]
+
+
+def _normalize(preprocessing: str, normalize: str | None) -> list:
+    mean, std = NORMALIZATIONS[normalization_of(preprocessing, normalize)]
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+
+
+def train_transform(size: int, randaug_magnitude: float | None = None, preprocessing: str = "official",
+                    crop_scale: tuple[float, float] | None = None, randaug_reference: int | None = None,
+                    normalize: str | None = None):
+    """Crop and resize to ``size``, flip, RandAugment (2 ops at ``randaug_magnitude``; 0 or None: off), normalize.
+
+    RandAugment's magnitude is one of the regularizers progressive learning schedules (paper section 4);
+    ``randaug_reference`` scales the official RandAugment's pixel translations to the image (see
+    :func:`effnetv2_mini.augment.apply_op`; None: the official absolute pixels)."""
+    _check(preprocessing)
+    if preprocessing == "finetune":
+        steps = [v2.ToImage(), v2.Resize((size, size), antialias=True), v2.RandomHorizontalFlip()]
+        return v2.Compose(steps + _normalize(preprocessing, normalize) + [NoiseCutout(size // 4)])
+    if preprocessing == "official":
+        steps = [v2.ToImage(), RandomResizedCropRelative(size, scale=crop_scale or (0.05, 1.0)), v2.RandomHorizontalFlip()]
+        if randaug_magnitude:
+            steps.append(RandAugment(num_ops=2, magnitude=randaug_magnitude, reference_size=randaug_reference))
+    else:
+        steps = [v2.ToImage(), v2.RandomResizedCrop(size, scale=crop_scale or (0.08, 1.0), antialias=True),
+                 v2.RandomHorizontalFlip()]
+        if randaug_magnitude:
+            steps.append(v2.RandAugment(num_ops=2, magnitude=int(round(randaug_magnitude))))
+    return v2.Compose(steps + _normalize(preprocessing, normalize))
+
+
+def eval_transform(size: int, preprocessing: str = "official", crop: bool = True, normalize: str | None = None):
+    """Resize (and crop) to ``size`` for evaluation; ``crop=False`` resizes the whole image (data rendered at the
+    size already, the built-in set)."""
+    _check(preprocessing)
+    if preprocessing == "torchvision" and crop:
+        resize = [v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)]
+    elif preprocessing == "official" and crop:
+        resize = [OfficialEvalResize(size)]
+    else:
+        resize = [v2.Resize((size, size), antialias=True)]
+    return v2.Compose([v2.ToImage(), *resize, *_normalize(preprocessing, normalize)])
