@@ -1,60 +1,189 @@
-"""Benchmark: is the data loader fast enough to feed training? Built-in synthetic set, this machine.
+"""Benchmark: does the loader keep up with training on real photos? Full decode, draft mode, decoded cache.
 
-    python bench/bench_loader.py                       # 64 and 128 px, demo_v2_tiny and efficientnetv2_s
-    python bench/bench_loader.py --sizes 64 --workers 2
+    python bench/bench_loader.py --data-root DATA --dataset imagefolder      # DATA/train/<class>/<image>
+    python bench/bench_loader.py --data-root DATA --sizes 64 --workers 0 --batches 10 --model efficientnetv2_b0
 
-For each image size it measures, in one run:
-- loader images/s: iterating the training loader exactly as `fit` builds it (random-resized crop, flip,
-  RandAugment magnitude 10, normalisation, per-sample seeding, collation), with `--workers` worker processes;
-- training images/s of each model on batches already in memory (forward, loss, backward, optimizer step).
-The loader is not the bottleneck when loader images/s exceeds training images/s (ratio > 1). On a 2-core
-machine both compete for the same cores during real training, so the ratio measured apart is an upper bound.
+Loader paths, each with the training transform (random-resized crop, flip, RandAugment, normalisation), the
+training loop's per-sample seeding and DataLoader (`loaders.make_loader`: shuffle, collation):
+  full    PIL decodes every JPEG in full (the default `get_dataset`)
+  draft   JPEG draft mode for the size (`get_dataset(..., decode_size=S)`)
+  cache   the decoded-image cache (`get_dataset(..., cache=...)`, effnetv2_mini.imagecache)
+  ram     the same images already in RAM as uint8 tensors: no I/O, no decoding (like the built-in synthetic set)
+For each size, side by side: (a) loader images/s alone (no model); (b) training images/s from memory: the
+model's forward, loss, backward and SGD step on pre-collated batches reused (no loader at all); (c) end-to-end
+training images/s per path; and the ratios end-to-end / memory and end-to-end / ram. Every path reads the same
+random subset of (batches + 2) x batch-size images. Cache build times are reported apart (a second run reuses
+the caches). Timings taken on a busy machine are not results.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
+import platform
 import time
 
 import torch
+from torch.utils.data import BatchSampler, Dataset, RandomSampler, Subset
 
 from effnetv2_mini import build_model
-from effnetv2_mini.measure import benchmark_throughput
-from effnetv2_mini.train import StageSettings, TrainConfig, _Data, _Dist
+from effnetv2_mini.data import get_dataset
+from effnetv2_mini.imagecache import cache_info
+from effnetv2_mini.loaders import make_loader
+from effnetv2_mini.transforms import train_transform
+
+PATHS = ("full", "draft", "cache", "ram")
 
 
-def loader_images_per_sec(size: int, workers: int, batch_size: int, batches: int, samples: int) -> float:
-    config = TrainConfig(dataset="synthetic", batch_size=batch_size, workers=workers, synthetic={"num_samples": samples})
-    data = _Data(config.resolved(), _Dist(), torch.device("cpu"), None)
-    loader = data.train_loader(StageSettings(size, None, 10.0, 0.0), epoch=0, skip_batches=0)
-    iterator = iter(loader)
-    next(iterator)  # worker start-up is not throughput
-    start, seen = time.perf_counter(), 0
-    for _ in range(batches):
-        images, _, _ = next(iterator)
-        seen += images.shape[0]
+class Seeded(Dataset):
+    """Runs the transforms under a per-sample seed, as the training loop does (fork_rng + manual_seed)."""
+
+    def __init__(self, base: Dataset, seed: int = 0):
+        self.base, self.seed = base, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + index)
+            return self.base[index]
+
+
+class InRam(Dataset):
+    """The cached images of ``indices`` held in RAM as uint8 tensors; ``transform`` applied per item."""
+
+    def __init__(self, cached: Dataset, indices, transform):
+        self.items = [item for item in (cached[i] for i in indices) if item is not None]  # (uint8 tensor, label)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        image, label = self.items[index]
+        return self.transform(image), label
+
+
+def machine() -> str:
+    """CPU model, cores, torch version and threads."""
+    cpu = platform.processor() or "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
+def open_paths(args, size: int, indices: list[int]) -> tuple[dict[str, Dataset], dict]:
+    """The four loader paths for ``size`` over the same images, and the cache's info (build time included)."""
+    common = dict(root=args.data_root, skip_corrupt=True)
+    transform = train_transform(size, args.randaug_magnitude)
+    cached = get_dataset(args.dataset, "train", cache=args.cache_dir or True, decode_size=size, **common)
+    info = cache_info(cached.base.cache_folder(size))
+    paths = {"full": get_dataset(args.dataset, "train", transform=transform, **common),
+             "draft": get_dataset(args.dataset, "train", transform=transform, decode_size=size, **common),
+             "ram": InRam(cached, indices, transform)}
+    cached.transform = transform
+    paths["cache"] = cached
+    return {name: Seeded(paths[name] if name == "ram" else Subset(paths[name], indices)) for name in PATHS}, info
+
+
+def train_loader(dataset: Dataset, batch_size: int, workers: int):
+    """The training loop's DataLoader (shuffled, full batches, unreadable images dropped and counted)."""
+    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(0))
+    return make_loader(dataset, None, workers, torch.device("cpu"), batch_sampler=BatchSampler(sampler, batch_size, True))
+
+
+def loader_rate(dataset: Dataset, workers: int, batch_size: int, batches: int) -> float:
+    """Images/s of iterating the training DataLoader alone (the first batch, worker start-up, is not timed)."""
+    iterator = iter(train_loader(dataset, batch_size, workers))
+    next(iterator)
+    start = time.perf_counter()
+    seen = sum(next(iterator)[0].shape[0] for _ in range(batches))
     return seen / (time.perf_counter() - start)
 
 
-def main(argv=None):
+def training_rate(model, batches, count: int) -> float:
+    """Images/s of ``count`` training steps (forward, loss, backward, SGD step) on ``batches`` after one warm-up."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step(images, labels):
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+        return images.shape[0]
+
+    step(*next(batches)[:2])
+    start = time.perf_counter()
+    seen = sum(step(*next(batches)[:2]) for _ in range(count))
+    return seen / (time.perf_counter() - start)
+
+
+def measure_size(args, size: int, models: dict, total: int) -> tuple[list[tuple], dict]:
+    """Rows ``(model, workers, path, loader img/s, train img/s, / memory, / ram)`` for one size."""
+    count = (args.batches + 2) * args.batch_size
+    indices = torch.randperm(total, generator=torch.Generator().manual_seed(0))[:count].tolist()
+    paths, info = open_paths(args, size, indices)
+    memory_batches = list(itertools.islice(iter(train_loader(paths["cache"], args.batch_size, 0)), args.batches))
+    rows = []
+    for name, model in models.items():
+        memory = training_rate(model, itertools.cycle(memory_batches), args.batches)
+        rows.append((name, "-", "memory", None, memory, 1.0, None))
+        for workers in args.workers:
+            results = {}
+            for path in PATHS:
+                loader = loader_rate(paths[path], workers, args.batch_size, args.batches)
+                batches = iter(train_loader(paths[path], args.batch_size, workers))
+                results[path] = (loader, training_rate(model, batches, args.batches))
+            for path, (loader, train) in results.items():
+                rows.append((name, workers, path, loader, train, train / memory, train / results["ram"][1]))
+            print(f"  {size} px, {name}, {workers} workers: "
+                  + ", ".join(f"{p} {t:.0f} img/s" for p, (_, t) in results.items()), flush=True)
+    return rows, info
+
+
+def _number(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(args, table: dict, caches: dict) -> str:
+    """The tables for docs/benchmarks.md: throughput per size, model, workers and path; the caches built."""
+    lines = [f"Machine: {machine()}. Data: `{args.dataset}` train split, batch {args.batch_size}, "
+             f"RandAugment {args.randaug_magnitude}, {args.batches} timed batches per figure.", "",
+             "| size | model | workers | path | loader img/s | training img/s | / memory | / ram |",
+             "|---:|---|---:|---|---:|---:|---:|---:|"]
+    for size, rows in table.items():
+        for model, workers, path, loader, train, vs_memory, vs_ram in rows:
+            lines.append(f"| {size} | {model} | {workers} | {path} | {_number(loader, '.0f')} | {train:.0f} | "
+                         f"{vs_memory:.2f} | {_number(vs_ram, '.2f')} |")
+    lines += ["", "| size | cached short side | images | MiB | build s (once) |", "|---:|---:|---:|---:|---:|"]
+    for size, info in caches.items():
+        lines.append(f"| {size} | {info['side']} | {info['images']:,} | {info['bytes'] / 2**20:,.0f} | "
+                     f"{info['build_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
-    parser.add_argument("--models", nargs="+", default=["demo_v2_tiny", "efficientnetv2_s"])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--data-root", required=True, help="data root holding the data set (see get_dataset)")
+    parser.add_argument("--dataset", choices=("imagefolder", "imagenette", "imagenet"), default="imagefolder")
+    parser.add_argument("--model", nargs="+", default=["demo_v2_tiny"], help="one or more model names")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts")
+    parser.add_argument("--batches", type=int, default=10, help="timed batches per figure")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--randaug-magnitude", type=float, default=10.0)
+    parser.add_argument("--cache-dir", default=None, help="cache root (default $EFFNETV2_CACHE or ~/.cache/...)")
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.workers} loader workers, "
-          f"batch {args.batch_size}")
-    print(f"{'size':>4}  {'loader img/s':>12}  {'model':<18} {'train img/s':>11}  {'loader/train':>12}")
+    source = get_dataset(args.dataset, "train", root=args.data_root)
+    models = {name: build_model(name, num_classes=len(source.classes)) for name in args.model}
+    print(machine(), flush=True)
+    table, caches = {}, {}
     for size in args.sizes:
-        loader_rate = loader_images_per_sec(size, args.workers, args.batch_size, args.batches,
-                                            samples=args.batch_size * (args.batches + 2))
-        for name in args.models:
-            model = build_model(name, num_classes=10)
-            train_rate = benchmark_throughput(model, size, args.batch_size, mode="train", warmup=2, repeats=5)[
-                "images_per_sec"]
-            print(f"{size:>4}  {loader_rate:>12.0f}  {name:<18} {train_rate:>11.1f}  {loader_rate / train_rate:>12.2f}")
+        table[size], caches[size] = measure_size(args, size, models, len(source))
+    print("\n" + markdown(args, table, caches))
 
 
 if __name__ == "__main__":

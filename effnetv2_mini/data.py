@@ -1,4 +1,4 @@
-"""Data sets, transforms and loaders (paper section 6 recipe; ``torchvision.transforms.v2`` throughout).
+"""Data sets, transforms and loaders (paper section 5.1 recipe; ``torchvision.transforms.v2`` throughout).
 
 ``get_dataset(name, split, root)`` is the one entry point. Names:
 
@@ -24,10 +24,10 @@ import tarfile
 import urllib.error
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
+from torch.utils.data import Dataset
 
 from .synthetic import TRANSFER_CLASSES, SyntheticShapes
 
@@ -41,17 +41,12 @@ __all__ = [
     "is_built_in",
     "imagenette_url",
     "MultiLabelImageFolder",
-    "train_transform",
-    "eval_transform",
-    "batch_mixer",
-    "make_loader",
     "collate_skipping",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
+    "SafeImageLoader",
+    "to_rgb",
+    "CACHEABLE",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENETTE_SIZES = ("160px", "320px", "full")
 
 
@@ -76,8 +71,10 @@ def _how_to_get(name: str, path: Path) -> str:
             f"https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz (or -160 / the full imagenette2.tgz) "
             f"and put the .tgz (or its unpacked folder) into {path}."
         ),
-        "imagenet": f"Download ImageNet-1k from https://image-net.org/ (registration needed). {folder_layout}",
-        "imagenet21k": f"Download ImageNet-21k (winter 2021 release) from https://image-net.org/. {folder_layout}",
+        "imagenet": f"Download ImageNet-1k from https://image-net.org/ (registration needed). {folder_layout} "
+                    f"{path}/imagenet/train and {path}/imagenet/val are accepted too.",
+        "imagenet21k": f"Download ImageNet-21k (winter 2021 release) from https://image-net.org/. {folder_layout} "
+                       f"{path}/imagenet21k/train and .../val are accepted too.",
         "imagefolder": folder_layout,
     }.get(name, f"Run with download=True (CLI: --download) on a machine that is online; files go to {path}.")
 
@@ -88,16 +85,22 @@ def _not_found(name: str, path: Path, reason: str = "") -> DatasetNotFoundError:
 
 
 class SafeImageLoader:
-    """PIL loader that names the file it cannot read; with ``skip=True`` returns None instead of raising."""
+    """PIL loader that names the file it cannot read; with ``skip=True`` returns None instead of raising.
 
-    def __init__(self, skip: bool = False):
-        self.skip = skip
+    ``draft_size``: the smallest short side needed. JPEGs are then decoded in libjpeg's draft mode at the
+    smallest DCT scale (1/2, 1/4, 1/8) that still gives a short side >= ``draft_size``, which costs a fraction
+    of a full decode when the training size is small. Every image comes out as 8-bit RGB (:func:`to_rgb`)."""
+
+    def __init__(self, skip: bool = False, draft_size: int | None = None):
+        self.skip, self.draft_size = skip, draft_size
 
     def __call__(self, path: str):
         try:
             with open(path, "rb") as handle:
                 image = Image.open(handle)
-                return image.convert("RGB")
+                if self.draft_size:
+                    image.draft("RGB", (self.draft_size, self.draft_size))  # a no-op for formats other than JPEG
+                return to_rgb(image)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
             if self.skip:
                 return None
@@ -107,21 +110,55 @@ class SafeImageLoader:
             ) from error
 
 
-class _SkipAware(Dataset):
-    """Applies the transform only to images that loaded; unreadable ones come out as None."""
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB from any PIL mode. 16-bit images (``I;16*``, and ``I`` holding values above 255) are scaled
+    from 0..65535 to 0..255; PIL's own ``convert("RGB")`` would clip them to near white. Grayscale, CMYK,
+    palette and alpha modes go through ``convert("RGB")`` (alpha dropped, as torchvision's loader does)."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        pixels = np.asarray(image)
+        if image.mode != "I" or pixels.max(initial=0) > 255:
+            pixels = pixels / 257.0
+        image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
+    return image.convert("RGB")
 
-    def __init__(self, base: Dataset, transform):
-        self.base, self.transform = base, transform
+
+class _SkipAware(Dataset):
+    """Applies the transform only to images that loaded; unreadable ones come out as None.
+
+    :meth:`set_resolution` follows the stage's image size: a cached data set (``base``, see
+    :mod:`effnetv2_mini.imagecache`) switches to that size's cache; a ``draft_loader`` decodes JPEGs for it."""
+
+    def __init__(self, base: Dataset, transform, draft_loader: SafeImageLoader | None = None):
+        self.base, self.transform, self.draft_loader = base, transform, draft_loader
         self.classes = getattr(base, "classes", None)
+        self._resolution = None
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, index):
-        image, label = self.base[index]
+        item = self.base[index]
+        if item is None:
+            return None
+        image, label = item
         if image is None:
             return None
         return (self.transform(image) if self.transform is not None else image), label
+
+    @property
+    def resolution(self) -> int | None:
+        """The image size the data set was last set to (None: never set, images decoded in full)."""
+        return getattr(self.base, "resolution", self._resolution)
+
+    def set_resolution(self, size: int) -> None:
+        """Decode for training or evaluation at ``size`` px (nothing to do for a plain, full-decode data set)."""
+        if hasattr(self.base, "set_resolution"):
+            self.base.set_resolution(size)
+        elif self.draft_loader is not None:
+            from .imagecache import cache_side
+
+            self.draft_loader.draft_size = cache_side(size)
+            self._resolution = size
 
 
 def imagenette_url(size: str = "320px") -> str:
@@ -230,6 +267,9 @@ def _folder_root(name: str, root: Path) -> Path:
     return root
 
 
+CACHEABLE = ("imagenette", "imagenet", "imagefolder")  # folder data sets that ``cache=`` applies to
+
+
 def get_dataset(
     name: str,
     split: str = "train",
@@ -237,6 +277,8 @@ def get_dataset(
     transform=None,
     download: bool = False,
     skip_corrupt: bool = False,
+    cache: str | Path | bool | None = None,
+    decode_size: int | None = None,
     **options,
 ) -> Dataset:
     """The data set ``name`` (see the module table) under the data root ``root``: torchvision's sets in their
@@ -246,6 +288,16 @@ def get_dataset(
     ``options``: ``synthetic`` takes ``num_samples, resolution, difficulty, seed, num_classes``; ``imagenette``
     takes ``size``. Items are ``(image, label)``; with ``skip_corrupt`` an unreadable image gives ``None``
     (use :func:`collate_skipping`).
+
+    Decoding cost that follows the image size (folder data sets; see :mod:`effnetv2_mini.imagecache`):
+
+    - ``cache``: None/False decodes every JPEG in full at every epoch (the default); True keeps decoded images,
+      pre-resized to a short side of ``size + 32``, in the default cache folder (``$EFFNETV2_CACHE`` or
+      ``~/.cache/effnetv2-mini/decoded``), a string or path in that folder. Applies to ``imagenette``,
+      ``imagenet`` and ``imagefolder`` (labels exactly as without it); ``imagenet21k`` and torchvision's
+      transfer sets read as today, the built-in sets render in memory (``cache`` is their in-memory flag).
+    - ``decode_size``: the image size to decode for at first; without a cache, JPEGs are decoded in draft mode
+      for it. ``dataset.set_resolution(size)`` moves either to a new size (the training loop calls it per stage).
     """
     if name not in DATASETS:
         import difflib
@@ -255,6 +307,8 @@ def get_dataset(
         raise ValueError(f"unknown data set {name!r}.{hint} Known: {', '.join(DATASETS)}")
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if is_built_in(name) and cache is not None:
+        options.setdefault("cache", bool(cache))  # the built-in sets' in-memory rendering flag
     if name == "synthetic":
         return SyntheticShapes(split=split, transform=transform, **options)
     if name == "synthetic_b":
@@ -273,50 +327,21 @@ def get_dataset(
         base = _image_folder(name, root, split, loader, options.get("num_classes"))
     else:
         base = _torchvision_transfer(name, root, split, download)
-    return _SkipAware(base, transform)
+    if cache and name in CACHEABLE:
+        return _SkipAware(_cached(base, cache, skip_corrupt, decode_size), transform)
+    dataset = _SkipAware(base, transform, draft_loader=loader if decode_size else None)
+    if decode_size:
+        dataset.set_resolution(decode_size)
+    return dataset
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Transforms (torchvision.transforms.v2) and batch-level mixing
-# ------------------------------------------------------------------------------------------------------------
+def _cached(base: Dataset, cache: str | Path | bool, skip_corrupt: bool, decode_size: int | None) -> Dataset:
+    """A :class:`~effnetv2_mini.imagecache.CachedImageDataset` over ``base``'s samples, classes and labels."""
+    from .imagecache import CachedImageDataset
 
-
-def _normalize(mean, std):
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-
-
-def train_transform(size: int, randaug_magnitude: float | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                    scale=(0.08, 1.0), random_erasing: float = 0.0):
-    """Random-resized crop to ``size``, horizontal flip, RandAugment (2 ops, ``randaug_magnitude``; None or 0
-    turns it off), then float and normalisation (paper section 6; RandAugment magnitude is one of the
-    regularizers that progressive learning schedules, section 4)."""
-    steps = [v2.ToImage(), v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip()]
-    if randaug_magnitude:
-        steps.append(v2.RandAugment(num_ops=2, magnitude=int(round(randaug_magnitude))))
-    steps += _normalize(mean, std)
-    if random_erasing:
-        steps.append(v2.RandomErasing(p=random_erasing))  # cutout-like, as the fine-tuning recipe asks
-    return v2.Compose(steps)
-
-
-def eval_transform(size: int, crop_fraction: float = 0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """Resize the short side to ``size / crop_fraction`` and center-crop ``size``."""
-    return v2.Compose([v2.ToImage(), v2.Resize(int(round(size / crop_fraction)), antialias=True), v2.CenterCrop(size),
-                       *_normalize(mean, std)])
-
-
-def batch_mixer(num_classes: int, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0):
-    """Batch-level MixUp and/or CutMix (``v2.MixUp``, ``v2.CutMix``); None when both alphas are 0.
-
-    Applied to ``(images, labels)`` after collation; labels become soft (one-hot mixtures)."""
-    mixers = []
-    if mixup_alpha > 0:
-        mixers.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
-    if cutmix_alpha > 0:
-        mixers.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
-    if not mixers:
-        return None
-    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+    samples = base.samples if hasattr(base, "samples") else base._samples  # ImageFolder / torchvision's Imagenette
+    return CachedImageDataset(samples, base.classes, class_to_idx=base.class_to_idx, skip_corrupt=skip_corrupt,
+                              cache_dir=None if cache is True else cache, resolution=decode_size)
 
 
 def collate_skipping(batch):
@@ -327,24 +352,6 @@ def collate_skipping(batch):
         return None, None, skipped
     images, labels = torch.utils.data.default_collate(kept)
     return images, labels, skipped
-
-
-def make_loader(dataset: Dataset, batch_size: int, train: bool, workers: int = 2, device: torch.device | None = None,
-                sampler=None, generator: torch.Generator | None = None, drop_last: bool | None = None) -> DataLoader:
-    """A DataLoader with worker processes, pinned memory on CUDA and persistent workers."""
-    device = device or torch.device("cpu")
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=train and sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        drop_last=train if drop_last is None else drop_last,
-        collate_fn=collate_skipping,
-        generator=generator,
-    )
 
 
 def loud_notice(message: str) -> str:

@@ -7,16 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from effnetv2_mini.data import (
-    CorruptImageError,
-    DatasetNotFoundError,
-    batch_mixer,
-    collate_skipping,
-    eval_transform,
-    get_dataset,
-    train_transform,
-)
+from effnetv2_mini.data import CorruptImageError, DatasetNotFoundError, collate_skipping, get_dataset
 from effnetv2_mini.synthetic import SYNTHETIC_CLASSES, SyntheticShapes
+from effnetv2_mini.transforms import eval_transform
 
 IMAGENETTE_WNIDS = ["n01440764", "n02102040"]  # tench, English springer (torchvision knows these ids)
 
@@ -141,27 +134,6 @@ def test_corrupt_image_is_named_or_skipped_and_counted(tmp_path):
     skipping = get_dataset("imagefolder", "train", root=tmp_path, transform=eval_transform(16), skip_corrupt=True)
     images, labels, skipped = collate_skipping([skipping[i] for i in range(len(skipping))])
     assert skipped == 1 and images.shape == (3, 3, 16, 16) and labels.tolist() == [0, 0, 1]
-
-
-# -- transforms ----------------------------------------------------------------------------------------------
-
-def test_train_transform_shapes_and_randaugment():
-    image = SyntheticShapes("train", num_samples=2, resolution=40)[0][0]
-    torch.manual_seed(0)
-    plain = train_transform(32)(image)
-    augmented = train_transform(32, randaug_magnitude=15)
-    assert plain.shape == (3, 32, 32) and plain.dtype == torch.float32
-    assert any("RandAugment" in type(t).__name__ for t in augmented.transforms)
-    assert not any("RandAugment" in type(t).__name__ for t in train_transform(32, 0).transforms)
-
-
-def test_batch_mixer_gives_soft_labels():
-    assert batch_mixer(10) is None
-    mixer = batch_mixer(10, mixup_alpha=0.4, cutmix_alpha=1.0)
-    images, labels = mixer(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3]))
-    assert labels.shape == (4, 10) and torch.allclose(labels.sum(1), torch.ones(4))
-
-
 
 
 def test_missing_data_falls_back_to_synthetic_loudly(tmp_path):
