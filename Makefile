@@ -39,9 +39,11 @@ reproduce: $(STAMP)
 report: $(STAMP)
 	$(PY) -m reproduce report $(PLAN)
 
+# The repository root, so that notebooks/, runs/ and docs/ are all in the file browser; the notebooks declare the
+# effnetv2-mini kernel installed here. As root (common on GPU clouds) Jupyter needs --allow-root.
 lab: $(STAMP)
 	$(PY) -m ipykernel install --user --name effnetv2-mini --display-name "effnetv2-mini"
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 bench: $(STAMP)
 	$(PY) bench/bench_vs_torchvision.py

@@ -19,7 +19,8 @@ import torch
 import torchvision
 
 from effnetv2_mini import build_model
-from effnetv2_mini.measure import benchmark_throughput, pick_device
+from effnetv2_mini.devices import pick_device
+from effnetv2_mini.measure import benchmark_throughput
 
 
 def main(argv=None) -> dict:

@@ -1,7 +1,6 @@
 """effnetv2-mini: a small, readable PyTorch reproduction of EfficientNetV2 (Tan & Le, ICML 2021)."""
 
 from .configs import ModelConfig, StageArgs, decode_arch, encode_arch, get_config, list_models
-from .model import EfficientNet, build_model
 
 __version__ = "0.1.0"
 
@@ -22,7 +21,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name):  # keep `import effnetv2_mini` light: torchvision is imported only when needed
+def __getattr__(name):  # keep `import effnetv2_mini` light: torch and torchvision are imported only when needed
+    if name in ("EfficientNet", "build_model"):
+        from . import model
+
+        return getattr(model, name)
     if name in ("from_torchvision", "load_torchvision_pretrained"):
         from . import compat
 

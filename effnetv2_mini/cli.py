@@ -4,10 +4,14 @@
     effnetv2 summary efficientnetv2_s       Table-4-style stage summary
     effnetv2 bench efficientnetv2_s --image-size 128 --batch-size 16 --device cpu
     effnetv2 train --model demo_v2_tiny --dataset synthetic --epochs 5 --out runs/demo
-    effnetv2 train --nproc 8 --model efficientnetv2_s --dataset imagenet --data-root /data --epochs 350 --out runs/s
+    effnetv2 train --model demo_v2_tiny --dataset synthetic --epochs 8 --progressive "size=32:64 randaug=0:10" --out runs/p
+    effnetv2 train --nproc 8 --model efficientnetv2_s --dataset imagenet --data-root /data --epochs 350 \\
+        --progressive paper --out runs/s
     effnetv2 eval --checkpoint runs/demo/best.pt --dataset synthetic
     effnetv2 nas --space cpu --trials 20 --out runs/nas --epochs 4 --image-size 48
     effnetv2 nas-summary --out runs/nas --top 5
+
+Every value is checked here, before any work starts: a wrong one is an error that names the option.
 """
 
 from __future__ import annotations
@@ -16,30 +20,68 @@ import argparse
 import os
 import sys
 
-import torch
+__all__ = ["main", "build_parser"]
 
-from .configs import get_config, list_models
-from .measure import benchmark_throughput, count_macs, count_params, pick_device
-from .model import build_model
-from .notebook import format_table
 
+# ---- option types: checked at the edge, with the option named in the error ------------------------------------
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A rate in [0, 1): dropout, drop path, label smoothing, EMA decay, probabilities."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+# ---- commands ---------------------------------------------------------------------------------------------------
 
 def _models(args) -> None:
-    rows = []
-    for name in list_models(args.family):
-        config = get_config(name)
-        with torch.device("meta"):
-            model = build_model(name)
-        rows.append(
-            {"model": name, "family": config.family, "params": count_params(model),
-             "macs_b": count_macs(model, config.eval_size) / 1e9, "eval_size": config.eval_size,
-             "description": config.description}
-        )
-    print(format_table(rows, ["model", "family", "params", "macs_b", "eval_size", "description"],
+    from .configs import get_config, list_models
+    from .tables import format_table
+    from .zoo import model_counts
+
+    rows = [{"model": name, "family": get_config(name).family, **model_counts(name), "description": get_config(name).description}
+            for name in list_models(args.family)]
+    print(format_table([dict(r, macs_b=r["macs"] / 1e9) for r in rows],
+                       ["model", "family", "params", "macs_b", "eval_size", "description"],
                        ["model", "family", "params", "GMACs", "eval px", "description"]))
 
 
 def _summary(args) -> None:
+    import torch
+
+    from .configs import get_config
+    from .model import build_model
+    from .tables import format_table
+
     config = get_config(args.model)
     with torch.device("meta"):
         model = build_model(args.model)
@@ -49,6 +91,10 @@ def _summary(args) -> None:
 
 
 def _bench(args) -> None:
+    from .devices import pick_device
+    from .measure import benchmark_throughput
+    from .model import build_model
+
     device = pick_device(args.device)
     model = build_model(args.model).to(device)
     for mode in ("train", "eval"):
@@ -59,55 +105,37 @@ def _bench(args) -> None:
 
 
 def _train(args) -> None:
-    from .train import TrainConfig, TrainingDiverged, fit
+    from .distributed import Rendezvous
+    from .progressive import parse_schedule
+    from .train import TrainConfig, TrainingDiverged, launch
 
-    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        argv = [a for a in sys.argv[1:]]
-        index = argv.index("--nproc")
-        del argv[index:index + 2]
-        command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.nproc}",
-                   "-m", "effnetv2_mini.cli", *argv]
-        print("launching:", " ".join(command), flush=True)
-        os.execv(sys.executable, command)
-    synthetic = {}
-    if args.train_samples:
-        synthetic["num_samples"] = args.train_samples
-    if args.difficulty is not None:
-        synthetic["difficulty"] = args.difficulty
+    synthetic = {k: v for k, v in (("num_samples", args.train_samples), ("difficulty", args.difficulty)) if v is not None}
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     config = TrainConfig(**fields, out_dir=args.out, synthetic=synthetic)
+    schedule = None
+    if args.progressive:
+        schedule = parse_schedule(args.progressive, config.resolved(), args.variant)
+    rendezvous = Rendezvous(args.nnodes, args.node_rank, args.rdzv_endpoint)
     try:
-        summary = fit(config)
+        summary = launch(config, nproc=args.nproc, schedule=schedule, rendezvous=rendezvous)
     except TrainingDiverged as error:
         raise SystemExit(f"effnetv2 train: {error}") from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"best top-1 {summary['best_top1']:.2f}% after {summary['epochs']} epochs; metrics in {summary['metrics_path']}")
+    if int(os.environ.get("RANK", "0")) == 0 and summary:
+        print(f"final top-1 {summary['top1']:.2f}% ({summary['top1_weights']} weights) after {summary['epochs']} epochs; "
+              f"metrics in {summary['metrics_path']}")
 
 
 def _eval(args) -> None:
-    from .data import eval_transform, get_dataset, is_built_in, make_loader
-    from .train import evaluate, load_checkpoint
+    from .evaluation import evaluate_checkpoint
 
-    checkpoint = load_checkpoint(args.checkpoint)
-    device = pick_device(args.device)
-    model = build_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"],
-                        **checkpoint.get("model_overrides", {}))
-    weights = checkpoint["ema"] if args.ema and checkpoint.get("ema") else checkpoint["model"]
-    if args.ema and checkpoint.get("ema"):
-        weights = {k.removeprefix("module."): v for k, v in weights.items() if k.startswith("module.")}
-    model.load_state_dict(weights)
-    model.to(device)
-    synthetic = is_built_in(args.dataset)
-    size = args.image_size or (64 if synthetic else model.config.eval_size)
-    options = {"resolution": size} if synthetic else {}
-    dataset = get_dataset(args.dataset, "val", root=args.data_root, skip_corrupt=args.skip_corrupt, **options)
-    dataset.transform = eval_transform(size, 1.0 if synthetic else 0.875)
-    loader = make_loader(dataset, args.batch_size, train=False, workers=args.workers, device=device, drop_last=False)
-    result = evaluate(model, loader, device, amp=device.type == "cuda")
-    print(f"{args.checkpoint} on {args.dataset} val at {size}px: top-1 {result['top1']:.2f}%, top-5 "
-          f"{result['top5']:.2f}%, loss {result['loss']:.4f} ({len(dataset)} images)")
+    result = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, image_size=args.image_size,
+                                 batch_size=args.batch_size, workers=args.workers, device=args.device, ema=args.ema,
+                                 skip_corrupt=args.skip_corrupt)
+    print(f"{args.checkpoint} ({result['weights']} weights) on {args.dataset} val at {result['image_size']}px: top-1 "
+          f"{result['top1']:.2f}%, top-5 {result['top5']:.2f}%, loss {result['loss']:.4f} ({result['images']} images"
+          + (f", {result['skipped']} unreadable skipped" if result["skipped"] else "") + ")")
 
 
 def _nas(args) -> None:
@@ -116,8 +144,8 @@ def _nas(args) -> None:
 
     synthetic = {"num_samples": args.train_samples} if args.train_samples else {}
     template = TrainConfig(dataset=args.dataset, data_root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
-                           image_size=args.image_size, preset=args.preset, device=args.device, workers=args.workers,
-                           synthetic=synthetic)
+                           image_size=args.image_size, eval_size=args.image_size, recipe=args.recipe, device=args.device,
+                           workers=args.workers, synthetic=synthetic)
     study = run_search(args.out, template, args.trials, space=args.space, storage=args.storage, study_name=args.study,
                        sampler=args.sampler, seed=args.seed, w=args.w, v=args.v)
     _print_candidates(summarize(study, top=args.top))
@@ -128,7 +156,7 @@ def _nas(args) -> None:
 
 def _print_candidates(rows) -> None:
     for rank, row in enumerate(rows, start=1):
-        print(f"{rank}. reward {row['reward']:.4f}  A {row['accuracy']:.3f}  S {row['normalized_step_time']:.2f}  "
+        print(f"{rank}. reward {row['reward']:.4f}  A {row['accuracy']:.1f}%  S {row['normalized_step_time']:.2f}  "
               f"P {row['params']:,}  trial {row['trial']}\n   {row['blocks']}")
 
 
@@ -141,122 +169,189 @@ def _nas_summary(args) -> None:
         print(f"failed trial {f['trial']}: {f['reason']}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="effnetv2", description="EfficientNetV2, small and readable.")
-    sub = parser.add_subparsers(dest="command", required=True)
+# ---- the parser -------------------------------------------------------------------------------------------------
 
-    p = sub.add_parser("models", help="list every model with params and FLOPs")
-    p.add_argument("--family", choices=["v2", "v1", "demo"], help="only one family")
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default and keeps the descriptions' line breaks."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="effnetv2", description="EfficientNetV2, small and readable.",
+                                     formatter_class=_Formatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_models, _add_summary, _add_bench, _add_train, _add_eval, _add_nas, _add_nas_summary):
+        add(sub)
+    return parser
+
+
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list every model with params and FLOPs", formatter_class=_Formatter)
+    p.add_argument("--family", choices=["v2", "v1", "demo"], help="only one family (default: all)")
     p.set_defaults(func=_models)
 
-    p = sub.add_parser("summary", help="Table-4-style stage summary of a model")
-    p.add_argument("model")
-    p.add_argument("--image-size", type=int, help="input resolution (default: the model's eval size)")
+
+def _add_summary(sub) -> None:
+    p = sub.add_parser("summary", help="Table-4-style stage summary of a model", formatter_class=_Formatter)
+    p.add_argument("model", help="a model name (effnetv2 models lists them)")
+    p.add_argument("--image-size", type=positive_int, help="input resolution (default: the model's eval size)")
     p.set_defaults(func=_summary)
 
-    p = sub.add_parser("bench", help="training and inference images/s of one model")
-    p.add_argument("model")
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", action="store_true")
-    p.add_argument("--channels-last", action="store_true")
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="training and inference images/s of one model", formatter_class=_Formatter)
+    p.add_argument("model", help="a model name (effnetv2 models lists them)")
+    p.add_argument("--image-size", type=positive_int, default=128, help="input resolution")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per step")
+    p.add_argument("--repeats", type=positive_int, default=10, help="timed steps (the median is reported)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 where supported)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.set_defaults(func=_bench)
 
-    p = sub.add_parser("train", help="train a model (resumes if --out holds an unfinished run)",
-                       description="Train with the paper's recipe (--preset paper) or a simple one (--preset simple). "
-                                   "Rerunning the same command resumes; a finished run is a no-op.")
-    p.add_argument("--model", required=True, help="e.g. efficientnetv2_s, demo_v2_tiny (effnetv2 models lists them)")
-    p.add_argument("--dataset", required=True, help="synthetic, imagenette, imagenet, imagefolder, cifar10, ...")
-    p.add_argument("--data-root", help="folder holding the data set")
-    p.add_argument("--download", action="store_true", help="download the data set if missing (needs internet)")
-    p.add_argument("--out", required=True, help="run directory: config.json, metrics.jsonl, last.pt, best.pt")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64, help="per process")
-    p.add_argument("--image-size", type=int, help="training size (default: the model's)")
-    p.add_argument("--eval-size", type=int, help="evaluation size (default: the model's)")
-    p.add_argument("--preset", choices=["paper", "simple"], default="paper")
-    p.add_argument("--optimizer", choices=["rmsprop", "adamw", "sgd"])
-    p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's, scaled by batch/256)")
-    p.add_argument("--warmup-epochs", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--ema-decay", type=float, help="0 turns the EMA off")
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--drop-path-rate", type=float)
-    p.add_argument("--randaug-magnitude", type=float, default=0.0)
-    p.add_argument("--mixup-alpha", type=float, default=0.0)
-    p.add_argument("--cutmix-alpha", type=float, default=0.0)
-    p.add_argument("--train-samples", type=int, help="synthetic only: training set size")
-    p.add_argument("--difficulty", type=float, help="synthetic only: 0 (easy) .. 1 (hard)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip-corrupt", action="store_true", help="drop unreadable images and count them")
-    p.add_argument("--init-from", help="fine-tune from: a checkpoint of ours, 'torchvision', or a state-dict file")
-    p.add_argument("--freeze-backbone", action="store_true", help="train the classifier only")
-    p.add_argument("--random-erasing", type=float, help="probability of cutout-like random erasing")
-    p.add_argument("--num-classes", type=int, help="default: the data set's")
-    p.add_argument("--max-steps-per-epoch", type=int)
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--nproc", type=int, help="processes (GPUs) on this machine: launches torchrun for you")
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model (resumes if --out holds an unfinished run)", formatter_class=_Formatter,
+                       description="Train with the paper's recipe (--recipe paper), the official code's (--recipe code) "
+                                   "or a simple one for short runs (--recipe simple). Rerun the same command to resume; a "
+                                   "finished run is a no-op. Options left unset take the recipe's value.")
+    _add_run_options(p)
+    _add_recipe_options(p)
+    _add_progressive_options(p)
+    _add_launch_options(p)
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on a data set")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--data-root")
-    p.add_argument("--image-size", type=int, help="evaluation size (default: the model's eval size)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
-    p.add_argument("--skip-corrupt", action="store_true")
+
+def _add_run_options(p) -> None:
+    p.add_argument("--model", required=True, help="e.g. efficientnetv2_s, demo_v2_tiny (effnetv2 models lists them)")
+    p.add_argument("--dataset", required=True, help="synthetic, imagenette, imagenet, imagefolder, cifar10, ...")
+    p.add_argument("--data-root", help="folder holding the data set (not needed for synthetic)")
+    p.add_argument("--download", action="store_true", help="download the data set if missing (needs internet)")
+    p.add_argument("--out", required=True, help="run directory: config.json, metrics.jsonl, last.pt, best.pt")
+    p.add_argument("--epochs", type=positive_int, default=10, help="epochs (with --progressive: of the whole schedule)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per step and process")
+    p.add_argument("--image-size", type=positive_int, help="training size (default: the model's; 64 for synthetic)")
+    p.add_argument("--eval-size", type=positive_int, help="evaluation size (default: the model's)")
+    p.add_argument("--train-samples", type=positive_int, help="synthetic only: training set size")
+    p.add_argument("--difficulty", type=float, help="synthetic only: 0 (easy) .. 1 (hard)")
+    p.add_argument("--num-classes", type=positive_int, help="classifier outputs (default: the data set's)")
+    p.add_argument("--max-steps-per-epoch", type=positive_int, help="cap the steps of each epoch (quick checks)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the weights, the order and every augmentation")
+    p.add_argument("--skip-corrupt", action="store_true", help="drop unreadable images and count them")
+    p.add_argument("--cache", action="store_true",
+                   help="photos: decode once per image size into ~/.cache/effnetv2-mini ($EFFNETV2_CACHE), reused by "
+                        "later epochs and runs (fast small stages; crops then come from the resized image)")
+    p.add_argument("--decode-on-device", action="store_true",
+                   help="photos on a GPU: decode JPEGs and augment on the GPU (torchvision.io), CPU workers read bytes")
+    p.add_argument("--eval-every", type=positive_int, default=1, help="evaluate every N epochs (and after the last)")
+    p.add_argument("--init-from", help="fine-tune from: a checkpoint of ours, 'torchvision', or a state-dict file")
+    p.add_argument("--freeze-backbone", action="store_true", help="train the classifier only")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--resume-with-changes", action="store_true",
+                   help="continue the run in --out from its last checkpoint with changed hyper-parameters (e.g. a lower "
+                        "--lr after a NaN, more --epochs); the model, data set and batch size cannot change")
+
+
+def _add_recipe_options(p) -> None:
+    p.add_argument("--recipe", choices=["paper", "code", "simple"], default="paper",
+                   help="the training recipe: the paper's, the official code's, or a simple one for short CPU runs")
+    p.add_argument("--preprocessing", choices=["official", "torchvision", "finetune"],
+                   help="crop, RandAugment and eval crop: the official code's, torchvision's, or the official "
+                        "fine-tuning one (default: the recipe's, official)")
+    p.add_argument("--optimizer", choices=["rmsprop", "adamw", "sgd"], help="default: the recipe's")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate (default: the recipe's, scaled by batch/256)")
+    p.add_argument("--warmup-epochs", type=non_negative_float, help="linear warm-up (default: the recipe's)")
+    p.add_argument("--weight-decay", type=non_negative_float, help="default: the recipe's")
+    p.add_argument("--label-smoothing", type=fraction, help="default: the recipe's")
+    p.add_argument("--ema-decay", type=fraction, help="EMA of the weights per step; 0 turns it off (default: the recipe's)")
+    p.add_argument("--dropout", type=fraction, help="head dropout (default: the model's)")
+    p.add_argument("--drop-path-rate", type=fraction, help="stochastic depth of the last block (default: the recipe's)")
+    p.add_argument("--randaug-magnitude", type=non_negative_float, default=0.0, help="RandAugment strength; 0: off")
+    p.add_argument("--mixup-alpha", type=non_negative_float, default=0.0, help="MixUp strength; 0: off")
+    p.add_argument("--cutmix-alpha", type=non_negative_float, default=0.0, help="CutMix strength; 0: off")
+
+
+def _add_progressive_options(p) -> None:
+    p.add_argument("--progressive", metavar="paper|code|SPEC",
+                   help="progressive learning (paper section 4, Algorithm 1): 'paper' (Table 6) or 'code' (the official "
+                        "schedule) for efficientnetv2_s/m/l, or a SPEC for any model, e.g. \"stages=4 size=128:300 "
+                        "randaug=5:15 mixup=0:0 dropout=0.1:0.3\" (first:last stage; sizes in between rounded to 8). "
+                        "--epochs is the whole schedule's; --eval-size stays the model's unless given")
+    p.add_argument("--variant", choices=["progressive", "fixed", "progressive_fixed_reg", "random"], default="progressive",
+                   help="with --progressive: the paper's ablations (same epochs and stages)")
+
+
+def _add_launch_options(p) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading worker processes")
+    p.add_argument("--nproc", type=positive_int, default=1, help="processes (GPUs) per node: > 1 launches torchrun")
+    p.add_argument("--nnodes", type=positive_int, default=1, help="nodes of a multi-node run (torchrun rendezvous)")
+    p.add_argument("--node-rank", type=non_negative_int, default=0, help="this node's rank in a multi-node run")
+    p.add_argument("--rdzv-endpoint", help="host:port of node 0, for a multi-node run")
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a data set", formatter_class=_Formatter)
+    p.add_argument("--checkpoint", required=True, help="a best.pt or last.pt of a run")
+    p.add_argument("--dataset", required=True, help="synthetic, imagenette, imagenet, imagefolder, cifar10, ...")
+    p.add_argument("--data-root", help="folder holding the data set")
+    p.add_argument("--image-size", type=positive_int, help="evaluation size (default: the checkpoint's eval size)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights (an error if the run kept none)")
+    p.add_argument("--skip-corrupt", action="store_true", help="drop unreadable images and count them")
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("nas", help="training-aware architecture search (paper section 3.2), resumable",
+
+def _add_nas(sub) -> None:
+    p = sub.add_parser("nas", help="training-aware architecture search (paper section 3.3), resumable",
+                       formatter_class=_Formatter,
                        description="Sample candidates, train each briefly, rank by A * S^w * P^v. Rerun the same command "
                                    "to resume; start it on several machines with one --storage URL to share the study.")
     p.add_argument("--out", required=True, help="search directory (holds nas.db and candidates/)")
-    p.add_argument("--trials", type=int, required=True, help="completed candidates to reach")
-    p.add_argument("--space", choices=["cpu", "b4"], default="cpu")
+    p.add_argument("--trials", type=positive_int, required=True, help="completed candidates to reach")
+    p.add_argument("--space", choices=["cpu", "b4"], default="cpu", help="the search space")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/nas.db)")
-    p.add_argument("--study", default="nas")
-    p.add_argument("--sampler", choices=["random", "tpe"], default="random")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--dataset", default="synthetic")
-    p.add_argument("--data-root")
-    p.add_argument("--epochs", type=int, default=4, help="proxy training epochs per candidate")
-    p.add_argument("--image-size", type=int, default=48, help="reduced proxy training size")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--train-samples", type=int, default=2000, help="synthetic only")
-    p.add_argument("--preset", choices=["paper", "simple"], default="simple")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--study", default="nas", help="study name inside the storage")
+    p.add_argument("--sampler", choices=["random", "tpe"], default="random", help="random (the paper's) or TPE")
+    p.add_argument("--seed", type=int, help="sampler seed (workers sharing a study may use the same one)")
+    p.add_argument("--dataset", default="synthetic", help="proxy-training data set")
+    p.add_argument("--data-root", help="folder holding the data set")
+    p.add_argument("--epochs", type=positive_int, default=4, help="proxy training epochs per candidate")
+    p.add_argument("--image-size", type=positive_int, default=48, help="reduced proxy training (and evaluation) size")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
+    p.add_argument("--train-samples", type=positive_int, default=2000, help="synthetic only: training set size")
+    p.add_argument("--recipe", choices=["paper", "code", "simple"], default="simple", help="proxy training recipe")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading worker processes")
     p.add_argument("--w", type=float, default=-0.07, help="exponent of the normalized step time")
     p.add_argument("--v", type=float, default=-0.05, help="exponent of the parameter count")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=positive_int, default=5, help="candidates to print")
     p.set_defaults(func=_nas)
 
-    p = sub.add_parser("nas-summary", help="the top candidates of a search, as block strings with A, S, P, reward")
-    p.add_argument("--out", required=True)
-    p.add_argument("--storage")
-    p.add_argument("--study", default="nas")
-    p.add_argument("--top", type=int, default=5)
+
+def _add_nas_summary(sub) -> None:
+    p = sub.add_parser("nas-summary", help="the top candidates of a search, as block strings with A, S, P, reward",
+                       formatter_class=_Formatter)
+    p.add_argument("--out", required=True, help="the search directory")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/nas.db)")
+    p.add_argument("--study", default="nas", help="study name inside the storage")
+    p.add_argument("--top", type=positive_int, default=5, help="candidates to print")
     p.add_argument("--w", type=float, help="re-rank with another exponent (default: the study's)")
-    p.add_argument("--v", type=float)
+    p.add_argument("--v", type=float, help="re-rank with another exponent (default: the study's)")
     p.set_defaults(func=_nas_summary)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .errors import CheckpointError
+
     try:
         args.func(args)
-    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"effnetv2: error: {error}", file=sys.stderr)
+    except (KeyError, ValueError, OSError, RuntimeError, CheckpointError) as error:  # OSError: e.g. --out is a file
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"effnetv2: error: {message}", file=sys.stderr)
         return 2
     return 0
 

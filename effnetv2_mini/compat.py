@@ -203,29 +203,34 @@ class LoadReport:
         return {"source": self.source, "loaded": self.loaded, "initialized": self.initialized, "ignored": self.ignored}
 
 
-def _state_from(source) -> tuple[dict, str]:
-    """A flat state dict and a description from: our checkpoint (path or dict), a module, or a state dict."""
+def _state_from(source, prefer_ema: bool = False) -> tuple[dict, str]:
+    """A flat state dict and a description from: our checkpoint (path or dict; its EMA weights when
+    ``prefer_ema`` and it has them), a module, or a state dict."""
+    from .checkpoint import load_checkpoint
+
     if isinstance(source, nn.Module):
         return source.state_dict(), type(source).__name__
     description = "state dict"
     if isinstance(source, (str, os.PathLike)):
         description = str(source)
-        source = torch.load(source, map_location="cpu", weights_only=True)
+        source = load_checkpoint(source)
     if isinstance(source, dict) and "model" in source and isinstance(source["model"], dict):
         name = source.get("model_name")
-        description += f" (checkpoint of {name})" if name else ""
-        source = source["model"]
+        use_ema = prefer_ema and bool(source.get("ema"))
+        description += (f" (checkpoint of {name}" if name else " (checkpoint") + (", EMA weights)" if use_ema else ")")
+        source = source["ema"] if use_ema else source["model"]
     return dict(source), description
 
 
-def load_pretrained(model: EfficientNet, source, keep_head: bool = False) -> LoadReport:
+def load_pretrained(model: EfficientNet, source, keep_head: bool = False, prefer_ema: bool = False) -> LoadReport:
     """Load ``source`` (our checkpoint path/dict, a module, a state dict with our or torchvision's names; DDP's
-    and EMA's ``module.`` prefixes are stripped) into ``model`` and report what happened.
+    and EMA's ``module.`` prefixes are stripped) into ``model`` and report what happened. ``prefer_ema``: from
+    our checkpoint, take the EMA weights if it kept any (the official code fine-tunes from them, ``ft_init_ema``).
 
     The classifier is re-initialized (a new task) unless ``keep_head`` and its shape matches. A backbone tensor
     whose shape differs, or a backbone tensor the source lacks, raises :class:`ArchitectureMismatch` naming it.
     """
-    state, description = _state_from(source)
+    state, description = _state_from(source, prefer_ema)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if any(k.startswith("features.") for k in state):  # torchvision's names
         reverse = {theirs: ours for ours, theirs in torchvision_key_map(model).items()}

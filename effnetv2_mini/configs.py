@@ -10,7 +10,7 @@ Tokens: ``r`` repeats, ``k`` kernel, ``s`` stride of the stage's first layer (th
 accepted), ``e`` expansion ratio, ``i``/``o`` input/output channels before width scaling, ``se`` SE ratio
 (absent = no SE), ``c`` conv type (0 = MBConv, 1 = Fused-MBConv; absent = 0).
 
-Width and depth multipliers are applied with the official rounding rules (PAPER.md section 3):
+Width and depth multipliers are applied with the official rounding rules (docs/paper.md#architectures-and-block-strings-table-4):
 ``round_filters`` rounds ``channels * width`` to a multiple of 8; ``round_repeats`` is ``ceil(depth * r)``.
 """
 
@@ -99,7 +99,7 @@ def decode_stage(text: str) -> StageArgs:
     stride_text = values["s"]
     if len(stride_text) == 2 and stride_text[0] == stride_text[1]:  # V1 form: s11, s22
         stride_text = stride_text[0]
-    if "." in stride_text or len(stride_text) != 1:
+    if stride_text not in ("1", "2"):
         raise ValueError(f"token 's{values['s']}' in block string {text!r}: stride must be s1, s2, s11 or s22")
     conv_type = values.get("c", "0")
     if conv_type not in ("0", "1"):
@@ -147,7 +147,12 @@ def decode_arch(text: str | list[str] | tuple[str, ...]) -> tuple[StageArgs, ...
     strings = text.split() if isinstance(text, str) else list(text)
     if not strings:
         raise ValueError("an architecture needs at least one block string")
-    return tuple(decode_stage(s) for s in strings)
+    stages = tuple(decode_stage(s) for s in strings)
+    for (before, after), (text_before, text_after) in zip(zip(stages, stages[1:]), zip(strings, strings[1:])):
+        if after.in_channels != before.out_channels:
+            raise ValueError(f"block strings do not chain: {text_before!r} ends with o{before.out_channels} but the next, "
+                             f"{text_after!r}, starts with i{after.in_channels}; make them equal")
+    return stages
 
 
 def encode_arch(stages: tuple[StageArgs, ...] | list[StageArgs]) -> str:
@@ -157,7 +162,8 @@ def encode_arch(stages: tuple[StageArgs, ...] | list[StageArgs]) -> str:
 def round_filters(channels: float, width_mult: float, divisor: int = 8, guard_90: bool = False) -> int:
     """Scale a channel count by ``width_mult`` and round to a multiple of ``divisor``.
 
-    Official rule (PAPER.md section 3): ``max(divisor, int(c * w + divisor / 2) // divisor * divisor)``.
+    Official rule (docs/paper.md#architectures-and-block-strings-table-4):
+    ``max(divisor, int(c * w + divisor / 2) // divisor * divisor)``.
     ``guard_90=True`` adds the EfficientNet-V1 / torchvision rule "never drop below 90% of ``c * w``"
     (bump by one divisor if so); the V1 baselines use it so that our parameter counts equal
     torchvision's, the V2 models follow the official V2 code, which has no such guard.
@@ -189,7 +195,7 @@ class ModelConfig:
     train_size: int = 224
     eval_size: int = 224
     dropout: float = 0.2
-    drop_path_rate: float = 0.2  # 1 - survival probability of the last block (PAPER.md section 2)
+    drop_path_rate: float = 0.2  # 1 - survival probability of the last block (docs/paper.md#blocks-figure-2)
     head_channels: int = 1280  # before width rounding
     num_classes: int = 1000
     guard_90: bool = False  # see round_filters
@@ -236,7 +242,7 @@ class ModelConfig:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The paper's architectures (official effnetv2_configs.py; PAPER.md section 3)
+# The paper's architectures (official effnetv2_configs.py; docs/paper.md#architectures-and-block-strings-table-4)
 # ----------------------------------------------------------------------------------------------------
 
 V2_S = (

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from contextlib import nullcontext
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_params", "count_macs", "benchmark_throughput", "pick_device", "synchronize", "peak_step_memory",
-           "max_batch_size", "block_throughput", "OUT_OF_MEMORY"]
+from .devices import OUT_OF_MEMORY, autocast, synchronize
+
+__all__ = ["count_params", "count_macs", "benchmark_throughput", "peak_step_memory", "max_batch_size", "block_throughput"]
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -40,34 +40,6 @@ def count_macs(model: nn.Module, image_size: int, batch_size: int = 1) -> int:
         model(x)
     model.train(was_training)
     return counter.get_total_flops() // 2
-
-
-def pick_device(requested: str | None = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; any other value is used as given."""
-    if requested in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {requested!r} was requested but CUDA is not available; use --device cpu")
-    return device
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def _autocast(device: torch.device, amp: bool):
-    if not amp:
-        return nullcontext()
-    dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _time_steps(step, device: torch.device, warmup: int, repeats: int) -> list[float]:
@@ -117,7 +89,7 @@ def benchmark_throughput(
     def step():
         if mode == "train":
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 loss = nn.functional.cross_entropy(model(x), target)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -127,7 +99,7 @@ def benchmark_throughput(
                 loss.backward()
                 optimizer.step()
         else:
-            with torch.no_grad(), _autocast(device, amp):
+            with torch.no_grad(), autocast(device, amp):
                 model(x)
 
     model.train(mode == "train")
@@ -149,9 +121,6 @@ def benchmark_throughput(
 # ------------------------------------------------------------------------------------------------------------
 # Memory: peak per training step, and the largest batch that fits a budget (paper Table 2)
 # ------------------------------------------------------------------------------------------------------------
-
-OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
-
 
 def _proc_status(field: str) -> int | None:
     try:
@@ -201,7 +170,7 @@ def _training_step(model: nn.Module, batch_size: int, image_size: int, device: t
     classes = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
     target = torch.randint(0, classes, (batch_size,), device=device)
     model.train()
-    with _autocast(device, amp):
+    with autocast(device, amp):
         loss = nn.functional.cross_entropy(model(x), target)
     loss.backward()
     model.zero_grad(set_to_none=True)
@@ -274,7 +243,7 @@ def block_throughput(stage, resolution: int, batch_size: int, fused: bool, mode:
                      channels_last: bool = False, device: str | torch.device = "cpu", warmup: int = 2,
                      repeats: int = 5) -> float:
     """Images/s of one stage's first block built as MBConv or as Fused-MBConv (the per-stage view of paper
-    section 3.1: depthwise convolutions are slow in early stages on accelerators).
+    section 3.2: depthwise convolutions are slow in early stages on accelerators).
 
     ``stage`` is a :class:`~effnetv2_mini.configs.StageArgs`; the block gets ``resolution`` x ``resolution``
     inputs with the stage's input channels.
@@ -292,12 +261,12 @@ def block_throughput(stage, resolution: int, batch_size: int, fused: bool, mode:
     def step():
         if mode == "train":
             block.train()
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 out = block(x)
             out.float().mean().backward()
         else:
             block.eval()
-            with torch.no_grad(), _autocast(device, amp):
+            with torch.no_grad(), autocast(device, amp):
                 block(x)
 
     return batch_size / statistics.median(_time_steps(step, device, warmup, repeats))

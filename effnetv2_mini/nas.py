@@ -1,4 +1,4 @@
-"""Training-aware neural architecture search (paper section 3.2; PAPER.md section 4).
+"""Training-aware neural architecture search (paper section 3.3; docs/paper.md#training-aware-nas-section-33).
 
 Search space, per stage: operator {MBConv, Fused-MBConv}, number of layers, kernel {3, 5}, expansion {1, 4, 6};
 channel widths and strides come from a backbone (EfficientNet-B4-sized ``b4``, or the CPU-sized ``cpu``).
@@ -8,8 +8,9 @@ Each candidate is trained briefly at reduced size with the ordinary training loo
 
     reward = A * S^w * P^v,   w = -0.07, v = -0.05
 
-with A the accuracy, S the training-step time normalized by a reference model's (the backbone with MBConv
-everywhere, timed right beside each candidate so that machine load cancels), P the parameter count.
+with A the accuracy (top-1 in percent at the end of the proxy training), S the training-step time normalized by a
+reference model's (the backbone with MBConv everywhere, timed right beside each candidate so that machine load
+cancels), P the parameter count.
 
 The driver runs on Optuna: one trial per candidate, random sampling (the paper's baseline) or TPE, results and
 architecture as trial attributes. Storage defaults to ``<out>/nas.db`` (SQLite): a crashed or interrupted
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +36,13 @@ from pathlib import Path
 import torch
 
 from .configs import ModelConfig, decode_arch, get_config
-from .measure import benchmark_throughput, count_params, pick_device
+from .devices import OUT_OF_MEMORY, pick_device
+from .measure import benchmark_throughput, count_params
 from .model import build_model
 from .train import TrainConfig, TrainingDiverged, fit
 
-__all__ = ["SearchSpace", "SPACES", "reward", "run_search", "summarize", "pareto_front", "failures", "load_study"]
+__all__ = ["SearchSpace", "SPACES", "reward", "run_search", "summarize", "pareto_front", "failures", "load_study",
+           "space_table"]
 
 OPERATORS = ("MBConv", "Fused-MBConv")
 KERNELS = (3, 5)
@@ -169,71 +174,144 @@ def run_search(out_dir: str | Path, train: TrainConfig, trials: int, space: str 
     import optuna
     from optuna.trial import TrialState
 
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
     space = SPACES[space] if isinstance(space, str) else space
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the search directory {out} (--out) is a file: give a directory (it holds nas.db and candidates/)")
+    (out / "candidates").mkdir(parents=True, exist_ok=True)
     samplers = {"random": optuna.samplers.RandomSampler, "tpe": optuna.samplers.TPESampler}
     if sampler not in samplers:
         raise ValueError(f"unknown sampler {sampler!r}; choose random or tpe")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _open_study(out, storage, study_name, samplers[sampler](seed=seed))
     optuna.storages.fail_stale_trials(study)
-    device = pick_device(train.device)
-    if "space" not in study.user_attrs:
-        study.set_user_attr("space", space.name)
-        study.set_user_attr("w", w)
-        study.set_user_attr("v", v)
-    started = 0
-
-    def objective(trial):
-        nonlocal started
-        started += 1
-        choice = space.suggest(trial)
-        blocks = space.blocks(choice)
-        key = candidate_key(blocks)
-        trial.set_user_attr("blocks", " ".join(blocks))
-        trial.set_user_attr("arch_key", key)
-        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if other.user_attrs.get("arch_key") == key:
-                raise optuna.TrialPruned(f"duplicate of trial {other.number}")
-        config = dataclasses.replace(train, model=space.base_model, model_overrides=space.overrides(blocks),
-                                     out_dir=str(out / "candidates" / key), quiet=True)
-        stop = 3 if interrupt_in_trial is not None and started == interrupt_in_trial else None
-        try:
-            summary = fit(config, stop_after_steps=stop)
-            with torch.device("meta"):
-                params = count_params(build_model(space.base_model, num_classes=10, **space.overrides(blocks)))
-            seconds = step_time(space, blocks, config.image_size or 64, config.batch_size, device)
-            # The reference is timed right beside the candidate, so machine load affects both alike.
-            reference_now = step_time(space, space.reference, config.image_size or 64, config.batch_size, device)
-        except (TrainingDiverged, *_out_of_memory()) as error:
-            trial.set_user_attr("failure", f"{type(error).__name__}: {error}")
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("failure", "interrupted; its training resumes if the architecture is drawn again")
-            raise
-        accuracy = summary["best_top1"] / 100
-        normalized = seconds / reference_now
-        for name, value in (("accuracy", accuracy), ("step_time", seconds), ("reference_step_time", reference_now),
-                            ("normalized_step_time", normalized),
-                            ("params", params), ("train_seconds", summary["wall_time"])):
-            trial.set_user_attr(name, value)
-        return reward(accuracy, normalized, params, w, v)
-
-    def complete():
-        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-
-    if complete() < trials:
+    for key, value in (("space", space.name), ("w", w), ("v", v)):
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+    objective = _Objective(study, space, train, out, pick_device(train.device), w, v, interrupt_in_trial)
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < trials:
         try:
             study.optimize(objective, n_trials=10 * trials,
-                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=(TrialState.COMPLETE,))],
-                           catch=(TrainingDiverged, *_out_of_memory()))
+                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=(TrialState.COMPLETE,)),
+                                      objective.release],
+                           catch=(TrainingDiverged, *OUT_OF_MEMORY))
         except KeyboardInterrupt:
             for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if trial.user_attrs.get("failure", "").startswith("interrupted"):
                     study.tell(trial.number, state=TrialState.FAIL)
             raise
     return study
+
+
+class _Objective:
+    """One trial: draw a candidate, claim it (no two workers train one architecture at once), train it briefly,
+    time it beside the reference model, and score it."""
+
+    def __init__(self, study, space: SearchSpace, train: TrainConfig, out: Path, device, w: float, v: float,
+                 interrupt_in_trial: int | None):
+        self.study, self.space, self.train, self.out, self.device = study, space, train, out, device
+        self.w, self.v, self.interrupt_in_trial, self.started = w, v, interrupt_in_trial, 0
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        self.started += 1
+        blocks = self.space.blocks(self.space.suggest(trial))
+        key = candidate_key(blocks)
+        trial.set_user_attr("blocks", " ".join(blocks))
+        trial.set_user_attr("arch_key", key)
+        holder = _claim(self.study, self.out / "candidates" / f"{key}.claim", trial.number, key)
+        if holder is not None:
+            raise optuna.TrialPruned(holder)
+        try:
+            return self._evaluate(trial, blocks, key)  # the claim is released once Optuna has recorded the result
+        except BaseException:
+            _release(self.out / "candidates" / f"{key}.claim", trial.number)
+            raise
+
+    def release(self, study, trial) -> None:
+        """Optuna callback, after the trial's state is stored: release its claim. Released any earlier, another
+        worker could claim the candidate before it shows as complete, and train it a second time."""
+        if trial.user_attrs.get("arch_key"):
+            _release(self.out / "candidates" / f"{trial.user_attrs['arch_key']}.claim", trial.number)
+
+    def _evaluate(self, trial, blocks: tuple[str, ...], key: str) -> float:
+        config = dataclasses.replace(self.train, model=self.space.base_model, model_overrides=self.space.overrides(blocks),
+                                     out_dir=str(self.out / "candidates" / key), quiet=True)
+        stop = 3 if self.interrupt_in_trial is not None and self.started == self.interrupt_in_trial else None
+        size = config.image_size or 64
+        try:
+            summary = fit(config, stop_after_steps=stop)
+            with torch.device("meta"):
+                params = count_params(build_model(self.space.base_model, num_classes=10, **self.space.overrides(blocks)))
+            seconds = step_time(self.space, blocks, size, config.batch_size, self.device)
+            # The reference is timed right beside the candidate, so machine load affects both alike.
+            reference_now = step_time(self.space, self.space.reference, size, config.batch_size, self.device)
+        except (TrainingDiverged, *OUT_OF_MEMORY) as error:
+            trial.set_user_attr("failure", f"{type(error).__name__}: {error}")
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure", "interrupted; its training resumes if the architecture is drawn again")
+            raise
+        accuracy = summary["top1"]  # percent, the final epoch's (never the best epoch chosen on validation)
+        for name, value in (("accuracy", accuracy), ("step_time", seconds), ("reference_step_time", reference_now),
+                            ("normalized_step_time", seconds / reference_now), ("params", params),
+                            ("train_seconds", summary["wall_time"])):
+            trial.set_user_attr(name, value)
+        score = reward(accuracy, seconds / reference_now, params, self.w, self.v)
+        print(f"trial {trial.number}: top-1 {accuracy:.1f}%, step time x{seconds / reference_now:.2f} of the reference, "
+              f"{params:,} params, reward {score:.3g}  ({' '.join(blocks)})", flush=True)
+        return score
+
+
+def _claim(study, path: Path, number: int, key: str) -> str | None:
+    """Claim the candidate ``key`` for trial ``number`` by creating ``path`` (atomically, O_EXCL): None if claimed,
+    else why not (a completed duplicate, or another worker's running trial). A claim left by a trial that is no
+    longer running (a crashed worker) is taken over."""
+    from optuna.trial import TrialState
+
+    def completed_by() -> int | None:
+        return next((t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                     if t.user_attrs.get("arch_key") == key), None)
+
+    if (done := completed_by()) is not None:
+        return f"duplicate of trial {done}"
+    draft = path.with_name(f"{path.name}.{number}.tmp")
+    draft.write_text(str(number))
+    try:
+        for _ in range(3):
+            try:
+                os.link(draft, path)  # atomic, and the claim holds its trial number from the first instant
+            except FileExistsError:
+                try:
+                    holder = int(path.read_text())
+                except FileNotFoundError:  # released this instant: try again
+                    continue
+                running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+                if holder in running and holder != number:
+                    return f"being trained by trial {holder} (another worker)"
+                if (done := completed_by()) is not None:  # completed, its claim not yet released
+                    return f"duplicate of trial {done}"
+                path.unlink(missing_ok=True)  # a stale claim
+                continue
+            if (done := completed_by()) is not None:  # completed (and released) since the first look
+                path.unlink(missing_ok=True)
+                return f"duplicate of trial {done}"
+            return None
+        return "could not claim the candidate"
+    finally:
+        draft.unlink(missing_ok=True)
+
+
+def _release(path: Path, number: int) -> None:
+    """Remove the claim ``path`` if trial ``number`` holds it (a pruned trial must not release its holder's)."""
+    try:
+        if int(path.read_text()) == number:
+            path.unlink(missing_ok=True)
+    except (FileNotFoundError, ValueError):
+        pass
 
 
 def _open_study(out: Path, storage: str | None, study_name: str, sampler, attempts: int = 10):
@@ -252,10 +330,6 @@ def _open_study(out: Path, storage: str | None, study_name: str, sampler, attemp
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
-
-
-def _out_of_memory():
-    return (torch.OutOfMemoryError, MemoryError)
 
 
 def summarize(study, top: int = 5, w: float | None = None, v: float | None = None) -> list[dict]:
@@ -293,6 +367,22 @@ def failures(study) -> list[dict]:
 
 
 def load_study(out_dir: str | Path, storage: str | None = None, study_name: str = "nas"):
+    """The search stored in ``out_dir/nas.db`` (or ``storage``); a clear error if there is none."""
     import optuna
 
-    return optuna.load_study(study_name=study_name, storage=_storage(Path(out_dir), storage))
+    if storage is None and not (Path(out_dir) / "nas.db").is_file():
+        raise FileNotFoundError(f"no search in {out_dir} (no nas.db there): run `effnetv2 nas --out {out_dir} ...` first, "
+                                "or pass --storage URL for a study kept elsewhere")
+    try:
+        return optuna.load_study(study_name=study_name, storage=_storage(Path(out_dir), storage))
+    except KeyError:
+        raise ValueError(f"the storage of {out_dir} has no study named {study_name!r} (--study)") from None
+
+
+def space_table(space: SearchSpace) -> tuple[list[dict], int]:
+    """The choices of every stage, and the number of architectures in the space."""
+    choices = space.parameters()
+    rows = [{"stage": i + 1, "backbone": block, "operator": "/".join(choices[f"s{i}_op"]),
+             "layers": "/".join(map(str, choices[f"s{i}_layers"])), "kernel": "/".join(map(str, choices[f"s{i}_kernel"])),
+             "expansion": "/".join(map(str, choices[f"s{i}_expand"]))} for i, block in enumerate(space.backbone)]
+    return rows, math.prod(len(c) for c in choices.values())

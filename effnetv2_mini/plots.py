@@ -9,7 +9,7 @@ from matplotlib.patches import Patch, Rectangle
 
 __all__ = ["BLOCK_COLORS", "draw_architecture", "plot_params_vs_flops", "plot_training_curves", "show_images",
            "plot_regularization_grid", "plot_schedule", "plot_accuracy_vs_time", "plot_nas_candidates",
-           "plot_finetune_curves", "plot_relative_throughput"]
+           "plot_finetune_curves", "plot_relative_throughput", "plot_per_stage", "plot_lr_schedule", "chance_line"]
 
 BLOCK_COLORS = {"Fused-MBConv": "#f28e2b", "MBConv": "#4e79a7", "other": "#bab0ac"}
 
@@ -76,20 +76,27 @@ def plot_params_vs_flops(rows: list[dict], ax=None):
     return ax
 
 
-def plot_training_curves(rows: list[dict], title: str = ""):
-    """Loss, top-1 (raw and EMA) and images/s per epoch, from ``metrics.jsonl`` rows."""
+def chance_line(ax, chance: float | None) -> None:
+    """The accuracy of guessing (100 / classes), dashed: a result near it shows nothing."""
+    if chance is not None:
+        ax.axhline(chance, color="gray", ls="--", lw=1, label=f"chance ({chance:.0f}%)")
+
+
+def plot_training_curves(rows: list[dict], title: str = "", chance: float | None = None):
+    """Loss, top-1 (the raw weights and their EMA) and images/s per epoch, from ``metrics.jsonl`` rows."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     epochs = [r["epoch"] for r in rows]
     axes[0].plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
     axes[0].plot(epochs, [r["val_loss"] for r in rows], "s-", label="val")
     axes[0].set_ylabel("loss")
-    axes[1].plot(epochs, [r["val_top1"] for r in rows], "o-", label="weights")
+    axes[1].plot(epochs, [r["val_top1"] for r in rows], "o-", label="raw weights")
     if "ema_top1" in rows[0]:
-        axes[1].plot(epochs, [r["ema_top1"] for r in rows], "s-", label="EMA of weights")
+        axes[1].plot(epochs, [r["ema_top1"] for r in rows], "s-", label="EMA of the weights")
+    chance_line(axes[1], chance)
     axes[1].set_ylabel("val top-1 (%)")
     axes[2].plot(epochs, [r["images_per_sec"] for r in rows], "o-")
     axes[2].set_ylabel("training images/s")
-    axes[2].set_ylim(bottom=0)
+    axes[2].set_ylim(0, 1.15 * max(r["images_per_sec"] for r in rows))
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -101,11 +108,15 @@ def plot_training_curves(rows: list[dict], title: str = ""):
     return fig
 
 
-def show_images(images, labels=None, class_names=None, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                columns: int = 8, title: str = ""):
-    """A grid of (normalised) image tensors, e.g. a batch after augmentation."""
+def show_images(images, labels=None, class_names=None, normalization: str = "official", columns: int = 8,
+                title: str = ""):
+    """A grid of normalized image tensors (``normalization``: a key of ``transforms.NORMALIZATIONS``), e.g. a
+    batch after augmentation."""
     import torch
 
+    from .transforms import NORMALIZATIONS
+
+    mean, std = NORMALIZATIONS[normalization]
     images = images.detach().float().cpu() * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
     rows = math.ceil(len(images) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.75 * rows), squeeze=False)
@@ -175,14 +186,15 @@ def plot_schedule(schedule, title: str = ""):
     return fig
 
 
-def plot_accuracy_vs_time(rows: list[dict], ax=None):
-    """Top-1 against training wall-clock, one curve per run (rows from ``compare_variants``)."""
+def plot_accuracy_vs_time(rows: list[dict], ax=None, chance: float | None = None):
+    """Top-1 against training wall-clock, one curve per run (rows of a progressive comparison, with ``curve``)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4))
     for row in rows:
         curve = row["curve"]
         ax.plot([c["wall_time"] for c in curve], [c["top1"] for c in curve], "o-", markersize=3,
-                label=f"{row['variant']} (seed {row['seed']})")
+                label=f"{row['variant'].replace('_', ' ')} (seed {row['seed']})")
+    chance_line(ax, chance)
     ax.set_xlabel("training wall-clock (s)")
     ax.set_ylabel("val top-1 (%)")
     ax.grid(alpha=0.3)
@@ -190,9 +202,9 @@ def plot_accuracy_vs_time(rows: list[dict], ax=None):
     return ax
 
 
-def plot_nas_candidates(ranked: list[dict], front: list[dict] | None = None, ax=None):
+def plot_nas_candidates(ranked: list[dict], front: list[dict] | None = None, ax=None, chance: float | None = None):
     """NAS candidates: proxy accuracy A against normalized step time S, marker size by parameters P, colour by
-    the reward A * S^w * P^v (paper section 3.2); ``front`` (e.g. ``nas.pareto_front``) drawn as a dashed line."""
+    the reward A * S^w * P^v (paper section 3.3); ``front`` (e.g. ``nas.pareto_front``) drawn as a dashed line."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.2))
     largest = max(r["params"] for r in ranked)
@@ -202,20 +214,29 @@ def plot_nas_candidates(ranked: list[dict], front: list[dict] | None = None, ax=
     if front:
         ax.plot([r["normalized_step_time"] for r in front], [r["accuracy"] for r in front], "r--o", label="Pareto front")
         ax.legend()
+    chance_line(ax, chance)
+    ax.legend(fontsize=8)
     ax.set_xlabel("training-step time / reference (S)")
-    ax.set_ylabel("proxy accuracy (A)")
+    ax.set_ylabel("proxy top-1 % (A)")
     ax.figure.colorbar(points, ax=ax, label="reward")
     ax.grid(alpha=0.3)
     return ax
 
 
-def plot_finetune_curves(curves: dict[str, list[dict]], ax=None):
+def plot_finetune_curves(curves: dict[str, list[dict]], ax=None, chance: float | None = None):
     """Validation top-1 per epoch of each fine-tuning run (``"model/data set/start"`` -> metrics rows)."""
+    from matplotlib.ticker import MaxNLocator
+
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
     for name, metrics in curves.items():
-        ax.plot([m["epoch"] for m in metrics], [m["val_top1"] for m in metrics],
-                "o-" if "pretrained" in name else "s--", label=name)
+        model, dataset, start = name.split("/")
+        how = "fine-tuned from pretrained weights" if start == "pretrained" else "trained from scratch"
+        label = f"{how}: {model} on {dataset}"
+        ax.plot([m["epoch"] for m in metrics], [m.get("ema_top1", m["val_top1"]) for m in metrics],
+                "o-" if start == "pretrained" else "s--", label=label)
+    chance_line(ax, chance)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("val top-1 (%)")
     ax.grid(alpha=0.3)
@@ -243,3 +264,133 @@ def plot_relative_throughput(rows: list[dict], ax=None):
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return ax
+
+
+def plot_per_stage(rows: list[dict], device: str = "", ax=None):
+    """Fused-MBConv's training speed over MBConv's, stage by stage (section 3.2: above 1, fusing pays)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    ratios = [r["fused_vs_mbconv"] for r in rows]
+    ax.bar(range(len(rows)), ratios, color=["#f28e2b" if x > 1 else "#4e79a7" for x in ratios])
+    ax.axhline(1.0, color="gray", lw=1)
+    ax.set_xticks(range(len(rows)), [f"stage {r['stage']}\n{r['resolution']} px" for r in rows], fontsize=8)
+    ax.set_ylabel("Fused-MBConv / MBConv training speed")
+    ax.set_yscale("log")
+    ax.set_title(f"EfficientNet-B4's stages as Fused-MBConv vs MBConv{' on ' + device if device else ''}")
+    ax.grid(axis="y", alpha=0.3)
+    return ax
+
+
+def plot_lr_schedule(config, steps_per_epoch: int = 100, ax=None):
+    """The learning rate over training (warm-up, then the recipe's decay), from ``optim.lr_factor``."""
+    from .optim import lr_factor
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.2))
+    steps = range(config.epochs * steps_per_epoch + 1)
+    ax.plot([s / steps_per_epoch for s in steps], [lr_factor(s / steps_per_epoch, config) for s in steps])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate / peak")
+    ax.set_title(f"{config.schedule} schedule, {config.warmup_epochs:g} warm-up epoch(s)")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def draw_blocks(mbconv, fused, resolution: int = 64):
+    """Figure 2 drawn from our modules: the layers of an MBConv and a Fused-MBConv block, top to bottom, each box
+    with its operation, output shape and parameter count (read from the modules, not typed by hand)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
+    tallest = max(len(_block_layers(block, resolution)) for block in (mbconv, fused))
+    for ax, block in zip(axes, (mbconv, fused)):
+        layers = _block_layers(block, resolution)
+        for i, (label, shape, params, kind) in enumerate(layers):
+            y = len(layers) - i
+            ax.add_patch(Rectangle((0.1, y - 0.4), 0.8, 0.75, color=BLOCK_COLORS.get(kind, "#bab0ac"), alpha=0.85))
+            ax.text(0.5, y, f"{label}\n{shape}, {params:,} params", ha="center", va="center", fontsize=8)
+            if i:
+                ax.annotate("", xy=(0.5, y + 0.36), xytext=(0.5, y + 0.6), arrowprops=dict(arrowstyle="->"))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(len(layers) - tallest + 0.3, len(layers) + 0.6)
+        ax.axis("off")
+        ax.set_title(f"{type(block).__name__}: {sum(p.numel() for p in block.parameters()):,} parameters")
+    fig.suptitle(f"paper Figure 2, from effnetv2_mini.blocks (input {resolution}x{resolution})")
+    fig.tight_layout()
+    return fig
+
+
+def _block_layers(block, resolution: int) -> list[tuple]:
+    """(label, output shape, parameters, colour key) of each layer of an MBConv / Fused-MBConv."""
+    rows, size = [], resolution
+    for name in ("expand", "depthwise", "fused", "se", "project"):
+        layer = getattr(block, name, None)
+        if layer is None:
+            continue
+        params = sum(p.numel() for p in layer.parameters())
+        if name == "se":
+            se = "squeeze-and-excitation (pool, 1x1, SiLU, 1x1, sigmoid)"
+            rows.append((se, f"{layer.expand.out_channels}ch", params, "other"))
+            continue
+        conv = layer.conv
+        size = -(-size // conv.stride[0])
+        kind = "depthwise" if conv.groups > 1 else "regular"
+        activation = "" if layer.act.__class__.__name__ == "Identity" else ", SiLU"
+        label = f"{conv.kernel_size[0]}x{conv.kernel_size[0]} {kind} conv, stride {conv.stride[0]}, BN{activation}"
+        rows.append((label, f"{conv.out_channels}ch {size}x{size}", params,
+                     "MBConv" if kind == "depthwise" else ("Fused-MBConv" if name == "fused" else "other")))
+    if block.has_residual:
+        rows.append(("+ input (stochastic depth)", "", 0, "other"))
+    return rows
+
+
+def plot_families(models: list[dict]):
+    """EfficientNet V1 and V2: the papers' ImageNet top-1 (left) and our parameter counts (right) against our
+    FLOPs, one line per family (``models`` rows: name, family, params, macs, paper_top1)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for family, style in (("v1", "o--"), ("v2", "s-")):
+        points = sorted((m for m in models if m["family"] == family), key=lambda m: m["macs"])
+        label = "EfficientNet (V1)" if family == "v1" else "EfficientNetV2"
+        scored = [m for m in points if m.get("paper_top1") is not None]
+        line = axes[0].plot([m["macs"] / 1e9 for m in scored], [m["paper_top1"] for m in scored], style, label=label)[0]
+        axes[1].plot([m["macs"] / 1e9 for m in points], [m["params"] / 1e6 for m in points], style, label=label,
+                     color=line.get_color())
+        for m in scored:
+            axes[0].annotate(_short(m["name"]), (m["macs"] / 1e9, m["paper_top1"]), fontsize=7, xytext=(4, -9),
+                             textcoords="offset points")
+    axes[0].set_ylabel("ImageNet top-1 (%, the papers')")
+    axes[1].set_ylabel("parameters (millions, ours)")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("FLOPs at eval size (billions of multiply-adds, ours)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _short(name: str) -> str:
+    return ("V2-" if "v2" in name else "") + name.split("_")[-1].upper()
+
+
+def plot_scaling(rows: list[dict], speed_key: str, device: str = ""):
+    """Top-1 (the papers') and training speed (ours, all models at one image size) against FLOPs, V1 and V2."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for family, style in (("v1", "o--"), ("v2", "s-")):
+        points = sorted((r for r in rows if r["family"] == family), key=lambda r: r["macs"])
+        label = "EfficientNet (V1)" if family == "v1" else "EfficientNetV2"
+        scored = [r for r in points if r.get("paper_top1") is not None]
+        axes[0].plot([r["macs"] / 1e9 for r in scored], [r["paper_top1"] for r in scored], style, label=label)
+        axes[1].plot([r["macs"] / 1e9 for r in points], [r[speed_key] for r in points], style, label=label)
+        for r in points:
+            axes[1].annotate(_short(r["model"]), (r["macs"] / 1e9, r[speed_key]), fontsize=7, xytext=(3, 3),
+                             textcoords="offset points")
+    size = rows[0]["measured_at"] if rows else "?"
+    axes[0].set_ylabel("ImageNet top-1 (%, the papers')")
+    axes[1].set_ylabel(f"{speed_key.replace('_', ' ')} at {size} px (ours{', ' + device if device else ''})")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("FLOPs at each model's eval size (GMACs)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

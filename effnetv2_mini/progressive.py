@@ -1,4 +1,4 @@
-"""Progressive learning with adaptive regularization (paper section 4, Algorithm 1; PAPER.md section 5).
+"""Progressive learning with adaptive regularization (paper section 4, Algorithm 1; docs/paper.md#progressive-learning-section-4).
 
 Training is split into M stages. Stage i trains with image size S_i and regularization Phi_i (dropout rate,
 RandAugment magnitude, mixup alpha), linearly interpolated from (S_0, Phi_0) to (S_e, Phi_e)::
@@ -9,11 +9,12 @@ RandAugment magnitude, mixup alpha), linearly interpolated from (S_0, Phi_0) to 
 and inherits the weights (and optimizer, EMA, learning-rate schedule) of the stage before. Small images come
 with weak regularization, large images with strong regularization (the paper's Table 5 shows why).
 
-    schedule = preset("efficientnetv2_s", source="paper", epochs=350, stages=4)
+    schedule = schedule_preset("efficientnetv2_s", source="paper", epochs=350, stages=4)
     print(schedule.table())
-    fit(config, stages=schedule.stage_at)
+    fit(config, schedule)              # effnetv2_mini.train: the schedule's epochs and eval size replace the config's
 
-Two presets, never mixed (PAPER.md section 5):
+Two schedule presets, never mixed (docs/paper.md#table-6-and-the-papers-schedule and
+#how-the-official-code-schedules-it):
 
 - ``paper``: Table 6 ranges, sizes linear from S_0 to S_e (intermediate sizes rounded to a multiple of 8; the
   first and last are the table's), dropout scheduled.
@@ -29,26 +30,21 @@ size and regularization).
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 from .configs import get_config
-from .notebook import format_table
 from .reference import paper_table
-from .train import StageSettings, TrainConfig, config_from_dict, fit, read_launch_spec, run_under_torchrun
+from .tables import format_table
 
-__all__ = ["Stage", "ProgressiveSchedule", "linear_schedule", "preset", "variant", "fit_progressive", "compare_variants",
-           "regularization_grid",
-           "VARIANTS",
-           "PAPER_TABLE_6", "CODE_PRESETS"]
+__all__ = ["EpochSettings", "ProgressiveStage", "ProgressiveSchedule", "constant_schedule", "linear_schedule",
+           "schedule_preset", "variant", "VARIANTS", "PAPER_TABLE_6", "CODE_SCHEDULES"]
 
 # Paper Table 6: (min, max) per model, from the reference data file.
 PAPER_TABLE_6 = {model: {key: tuple(bounds) for key, bounds in ranges.items()}
                  for model, ranges in paper_table("table6")["ranges"].items()}
 # Official code (hparams / effnetv2_configs): final train size, RandAugment max, mixup max, fixed dropout.
-CODE_PRESETS = {
+CODE_SCHEDULES = {
     "efficientnetv2_s": dict(train_size=300, randaug_max=10, mixup_max=0.0, dropout=0.2),
     "efficientnetv2_m": dict(train_size=384, randaug_max=15, mixup_max=0.2, dropout=0.3),
     "efficientnetv2_l": dict(train_size=384, randaug_max=20, mixup_max=0.5, dropout=0.4),
@@ -57,7 +53,20 @@ VARIANTS = ("progressive", "fixed", "progressive_fixed_reg", "random")
 
 
 @dataclass(frozen=True)
-class Stage:
+class EpochSettings:
+    """What the training loop needs to know about one epoch: the image size and the regularization strengths."""
+
+    image_size: int
+    dropout: float | None  # None: leave the model's dropout alone
+    randaug_magnitude: float
+    mixup_alpha: float
+    stage: int = 0
+
+
+@dataclass(frozen=True)
+class ProgressiveStage:
+    """One stage of Algorithm 1: its epochs, image size and regularization."""
+
     index: int
     start_epoch: int
     epochs: int
@@ -69,9 +78,9 @@ class Stage:
 
 @dataclass(frozen=True)
 class ProgressiveSchedule:
-    """The stages of one training run; ``stage_at(epoch)`` feeds :func:`effnetv2_mini.train.fit`."""
+    """The stages of one training run; :func:`effnetv2_mini.train.fit` asks ``stage_at(epoch)`` every epoch."""
 
-    stages: tuple[Stage, ...]
+    stages: tuple[ProgressiveStage, ...]
     eval_size: int
     source: str
     variant: str = "progressive"
@@ -89,11 +98,11 @@ class ProgressiveSchedule:
             return random.Random(self.seed * 1_000_003 + epoch // self.every).randrange(len(self.stages))
         return next(s.index for s in self.stages if s.start_epoch <= epoch < s.start_epoch + s.epochs)
 
-    def stage_at(self, epoch: int) -> StageSettings:
+    def stage_at(self, epoch: int) -> EpochSettings:
         stage = self.stages[self.stage_index(epoch)]
-        return StageSettings(stage.image_size, stage.dropout, stage.randaug_magnitude, stage.mixup_alpha, stage.index)
+        return EpochSettings(stage.image_size, stage.dropout, stage.randaug_magnitude, stage.mixup_alpha, stage.index)
 
-    def epoch_settings(self) -> list[StageSettings]:
+    def epoch_settings(self) -> list[EpochSettings]:
         return [self.stage_at(e) for e in range(self.total_epochs)]
 
     def table(self) -> str:
@@ -110,7 +119,7 @@ class ProgressiveSchedule:
 
     @classmethod
     def from_dict(cls, data: dict) -> ProgressiveSchedule:
-        stages = tuple(Stage(**s) for s in data["stages"])
+        stages = tuple(ProgressiveStage(**s) for s in data["stages"])
         return cls(**{**data, "stages": stages})
 
 
@@ -130,6 +139,13 @@ def _round_size(size: float, multiple: int) -> int:
     return int(round(size / multiple) * multiple)
 
 
+def constant_schedule(epochs: int, image_size: int, eval_size: int, dropout: float | None = None,
+                      randaug_magnitude: float = 0.0, mixup_alpha: float = 0.0) -> ProgressiveSchedule:
+    """No progressive learning: one stage of fixed size and regularization for all ``epochs``."""
+    stage = ProgressiveStage(0, 0, epochs, image_size, dropout, randaug_magnitude, mixup_alpha)
+    return ProgressiveSchedule((stage,), eval_size, "fixed size", variant="fixed")
+
+
 def linear_schedule(epochs: int, stages: int, image_size: tuple[int, int], eval_size: int,
                     dropout: tuple[float, float] | None = None, randaug_magnitude: tuple[float, float] = (0, 0),
                     mixup_alpha: tuple[float, float] = (0, 0), round_to: int = 8, source: str = "custom"
@@ -145,7 +161,7 @@ def linear_schedule(epochs: int, stages: int, image_size: tuple[int, int], eval_
     for i, (start, length) in enumerate(_epoch_split(epochs, stages)):
         size = _lerp(*image_size, i, stages)
         size = int(size) if i in (0, stages - 1) else _round_size(size, round_to)
-        result.append(Stage(
+        result.append(ProgressiveStage(
             index=i, start_epoch=start, epochs=length, image_size=min(size, eval_size),
             dropout=None if dropout is None else round(_lerp(*dropout, i, stages), 6),
             randaug_magnitude=round(_lerp(*randaug_magnitude, i, stages), 6),
@@ -154,8 +170,8 @@ def linear_schedule(epochs: int, stages: int, image_size: tuple[int, int], eval_
     return ProgressiveSchedule(tuple(result), eval_size, source)
 
 
-def preset(model_name: str, source: str = "paper", epochs: int = 350, stages: int = 4,
-           eval_size: int | None = None) -> ProgressiveSchedule:
+def schedule_preset(model_name: str, source: str = "paper", epochs: int = 350, stages: int = 4,
+                    eval_size: int | None = None) -> ProgressiveSchedule:
     """The paper's (Table 6) or the official code's schedule for EfficientNetV2-S, -M or -L."""
     name = get_config(model_name).name
     if name not in PAPER_TABLE_6:
@@ -167,13 +183,13 @@ def preset(model_name: str, source: str = "paper", epochs: int = 350, stages: in
         return linear_schedule(epochs, stages, ranges["image_size"], eval_size, ranges["dropout"],
                                ranges["randaug_magnitude"], ranges["mixup_alpha"], source="paper Table 6")
     if source == "code":
-        official = CODE_PRESETS[name]
+        official = CODE_SCHEDULES[name]
         result = []
         for i, (start, length) in enumerate(_epoch_split(epochs, stages)):
             size = int(128 + (official["train_size"] - 128) * (i + 1) / stages)
-            result.append(Stage(i, start, length, min(size, eval_size), official["dropout"],
-                                round(_lerp(5, official["randaug_max"], i, stages), 6),
-                                round(_lerp(0, official["mixup_max"], i, stages), 6)))
+            result.append(ProgressiveStage(i, start, length, min(size, eval_size), official["dropout"],
+                                           round(_lerp(5, official["randaug_max"], i, stages), 6),
+                                           round(_lerp(0, official["mixup_max"], i, stages), 6)))
         return ProgressiveSchedule(tuple(result), eval_size, "official code")
     raise ValueError(f"unknown preset source {source!r}; choose 'paper' or 'code'")
 
@@ -197,70 +213,46 @@ def variant(schedule: ProgressiveSchedule, name: str, every: int = 1, seed: int 
     return dataclasses.replace(schedule, stages=stages, variant=name, every=every, seed=seed)
 
 
-def fit_progressive(config: TrainConfig, schedule: ProgressiveSchedule, nproc: int = 1, **fit_options) -> dict:
-    """Train ``config`` through ``schedule`` (its epochs and eval size replace the config's), in this process or
-    under torchrun with ``nproc`` processes. The schedule is recorded in the run's ``config.json``."""
-    config = dataclasses.replace(config, epochs=schedule.total_epochs, eval_size=schedule.eval_size,
-                                 image_size=schedule.stages[-1].image_size)
-    if nproc <= 1:
-        return fit(config, stages=schedule.stage_at, extra_config={"progressive": schedule.to_dict()}, **fit_options)
-    return run_under_torchrun("effnetv2_mini.progressive", config, nproc, schedule=schedule.to_dict())
+SPEC_KEYS = {"stages": "number of stages", "size": "first:last image size", "randaug": "first:last RandAugment magnitude",
+             "mixup": "first:last mixup alpha", "dropout": "first:last dropout", "round": "round middle sizes to a multiple"}
 
 
-def compare_variants(config: TrainConfig, schedule: ProgressiveSchedule, variants=VARIANTS, seeds=(0,),
-                     every: int = 1, nproc: int = 1) -> list[dict]:
-    """Train ``config`` once per variant and seed, same epochs and eval size, in ``out_dir/<variant>-s<seed>``.
-
-    Each row: variant, seed, final and best top-1, training seconds (the epochs' own time), total seconds
-    (the whole call: data rendering, evaluation and start-up included; kept in ``timing.json`` so that a rerun,
-    which skips finished runs, reports the original time), training images/s.
-    """
-    import time
-
-    rows = []
-    for name in variants:
-        for seed in seeds:
-            out = Path(config.out_dir) / f"{name}-s{seed}"
-            timing = out / "timing.json"
-            start = time.perf_counter()
-            summary = fit_progressive(dataclasses.replace(config, out_dir=str(out), seed=seed),
-                                      variant(schedule, name, every=every, seed=seed), nproc=nproc)
-            if not timing.exists():
-                timing.write_text(json.dumps({"total_seconds": time.perf_counter() - start}))
-            metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-            top1 = [max(m["val_top1"], m.get("ema_top1", -1.0)) for m in metrics]
-            images = sum(m["images_per_sec"] * m["epoch_seconds"] for m in metrics)
-            rows.append({
-                "variant": name, "seed": seed, "final_top1": top1[-1], "best_top1": summary["best_top1"],
-                "train_seconds": summary["wall_time"], "total_seconds": json.loads(timing.read_text())["total_seconds"],
-                "images_per_sec": images / max(1e-9, summary["wall_time"]), "run_dir": str(out),
-                "curve": [{"epoch": m["epoch"], "wall_time": m["wall_time"], "top1": t} for m, t in zip(metrics, top1)],
-            })
-    return rows
+def parse_schedule(text: str, config, variant_name: str = "progressive") -> ProgressiveSchedule:
+    """The schedule the command line asks for (``effnetv2 train --progressive ...``) over ``config.epochs``:
+    ``paper`` or ``code`` (the presets, for efficientnetv2_s/m/l) or a SPEC such as
+    ``"stages=4 size=128:300 randaug=5:15 mixup=0:0 dropout=0.1:0.3"`` (first:last value; Algorithm 1 in between).
+    ``config`` must be resolved (its eval size known)."""
+    if text in ("paper", "code"):
+        schedule = schedule_preset(config.model, text, epochs=config.epochs, stages=4, eval_size=config.eval_size)
+    else:
+        spec = _parse_spec(text)
+        if "size" not in spec:
+            raise ValueError(f"--progressive {text!r}: a SPEC needs size=FIRST:LAST (e.g. size=128:300)")
+        schedule = linear_schedule(config.epochs, int(spec.get("stages", 4)), _int_pair(spec["size"]), config.eval_size,
+                                   dropout=spec.get("dropout"), randaug_magnitude=spec.get("randaug", (0.0, 0.0)),
+                                   mixup_alpha=spec.get("mixup", (0.0, 0.0)), round_to=int(spec.get("round", 8)),
+                                   source=f"command line: {text}")
+    return variant(schedule, variant_name, seed=config.seed)
 
 
-def regularization_grid(config: TrainConfig, sizes, magnitudes, epochs: int, mixup_alpha: float = 0.0) -> dict:
-    """The experiment behind the paper's Table 5: one short run per (image size, RandAugment magnitude), each
-    trained and evaluated at its size, in ``out_dir/grid-<size>-m<magnitude>``. Returns sizes, magnitudes and
-    the final top-1 matrix ``top1[i][j]`` (size i, magnitude j)."""
-    top1 = []
-    for size in sizes:
-        row = []
-        for magnitude in magnitudes:
-            schedule = linear_schedule(epochs, 1, (size, size), size, randaug_magnitude=(magnitude, magnitude),
-                                       mixup_alpha=(mixup_alpha, mixup_alpha), source="Table 5 grid")
-            out = Path(config.out_dir) / f"grid-{size}-m{magnitude:g}"
-            fit_progressive(dataclasses.replace(config, out_dir=str(out)), schedule)
-            last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-            row.append(max(last["val_top1"], last.get("ema_top1", -1.0)))
-        top1.append(row)
-    return {"sizes": list(sizes), "magnitudes": list(magnitudes), "top1": top1, "epochs": epochs}
+def _parse_spec(text: str) -> dict:
+    spec = {}
+    for token in text.replace(",", " ").split():
+        key, _, value = token.partition("=")
+        if key not in SPEC_KEYS or not value:
+            known = "; ".join(f"{k}: {v}" for k, v in SPEC_KEYS.items())
+            raise ValueError(f"--progressive: cannot read {token!r}; write key=value pairs, keys: {known}")
+        try:
+            spec[key] = float(value) if key in ("stages", "round") else tuple(float(v) for v in value.split(":"))
+        except ValueError:
+            raise ValueError(f"--progressive: {token!r} is not a number{'' if key in ('stages', 'round') else ' pair'}") from None
+        if key not in ("stages", "round") and len(spec[key]) != 2:
+            raise ValueError(f"--progressive: {key} takes FIRST:LAST, got {value!r}")
+    return spec
 
 
-def _main(argv=None) -> None:
-    spec = read_launch_spec(argv, "One progressive training from a launch spec (used under torchrun).")
-    fit_progressive(config_from_dict(spec["config"]), ProgressiveSchedule.from_dict(spec["schedule"]))
-
-
-if __name__ == "__main__":
-    _main()
+def _int_pair(pair: tuple[float, float]) -> tuple[int, int]:
+    first, last = int(pair[0]), int(pair[1])
+    if first < 1 or last < first:
+        raise ValueError(f"--progressive: size={first}:{last} must grow from a positive size")
+    return first, last

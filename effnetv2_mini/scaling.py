@@ -1,11 +1,11 @@
-"""Model scaling: EfficientNet's compound scaling and EfficientNetV2's rules (paper section 3.4).
+"""Model scaling: EfficientNet's compound scaling and EfficientNetV2's rules (paper section 3.3).
 
 V1 (Tan & Le 2019): depth d = alpha^phi, width w = beta^phi, resolution r = gamma^phi, with alpha 1.2,
 beta 1.1, gamma 1.15 (alpha * beta^2 * gamma^2 ~ 2: FLOPs about double per step of phi). The released B1..B7
 use rounded coefficients (``V1_COEFFICIENTS``), which :func:`compound_table` sets beside the formula.
 
 V2 keeps width/depth scaling but (1) caps the inference image size at 480, because very large images cost
-memory and training speed (paper section 3.1, bottleneck 1), and (2) adds layers gradually to the later stages
+memory and training speed (paper section 3.2, bottleneck 1), and (2) adds layers gradually to the later stages
 rather than scaling every stage equally (:func:`depth_table` shows it for S -> M -> L -> XL).
 
     from effnetv2_mini.scaling import scale, describe
@@ -21,11 +21,12 @@ import math
 import torch
 
 from .configs import ModelConfig, decode_arch, get_config, round_repeats
-from .measure import benchmark_throughput, count_macs, count_params, pick_device
+from .devices import pick_device
+from .measure import benchmark_throughput, count_macs, count_params
 from .model import build_model
 
 __all__ = ["ALPHA", "BETA", "GAMMA", "V2_MAX_EVAL_SIZE", "V1_COEFFICIENTS", "compound_coefficients", "compound_table",
-           "scale", "scale_v2", "depth_table", "describe"]
+           "scale", "scale_v2", "depth_table", "describe", "v2_cap_example"]
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
 V2_MAX_EVAL_SIZE = 480
@@ -118,3 +119,11 @@ def describe(model: str | ModelConfig, image_size: int | None = None, throughput
             result[f"{mode}_images_per_sec"] = r["images_per_sec"]
         result["device"] = str(run_device)
     return result
+
+
+def v2_cap_example(model: str = "efficientnetv2_l", width: float = 1.2, depth: float = 2.0) -> str:
+    """One line contrasting V1's resolution rule with V2's cap, for a larger ``model``."""
+    bigger = scale_v2(model, width=width, depth=depth)
+    v1_size = round(get_config(model).eval_size * GAMMA ** (math.log(depth) / math.log(ALPHA)))
+    return (f"V1's rule would evaluate a {depth:g}x-deeper {model} at {v1_size}px; V2 caps it: eval {bigger.eval_size}px, "
+            f"train {bigger.train_size}px")

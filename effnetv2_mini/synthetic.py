@@ -17,7 +17,7 @@ import math
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["SyntheticShapes", "SYNTHETIC_CLASSES", "PRETRAIN_CLASSES", "TRANSFER_CLASSES"]
+__all__ = ["SyntheticShapes", "SYNTHETIC_CLASSES", "TRANSFER_CLASSES"]
 
 SYNTHETIC_CLASSES = (
     "disk", "square", "triangle", "ring", "plus", "star", "h_stripes", "v_stripes", "checker", "diamond",
@@ -25,7 +25,6 @@ SYNTHETIC_CLASSES = (
 _SPLIT_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_029}
 # The second built-in task (``synthetic_b``) for transfer learning: classes that a pretraining on the first six
 # (``synthetic`` with num_classes=6) never sees.
-PRETRAIN_CLASSES = SYNTHETIC_CLASSES[:6]
 TRANSFER_CLASSES = SYNTHETIC_CLASSES[6:]
 
 

@@ -21,7 +21,12 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print what would run and why, run nothing")
     p.add_argument("--data-root", help="data folder, passed to notebooks that take data_root")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ...; passed to notebooks that take device")
+    p.add_argument("--dataset", help="use this data set instead of the plan's photos (e.g. imagefolder with --data-root "
+                                     "DIR holding train/ and val/ class folders); the built-in sets stay")
     p.add_argument("--runs-dir", default=None, help="where runs/<plan>/ goes (default: ./runs of the repo)")
+    p.add_argument("--rehearse", action="store_true",
+                   help="run every notebook through the plan's code paths for one or two steps per stage at tiny sizes, "
+                        "on miniature data, into runs/<plan>-rehearsal/ (minutes on a CPU; claims nothing)")
 
     p = sub.add_parser("report", help="write runs/<plan>/report.md and report.html from the results that exist")
     p.add_argument("plan")
@@ -65,7 +70,7 @@ def main(argv=None) -> int:
         from .runner import run_plan
 
         return run_plan(plan, only=args.only, force=args.force, dry_run=args.dry_run, data_root=args.data_root,
-                        device=args.device, runs_dir=runs_dir)
+                        device=args.device, runs_dir=runs_dir, rehearse=args.rehearse, dataset=args.dataset)
     except (PlanError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

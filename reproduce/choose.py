@@ -33,7 +33,7 @@ def accelerator() -> str | None:
     """The GPU that ``pick_device("auto")`` would train on, described; ``None`` on a CPU-only machine."""
     import torch
 
-    from effnetv2_mini.measure import pick_device
+    from effnetv2_mini.devices import pick_device
 
     device = pick_device("auto")
     if device.type == "cuda":

@@ -16,16 +16,21 @@ errors that name the plan file and line.
 
 from __future__ import annotations
 
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from effnetv2_mini.profiles import NOTEBOOKS, SettingsError, check_value
+
 ROOT = Path(__file__).resolve().parent.parent
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # plan and notebook names become file names
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 NOTEBOOKS_DIR = ROOT / "notebooks"
 
-PLAN_KEYS = {"name", "description", "defaults", "notebooks", "timeout"}
+PLAN_KEYS = {"name", "description", "defaults", "notebooks", "timeout", "estimate"}
 ENTRY_KEYS = {"name", "parameters", "timeout"}
 DEFAULT_TIMEOUT = 3600
 
@@ -48,6 +53,7 @@ class Plan:
     description: str
     path: Path
     entries: list[PlanEntry] = field(default_factory=list)
+    estimate: dict = field(default_factory=dict)  # minutes, machine, and (CPU plans) the probe's images/s there
 
 
 def available_plans() -> list[str]:
@@ -115,9 +121,15 @@ def load_plan(name_or_path: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Plan:
     notebooks = data.get("notebooks")
     if not isinstance(notebooks, list) or not notebooks:
         fail(("notebooks",) if "notebooks" in data else (), "a plan needs a non-empty list 'notebooks'")
-    plan_timeout = data.get("timeout", DEFAULT_TIMEOUT)
+    plan_timeout = _timeout(data.get("timeout", DEFAULT_TIMEOUT), ("timeout",), fail)
+    name = data.get("name") or path.stem
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
+        fail(("name",), f"plan name {name!r} must be letters, digits, '_', '-' or '.' (it names runs/<plan>/)")
 
-    plan = Plan(name=data.get("name") or path.stem, description=data.get("description", ""), path=path)
+    estimate = data.get("estimate") or {}
+    if not isinstance(estimate, dict) or not isinstance(estimate.get("minutes", 0), (int, float)):
+        fail(("estimate",), "estimate must be a mapping: minutes (a number), machine (text), probe (images/s)")
+    plan = Plan(name=name, description=data.get("description", ""), path=path, estimate=estimate)
     used_defaults: set[str] = set()
     seen: set[str] = set()
     for i, entry in enumerate(notebooks):
@@ -129,6 +141,8 @@ def load_plan(name_or_path: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Plan:
             if key not in ENTRY_KEYS:
                 fail(("notebooks", i, key), f"unknown key {key!r} in notebook entry; allowed: {', '.join(sorted(ENTRY_KEYS))}")
         name = str(entry["name"]).removesuffix(".ipynb")
+        if not SAFE_NAME.match(name):
+            fail(("notebooks", i), f"notebook name {name!r} must name a notebook of {notebooks_dir} (no paths)")
         if name in seen:
             fail(("notebooks", i), f"notebook {name!r} is listed twice")
         seen.add(name)
@@ -148,8 +162,30 @@ def load_plan(name_or_path: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Plan:
         merged = {k: v for k, v in defaults.items() if k in accepted}
         used_defaults |= set(merged)
         merged.update(parameters)
-        plan.entries.append(PlanEntry(name, nb_path, merged, float(entry.get("timeout", plan_timeout))))
+        for key, value in merged.items():
+            where = ("notebooks", i, "parameters", key) if key in parameters else ("defaults", key)
+            _check_type(name, key, value, lambda message, where=where: fail(where, message))
+        timeout = _timeout(entry.get("timeout", plan_timeout), ("notebooks", i, "timeout"), fail)
+        plan.entries.append(PlanEntry(name, nb_path, merged, timeout))
     for key in defaults:
         if key not in used_defaults:
             fail(("defaults", key), f"default {key!r} is a parameter of none of the plan's notebooks")
     return plan
+
+
+def _timeout(value, key_path, fail) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        fail(key_path, f"timeout must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _check_type(notebook: str, key: str, value, fail) -> None:
+    """A parameter of one of the project's notebooks must have its setting's type (from the profile registry)."""
+    if notebook not in NOTEBOOKS:
+        return
+    hints = {**typing.get_type_hints(NOTEBOOKS[notebook]), "output_dir": str}
+    if key in hints and value is not None:
+        try:
+            check_value(f"parameter {key!r} of {notebook}", value, hints[key])
+        except SettingsError as error:
+            fail(str(error))

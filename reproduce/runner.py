@@ -14,39 +14,23 @@ rerun unless ``--force``. A failure is recorded and the batch goes on to the nex
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
-from .plans import ROOT, Plan, PlanEntry
+from effnetv2_mini.data import loud_notice
+
+from .plans import ROOT, Plan, PlanEntry, notebook_parameters
+from .report import write_report
+from .status import load_status, now, write_json_atomic
 
 RUNS_DIR = ROOT / "runs"
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_json_atomic(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        json.dump(payload, handle, indent=2)
-        tmp = handle.name
-    os.replace(tmp, path)
-
-
-def load_status(out_dir: Path) -> dict:
-    path = out_dir / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def entry_state(entry: PlanEntry, out_dir: Path, status: dict) -> tuple[str, str]:
@@ -82,21 +66,18 @@ def _error_summary(output_nb: Path, log_path: Path, lines: int = 15) -> str:
         return ""
 
 
-def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict) -> dict:
-    """Execute one notebook in a papermill subprocess; return its status record."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "logs").mkdir(exist_ok=True)
+def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict, environment: dict | None = None) -> dict:
+    """Execute one notebook in a papermill subprocess (``environment``: extra variables); return its status record."""
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "logs" / f"{entry.name}.log"
     output_nb = out_dir / f"{entry.name}.ipynb"
     params_file = out_dir / "logs" / f"{entry.name}.params.yaml"
     params_file.write_text(yaml.safe_dump(parameters, sort_keys=True))
-    command = [
-        sys.executable, "-m", "papermill", str(entry.path), str(output_nb),
-        "-f", str(params_file), "--cwd", str(entry.path.parent), "--log-output", "--no-progress-bar",
-    ]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "papermill", str(entry.path), str(output_nb), "-f", str(params_file),
+               "--cwd", str(entry.path.parent), "--kernel", "python3", "--log-output", "--no-progress-bar"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(environment or {}))
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    record = {"state": "running", "started": _now(), "log": str(log_path), "output_notebook": str(output_nb),
+    record = {"state": "running", "started": now(), "log": str(log_path), "output_notebook": str(output_nb),
               "parameters": entry.parameters}
     start = time.monotonic()
     with open(log_path, "w") as log:
@@ -104,18 +85,17 @@ def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict) -> dict:
         try:
             returncode = process.wait(timeout=entry.timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # papermill and its kernel
-            process.wait()
+            stop_tree(process, grace=10)
             record.update(state="timeout", error=f"stopped after the notebook timeout of {entry.timeout:.0f}s")
             returncode = None
-        except KeyboardInterrupt:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            record.update(state="interrupted", error="interrupted (Ctrl-C); rerun to resume",
-                          seconds=time.monotonic() - start, finished=_now())
+        except (KeyboardInterrupt, Stopped) as stop:
+            stop_tree(process, grace=60)  # a training notebook writes its checkpoint at the next batch boundary
+            why = "Ctrl-C" if isinstance(stop, KeyboardInterrupt) else stop.signal_name
+            record.update(state="interrupted", error=f"interrupted ({why}); rerun to resume",
+                          seconds=time.monotonic() - start, finished=now())
             raise _Interrupted(record) from None
     record["seconds"] = time.monotonic() - start
-    record["finished"] = _now()
+    record["finished"] = now()
     if returncode == 0:
         if (out_dir / f"{entry.name}.json").exists():
             record["state"] = "done"
@@ -126,73 +106,80 @@ def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict) -> dict:
     return record
 
 
+def stop_tree(process: subprocess.Popen, grace: float) -> None:
+    """Stop papermill, its kernel (which jupyter starts in a session of its own) and the kernel's data-loader
+    workers: SIGINT first, so that a training saves its checkpoint at the next batch boundary, then SIGKILL to
+    whatever is left after ``grace`` seconds."""
+    import psutil
+
+    try:
+        tree = psutil.Process(process.pid).children(recursive=True) + [psutil.Process(process.pid)]
+    except psutil.NoSuchProcess:
+        tree = []
+    for member in tree:
+        try:
+            member.send_signal(signal.SIGINT)
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        _, alive = psutil.wait_procs(tree, timeout=grace)
+    except (KeyboardInterrupt, Stopped):  # a second Ctrl-C or signal: no more grace, and still a record of the stop
+        alive = tree
+    for member in alive:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=10)
+    process.wait()
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP reached the runner (a SLURM time limit, ``timeout``, a closed SSH session)."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
 class _Interrupted(Exception):
     def __init__(self, record):
         super().__init__("interrupted")
         self.record = record
 
 
-def run_plan(
-    plan: Plan,
-    only: list[str] | None = None,
-    force: bool = False,
-    dry_run: bool = False,
-    data_root: str | None = None,
-    device: str | None = None,
-    runs_dir: Path = RUNS_DIR,
-    stream=None,
-) -> int:
-    """Run (or with ``dry_run`` describe) the plan; return 0 if every selected notebook is done."""
+def run_plan(plan: Plan, only: list[str] | None = None, force: bool = False, dry_run: bool = False,
+             data_root: str | None = None, device: str | None = None, runs_dir: Path = RUNS_DIR, stream=None,
+             rehearse: bool = False, dataset: str | None = None) -> int:
+    """Run (or with ``dry_run`` describe) the plan; return 0 if every selected notebook is done. With ``rehearse``
+    the plan runs into ``runs_dir/<plan>-rehearsal`` on miniature data, one or two steps per stage."""
     stream = stream or sys.stdout
-    out_dir = Path(runs_dir) / plan.name
+    out_dir = Path(runs_dir) / (f"{plan.name}-rehearsal" if rehearse else plan.name)
     status = load_status(out_dir)
-    entries = plan.entries
-    if only:
-        names = {e.name for e in entries}
-        unknown = [n for n in only if n not in names]
-        if unknown:
-            raise ValueError(f"--only {', '.join(unknown)}: not in plan {plan.name} ({', '.join(sorted(names))})")
-        entries = [e for e in entries if e.name in only]
-
+    entries = _selected(plan, only)
+    print(f"plan {plan.name}{' (REHEARSAL)' if rehearse else ''}: {plan.description}".rstrip(": "), file=stream)
     todo = []
-    print(f"plan {plan.name}: {plan.description}".rstrip(": "), file=stream)
     for entry in entries:
         state, reason = entry_state(entry, out_dir, status)
-        will_run = force or state != "done"
-        todo += [entry] if will_run else []
-        verb = "run " if will_run else "skip"
+        todo += [entry] if force or state != "done" else []
+        verb = "run " if force or state != "done" else "skip"
         print(f"  {verb} {entry.name:<28} {state:<11} {reason.splitlines()[0] if reason else ''}", file=stream)
     if dry_run:
         return 0
+    if rehearse:
+        from .rehearse import prepare
 
-    failures = 0
-    for entry in tqdm(todo, desc=f"plan {plan.name}", unit="notebook", file=stream):
-        parameters = dict(entry.parameters)
-        accepted = _accepted(entry)
-        parameters["output_dir"] = str(out_dir.resolve())
-        if data_root is not None and "data_root" in accepted:
-            parameters["data_root"] = data_root
-        if device is not None and "device" in accepted:
-            parameters["device"] = device
-        parameters = {k: v for k, v in parameters.items() if k in accepted}
-        if parameters.get("data_root") and not Path(parameters["data_root"]).is_absolute():
-            parameters["data_root"] = str(Path(parameters["data_root"]).resolve())  # kernels run in notebooks/
-        try:
-            record = run_entry(entry, out_dir, parameters)
-        except _Interrupted as interrupted:
-            status[entry.name] = interrupted.record
-            _write_json_atomic(out_dir / "status.json", status)
-            raise KeyboardInterrupt from None
-        status[entry.name] = record
-        _write_json_atomic(out_dir / "status.json", status)
-        if record["state"] != "done":
-            failures += 1
-            tqdm.write(f"  {entry.name}: {record['state']}; see {record['output_notebook']} and {record['log']}",
-                       file=stream)
-    from .report import write_report
-
-    report = write_report(plan, out_dir)
-    print(f"report: {report}", file=stream)
+        data_root = str(prepare(out_dir / "data"))
+    else:
+        print(estimate_line(plan, len(todo), device), file=stream)
+    print(f"the report will be {out_dir / 'report.html'} (and report.md); rerun the same command to resume",
+          file=stream, flush=True)
+    failures = _run_entries(plan, todo, out_dir, status, (data_root, device, dataset), rehearse, stream)
+    print(f"report: {write_report(plan, out_dir)}", file=stream)
     final = load_status(out_dir)
     not_done = [e.name for e in entries if final.get(e.name, {}).get("state") != "done"]
     if not_done:
@@ -200,7 +187,119 @@ def run_plan(
     return 1 if (failures or not_done) else 0
 
 
-def _accepted(entry: PlanEntry) -> set[str]:
-    from .plans import notebook_parameters
+def _selected(plan: Plan, only: list[str] | None) -> list[PlanEntry]:
+    if not only:
+        return plan.entries
+    names = {e.name for e in plan.entries}
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise ValueError(f"--only {', '.join(unknown)}: not in plan {plan.name} ({', '.join(sorted(names))})")
+    return [e for e in plan.entries if e.name in only]
 
+
+def _run_entries(plan: Plan, todo: list[PlanEntry], out_dir: Path, status: dict, overrides: tuple, rehearse: bool,
+                 stream) -> int:
+    """Run each notebook, recording its state; SIGTERM and SIGHUP stop the batch as Ctrl-C does."""
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    failures = 0
+    try:
+        for entry in tqdm(todo, desc=f"plan {plan.name}", unit="notebook", file=stream):
+            try:
+                environment = {"EFFNETV2_CACHE": str(out_dir / "cache")} if rehearse else None  # not the user's cache
+                parameters = _parameters(entry, out_dir, *overrides[:2], rehearse, overrides[2])
+                record = run_entry(entry, out_dir, parameters, environment)
+            except _Interrupted as interrupted:
+                status[entry.name] = interrupted.record
+                write_json_atomic(out_dir / "status.json", status)
+                raise KeyboardInterrupt from None
+            status[entry.name] = record
+            write_json_atomic(out_dir / "status.json", status)
+            for notice in fallback_notices(out_dir / f"{entry.name}.json"):
+                tqdm.write(f"  {entry.name}: {notice}", file=stream)
+            if record["state"] != "done":
+                failures += 1
+                tqdm.write(f"  {entry.name}: {record['state']}; see {record['output_notebook']} and {record['log']}",
+                           file=stream)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return failures
+
+
+def _parameters(entry: PlanEntry, out_dir: Path, data_root, device, rehearse: bool, dataset: str | None = None) -> dict:
+    """The notebook's plan parameters, with the run directory and the command line's data root, device and data
+    set."""
+    accepted = _accepted(entry)
+    parameters = dict(entry.parameters, output_dir=str(out_dir.resolve()))
+    if data_root is not None:
+        parameters["data_root"] = data_root
+    if device is not None:
+        parameters["device"] = device
+    if dataset is not None:
+        parameters.update(_swap_dataset(entry, dataset))
+    if rehearse:
+        from .rehearse import rehearsal_parameters
+
+        parameters = rehearsal_parameters(entry.name, parameters, Path(data_root))
+    parameters = {k: v for k, v in parameters.items() if k in accepted}
+    if parameters.get("data_root") and not Path(parameters["data_root"]).is_absolute():
+        parameters["data_root"] = str(Path(parameters["data_root"]).resolve())  # kernels run in notebooks/
+    return parameters
+
+
+def fallback_notices(results_path: Path) -> list[str]:
+    """The loud notices a notebook recorded (a data set it could not open, replaced by the built-in set), so that
+    the terminal shows them and not only the notebook's log."""
+    import json
+
+    try:
+        payload = json.loads(results_path.read_text())
+        found = {r.get("conditions", {}).get("fallback_notice", "") for r in payload.get("results", {}).values()}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [loud_notice(n.replace("!", "").replace("NOTICE:", "").strip()) for n in sorted(found) if n]
+
+
+def estimate_line(plan: Plan, notebooks: int, device: str | None) -> str:
+    """How long the plan will take: its measured time on the machine it was measured on, and for CPU plans, scaled
+    by a two-second probe of this machine's training speed (``probe_speed``)."""
+    estimate = plan.estimate
+    if not estimate:
+        return f"{notebooks} notebook(s) to run; no time estimate for this plan"
+    line = f"{notebooks} notebook(s) to run; the whole plan took {estimate['minutes']} min on {estimate.get('machine')}"
+    if estimate.get("probe") and (device or "cpu") == "cpu":
+        ratio = estimate["probe"] / probe_speed()
+        line += f"; this machine trains {1 / ratio:.2f}x as fast: about {estimate['minutes'] * ratio:.0f} min here"
+    return line
+
+
+def probe_speed() -> float:
+    """Training images/s of the small demo model at 64 px on this CPU (the yardstick of the plans' estimates)."""
+    from effnetv2_mini.measure import benchmark_throughput
+    from effnetv2_mini.model import build_model
+
+    return benchmark_throughput(build_model("demo_v2_tiny"), 64, 32, mode="train", warmup=2, repeats=5)["images_per_sec"]
+
+
+def _swap_dataset(entry: PlanEntry, dataset: str) -> dict:
+    """``--dataset X``: the photo data set of the plan's profile becomes X wherever the notebook uses it (its data
+    set, the pretraining set, the transfer sets); the built-in sets stay."""
+    from effnetv2_mini.data import is_built_in
+    from effnetv2_mini.profiles import NOTEBOOKS, settings
+
+    if entry.name not in NOTEBOOKS:
+        return {"dataset": dataset}
+    given = {k: v for k, v in entry.parameters.items() if k not in ("profile", "output_dir", "rehearse")}
+    values = settings(entry.name, entry.parameters.get("profile"), **given)
+    swapped = {}
+    for field in ("dataset", "pretrain_dataset"):
+        if getattr(values, field, None) and not is_built_in(getattr(values, field)):
+            swapped[field] = dataset
+    if getattr(values, "transfer_sets", None):
+        swapped["transfer_sets"] = [dataset if s == getattr(values, "pretrain_dataset", None) else s
+                                    for s in values.transfer_sets]
+    return swapped
+
+
+def _accepted(entry: PlanEntry) -> set[str]:
     return notebook_parameters(entry.path)

@@ -4,7 +4,8 @@ import torch
 
 from effnetv2_mini import build_model
 from effnetv2_mini.cli import main
-from effnetv2_mini.measure import benchmark_throughput, pick_device
+from effnetv2_mini.devices import pick_device
+from effnetv2_mini.measure import benchmark_throughput
 
 
 def test_summary_prints_table_4(capsys):

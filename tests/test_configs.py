@@ -1,4 +1,4 @@
-"""Block strings, rounding rules and the model registry (PAPER.md section 3)."""
+"""Block strings, rounding rules and the model registry (docs/paper.md#architectures-and-block-strings-table-4)."""
 
 import pytest
 

@@ -52,7 +52,7 @@ def test_reward_is_the_papers_formula():
 
 
 def template(**overrides):
-    values = dict(dataset="synthetic", epochs=1, batch_size=32, image_size=32, preset="simple", workers=0,
+    values = dict(dataset="synthetic", epochs=1, batch_size=32, image_size=32, recipe="simple", workers=0,
                   synthetic={"num_samples": 128}, device="cpu")
     values.update(overrides)
     return TrainConfig(**values)

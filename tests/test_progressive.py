@@ -3,22 +3,20 @@
 import json
 
 import pytest
-from torchvision.transforms import v2
 
 from effnetv2_mini.progressive import (
     PAPER_TABLE_6,
     ProgressiveSchedule,
-    fit_progressive,
     linear_schedule,
-    preset,
+    schedule_preset,
     variant,
 )
-from effnetv2_mini.train import TrainConfig
+from effnetv2_mini.train import TrainConfig, fit, launch
 
 
 @pytest.mark.parametrize("model", sorted(PAPER_TABLE_6))
 def test_paper_presets_reproduce_table_6(model):
-    schedule = preset(model, "paper", epochs=350, stages=4)
+    schedule = schedule_preset(model, "paper", epochs=350, stages=4)
     first, last = schedule.stages[0], schedule.stages[-1]
     table = PAPER_TABLE_6[model]
     assert (first.image_size, last.image_size) == table["image_size"]
@@ -32,7 +30,7 @@ def test_paper_presets_reproduce_table_6(model):
 
 
 def test_paper_values_for_v2_s_in_detail():
-    schedule = preset("efficientnetv2_s", "paper")
+    schedule = schedule_preset("efficientnetv2_s", "paper")
     assert [s.image_size for s in schedule.stages] == [128, 184, 240, 300]  # 185.3 and 242.7 rounded to 8
     assert [s.randaug_magnitude for s in schedule.stages] == pytest.approx([5, 25 / 3, 35 / 3, 15], abs=1e-6)
     assert [s.dropout for s in schedule.stages] == pytest.approx([0.1, 0.1 + 0.2 / 3, 0.1 + 0.4 / 3, 0.3], abs=1e-6)
@@ -40,18 +38,18 @@ def test_paper_values_for_v2_s_in_detail():
 
 
 def test_code_presets_use_the_official_formula():
-    s = preset("efficientnetv2_s", "code")
+    s = schedule_preset("efficientnetv2_s", "code")
     assert [st.image_size for st in s.stages] == [171, 214, 257, 300]
     assert [st.randaug_magnitude for st in s.stages] == pytest.approx([5, 20 / 3, 25 / 3, 10], abs=1e-6)
     assert {st.dropout for st in s.stages} == {0.2} and {st.mixup_alpha for st in s.stages} == {0.0}
-    m = preset("efficientnetv2_m", "code")
+    m = schedule_preset("efficientnetv2_m", "code")
     assert [st.image_size for st in m.stages] == [192, 256, 320, 384] and m.stages[-1].mixup_alpha == 0.2
-    assert preset("efficientnetv2_l", "code").stages[-1].mixup_alpha == 0.5
+    assert schedule_preset("efficientnetv2_l", "code").stages[-1].mixup_alpha == 0.5
     assert s.source == "official code"
 
 
 def test_odd_epoch_counts_split_evenly_and_stage_at_follows():
-    schedule = preset("efficientnetv2_s", "paper", epochs=10, stages=4)
+    schedule = schedule_preset("efficientnetv2_s", "paper", epochs=10, stages=4)
     assert [(s.start_epoch, s.epochs) for s in schedule.stages] == [(0, 2), (2, 3), (5, 2), (7, 3)]
     sizes = [schedule.stage_at(e).image_size for e in range(10)]
     assert sizes == [128, 128, 184, 184, 184, 240, 240, 300, 300, 300]
@@ -59,11 +57,11 @@ def test_odd_epoch_counts_split_evenly_and_stage_at_follows():
     with pytest.raises(ValueError, match="outside"):
         schedule.stage_at(10)
     with pytest.raises(ValueError, match="at least one epoch per stage"):
-        preset("efficientnetv2_s", epochs=3, stages=4)
+        schedule_preset("efficientnetv2_s", epochs=3, stages=4)
 
 
 def test_variants():
-    base = preset("efficientnetv2_m", "paper", epochs=12)
+    base = schedule_preset("efficientnetv2_m", "paper", epochs=12)
     fixed = variant(base, "fixed")
     assert {s.image_size for s in fixed.stages} == {380} and {s.dropout for s in fixed.stages} == {0.4}
     fixed_reg = variant(base, "progressive_fixed_reg")
@@ -81,20 +79,20 @@ def test_variants():
 def test_sizes_never_exceed_eval_size_and_bad_models_are_refused():
     with pytest.raises(ValueError, match="exceeds the eval size"):
         linear_schedule(4, 2, (32, 80), eval_size=64)
-    assert max(s.image_size for s in preset("efficientnetv2_l", eval_size=480).stages) <= 480
+    assert max(s.image_size for s in schedule_preset("efficientnetv2_l", eval_size=480).stages) <= 480
     with pytest.raises(ValueError, match="no progressive preset for efficientnetv2_b0"):
-        preset("efficientnetv2_b0")
+        schedule_preset("efficientnetv2_b0")
     with pytest.raises(ValueError, match="'paper' or 'code'"):
-        preset("efficientnetv2_s", source="tf")
+        schedule_preset("efficientnetv2_s", source="tf")
 
 
 def test_schedule_round_trips_through_a_dict():
-    schedule = variant(preset("efficientnetv2_s", epochs=9), "random", every=3, seed=4)
+    schedule = variant(schedule_preset("efficientnetv2_s", epochs=9), "random", every=3, seed=4)
     assert ProgressiveSchedule.from_dict(json.loads(json.dumps(schedule.to_dict()))) == schedule
 
 
 def tiny(out_dir, **overrides):
-    values = dict(model="demo_v2_tiny", dataset="synthetic", batch_size=32, preset="simple", workers=0, quiet=True,
+    values = dict(model="demo_v2_tiny", dataset="synthetic", batch_size=32, recipe="simple", workers=0, quiet=True,
                   synthetic={"num_samples": 256}, out_dir=str(out_dir), seed=5)
     values.update(overrides)
     return TrainConfig(**values)
@@ -105,24 +103,26 @@ SCHEDULE = linear_schedule(6, 3, (24, 40), 40, dropout=(0.05, 0.25), randaug_mag
 
 
 def test_dropout_size_and_augmentation_really_change_between_stages(tmp_path):
+    from effnetv2_mini.augment import RandAugment, RandomResizedCropRelative
+
     observed = []
 
     def inspect(epoch, model, loader, mixer):
         transform = loader.dataset.base.transform
-        crop = next(t for t in transform.transforms if isinstance(t, v2.RandomResizedCrop))
-        randaug = [t.magnitude for t in transform.transforms if isinstance(t, v2.RandAugment)]
+        crop = next(t for t in transform.transforms if isinstance(t, RandomResizedCropRelative))
+        randaug = [t.magnitude for t in transform.transforms if isinstance(t, RandAugment)]
         images, _, _ = next(iter(loader))  # what the network is fed this epoch
         observed.append((epoch, model.dropout.p, loader.dataset.base.resolution, crop.size, randaug,
-                         None if mixer is None else mixer.alpha, tuple(images.shape[-2:])))
+                         None if mixer is None else (mixer.mixup_alpha, mixer.cutmix_alpha), tuple(images.shape[-2:])))
 
-    fit_progressive(tiny(tmp_path), SCHEDULE, on_epoch_start=inspect)
+    fit(tiny(tmp_path), SCHEDULE, on_epoch_start=inspect)
     assert observed == [
-        (0, 0.05, 24, (24, 24), [], None, (24, 24)),
-        (1, 0.05, 24, (24, 24), [], None, (24, 24)),
-        (2, 0.15, 32, (32, 32), [5], 0.2, (32, 32)),
-        (3, 0.15, 32, (32, 32), [5], 0.2, (32, 32)),
-        (4, 0.25, 40, (40, 40), [10], 0.4, (40, 40)),
-        (5, 0.25, 40, (40, 40), [10], 0.4, (40, 40)),
+        (0, 0.05, 24, 24, [], None, (24, 24)),
+        (1, 0.05, 24, 24, [], None, (24, 24)),
+        (2, 0.15, 32, 32, [5.0], (0.2, 0.0), (32, 32)),
+        (3, 0.15, 32, 32, [5.0], (0.2, 0.0), (32, 32)),
+        (4, 0.25, 40, 40, [10.0], (0.4, 0.0), (40, 40)),
+        (5, 0.25, 40, 40, [10.0], (0.4, 0.0), (40, 40)),
     ]
     recorded = json.loads((tmp_path / "config.json").read_text())["progressive"]
     assert recorded["variant"] == "progressive" and len(recorded["stages"]) == 3
@@ -130,11 +130,22 @@ def test_dropout_size_and_augmentation_really_change_between_stages(tmp_path):
     assert [r["stage"] for r in rows] == [0, 0, 1, 1, 2, 2] and {r["image_size"] for r in rows} == {24, 32, 40}
 
 
+def test_the_code_recipe_schedules_cutmix_with_mixup_on_half_the_batch(tmp_path):
+    """Official main.py: cutmix_list = linspace(0, cutmix_alpha, stages) with cutmix_alpha = mixup_alpha
+    (effnetv2_configs.py), and datasets.py mixes half of each batch with each when both are on."""
+    alphas = []
+    schedule = linear_schedule(3, 3, (24, 32), 32, mixup_alpha=(0.0, 0.4), round_to=4)
+    fit(tiny(tmp_path, recipe="code", epochs=3), schedule,
+        on_epoch_start=lambda epoch, model, loader, mixer: alphas.append(None if mixer is None else
+                                                                         (mixer.mixup_alpha, mixer.cutmix_alpha)))
+    assert alphas == [None, (0.2, 0.2), (0.4, 0.4)]
+
+
 def test_resume_in_the_middle_of_a_stage_continues_the_schedule(tmp_path):
-    fit_progressive(tiny(tmp_path / "straight"), SCHEDULE)
+    fit(tiny(tmp_path / "straight"), SCHEDULE)
     with pytest.raises(KeyboardInterrupt):
-        fit_progressive(tiny(tmp_path / "resumed"), SCHEDULE, stop_after_steps=20)  # 8 steps/epoch: epoch 3, stage 2
-    fit_progressive(tiny(tmp_path / "resumed"), SCHEDULE)
+        fit(tiny(tmp_path / "resumed"), SCHEDULE, stop_after_steps=20)  # 8 steps/epoch: epoch 3, stage 2
+    fit(tiny(tmp_path / "resumed"), SCHEDULE)
 
     def rows(path):
         timing = {"images_per_sec", "epoch_seconds", "wall_time", "peak_memory_mb"}
@@ -144,28 +155,13 @@ def test_resume_in_the_middle_of_a_stage_continues_the_schedule(tmp_path):
     assert rows(tmp_path / "resumed") == rows(tmp_path / "straight")
 
 
-def test_grid_and_variant_comparison_run_and_resume(tmp_path):
-    from effnetv2_mini.progressive import compare_variants, regularization_grid
-
-    config = tiny(tmp_path)
-    grid = regularization_grid(config, sizes=[24, 32], magnitudes=[0, 10], epochs=1)
-    assert len(grid["top1"]) == 2 and len(grid["top1"][0]) == 2 and (tmp_path / "grid-32-m10" / "best.pt").exists()
-    schedule = linear_schedule(2, 2, (24, 32), 32, dropout=(0.05, 0.1))
-    rows = compare_variants(config, schedule, variants=("fixed", "progressive"), seeds=(0,))
-    assert [r["variant"] for r in rows] == ["fixed", "progressive"]
-    fixed_sizes = {json.loads(line)["image_size"] for line in (tmp_path / "fixed-s0" / "metrics.jsonl").read_text().splitlines()}
-    assert fixed_sizes == {32}
-    again = compare_variants(config, schedule, variants=("fixed", "progressive"), seeds=(0,))  # finished: no-op
-    assert [(r["final_top1"], r["total_seconds"]) for r in again] == [(r["final_top1"], r["total_seconds"]) for r in rows]
-
-
 def test_progressive_run_under_torchrun_with_two_processes(tmp_path, monkeypatch):
-    """The shared torchrun launcher: spec written, read back by ``python -m effnetv2_mini.progressive``."""
+    """The one torchrun launcher: the spec (config and schedule) written, read back by ``python -m effnetv2_mini.train``."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     schedule = linear_schedule(2, 2, (24, 32), 32)
-    summary = fit_progressive(tiny(tmp_path, device="cpu"), schedule, nproc=2)
+    summary = launch(tiny(tmp_path, device="cpu"), nproc=2, schedule=schedule)
     assert summary["epochs"] == 2
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["world_size"] == 2 and config["progressive"]["stages"][1]["image_size"] == 32
     spec = json.loads((tmp_path / "launch.json").read_text())
-    assert set(spec) == {"config", "schedule"}
+    assert set(spec) == {"config", "schedule"} and spec["schedule"]["stages"][0]["image_size"] == 24

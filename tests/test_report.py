@@ -1,66 +1,84 @@
-"""The report: every section from the notebooks' results, smoke runs labelled, paper numbers only where comparable;
-and the choice ``make reproduce`` makes between the quick and the smoke plan."""
+"""The report: every section from the notebooks' typed results, verdicts from the recorded conditions (fail closed),
+a table of contents; and the choice ``make reproduce`` makes between the quick and the smoke plan."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from effnetv2_mini.experiments import (
+    ArchitectureResult,
+    Conditions,
+    NasResult,
+    PerStageResult,
+    ProgressiveResult,
+    ScalingResult,
+    Table2Result,
+    Table3Result,
+    Table5Result,
+    TrainingResult,
+    TransferResult,
+    save_results,
+)
 from reproduce.choose import accelerator, choose_plan, imagenette_source
 from reproduce.plans import load_plan
 from reproduce.report import SECTIONS, build_report, write_report
 
 
-def conditions(device="cpu"):
-    return {"device": device, "device_name": "test machine", "torch": "2.x", "finished_at": "2026-01-01T00:00:00"}
+def conditions(profile, dataset, **more):
+    values = dict(profile=profile, device="cpu", device_name="test machine", torch="2.x", model="efficientnetv2_s",
+                  dataset=dataset, dataset_requested=dataset, num_classes=10, val_images=1000, epochs=350,
+                  image_sizes=[128, 184, 240, 300], eval_size=384, schedule="paper Table 6", recipe="paper", seeds=[0],
+                  accuracy="final epoch, EMA weights", finished_at="2026-01-01T00:00:00", wall_clock_s=3600.0)
+    values.update(more)
+    return Conditions(**values)
 
 
-def training_results(dataset):
-    return {"dataset_used": dataset, "fallback_notice": "", "model": "efficientnetv2_s", "processes": 8,
-            "best_top1": 83.1, "wall_time": 3600.0, "run_dir": "/nonexistent",
-            "config": {"epochs": 350, "image_size": 300, "eval_size": 384, "preset": "paper"}}
-
-
-def payloads(profile: str, dataset: str) -> dict:
-    """Minimal results of notebooks 01-06 in the schema each notebook writes."""
+def results(profile: str, dataset: str) -> dict:
+    """Typed results of notebooks 01-06, as each writes them."""
+    c = conditions(profile, dataset)
     stage = [{"stage": 0, "operator": "Conv3x3", "stride": 2, "channels": 24, "layers": 1, "resolution": 192}]
+    model = {"name": "efficientnetv2_s", "family": "v2", "eval_size": 384, "params": 21458488, "macs": 8_365_617_152,
+             "reference_params": 21458488, "reference_macs_b": 8.4, "paper_top1": 83.9}
+    history = [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.1 / e, "val_top1": 30.0 * e, "ema_top1": 31.0 * e,
+                "images_per_sec": 100.0} for e in (1, 2)]
+    t3 = [{"fused_stages": s, "params_m": 1.0, "paper_params_m": 1.0, "macs_b": 1.0, "paper_macs_b": 1.0,
+           "train_images_per_sec": ips, "images_per_sec_range": [ips - 1, ips + 1], "paper_tpu": tpu, "paper_v100": v100}
+          for s, ips, tpu, v100 in ((0, 10.0, 262, 155), (3, 12.0, 362, 216), (5, 11.0, 327, 223), (7, 5.0, 254, 206))]
+    per_stage = [{"stage": i, "resolution": 64 // i, "channels": "8->8", "mbconv": 10.0, "fused": 10.0 * (2.0 if i <= 3 else 0.5),
+                  "fused_vs_mbconv": 2.0 if i <= 3 else 0.5} for i in range(1, 8)]
     schedule = {"stages": [{"index": i, "start_epoch": 2 * i, "epochs": 2, "image_size": 32 + 8 * i, "dropout": 0.1,
                             "randaug_magnitude": 5.0 * i, "mixup_alpha": 0.0} for i in range(2)],
-                "eval_size": 48, "source": "paper Table 6", "variant": "progressive"}
+                "eval_size": 48, "source": "paper Table 6" if profile == "full" else f"{profile} profile, Table 6 shape",
+                "variant": "progressive"}
     curve = [{"epoch": 1, "wall_time": 1.0, "top1": 20.0}, {"epoch": 2, "wall_time": 2.0, "top1": 30.0}]
-    results = {
-        "01_architecture": {"models": [{"name": "efficientnetv2_s", "family": "v2", "eval_size": 384, "params": 21458488,
-                                        "macs": 8_365_617_152, "paper_params": 21458488, "paper_macs_b": 8.4}],
-                            "stage_table": {"model": "efficientnetv2_s", "rows": stage}},
-        "02_training": training_results(dataset),
+    ranked = [{"trial": 0, "blocks": "r1_k3_s1_e1_i16_o16_c1", "accuracy": 50.0, "normalized_step_time": 1.0, "params": 1000,
+               "reward": 40.0}]
+    return {
+        "01_architecture": {"architecture": ArchitectureResult(c, [model], {"model": "efficientnetv2_s", "rows": stage}, [])},
+        "02_training": {"training": TrainingResult(c, 83.1, 96.0, history, {"recipe": "paper"}, schedule, "/nonexistent")},
         "03_training_efficiency": {
-            "table3_setting": {"image_size": 64, "batch_size": 4}, "memory_budget_bytes": 2**27,
-            "table3": [{"fused_stages": s, "params_m": 1.0, "paper_params_m": 1.0, "macs_b": 1.0, "paper_macs_b": 1.0,
-                        "train_images_per_sec": ips, "paper_tpu": tpu, "paper_v100": v100}
-                       for s, ips, tpu, v100 in ((0, 10.0, 262, 155), (3, 12.0, 362, 216))],
-            "table2": [{"model": "demo_v1_tiny", "image_size": 64, "max_batch": 7, "train_images_per_sec": 3.0}]},
-        "04_nas": {"space": "cpu", "epochs": 1, "image_size": 32, "dataset_used": dataset, "fallback_notice": "",
-                   "pareto_trials": [0], "ranked": [{"trial": 0, "blocks": "r1_k3_s1_e1_i16_o16_c1", "accuracy": 0.5,
-                                                     "normalized_step_time": 1.0, "params": 1000, "reward": 0.4}]},
+            "table2": Table2Result(c, 2**27, [{"model": "b6", "image_size": s, "max_batch": b, "train_images_per_sec": 3.0}
+                                              for s, b in ((380, 16), (512, 8))]),
+            "table3": Table3Result(c, 64, 4, t3), "per_stage": PerStageResult(c, per_stage), "scaling": ScalingResult(c, [])},
+        "04_nas": {"nas": NasResult(c, "cpu", 1, ranked, [0])},
         "05_progressive_learning": {
-            "dataset_used": dataset, "fallback_notice": "", "model": "efficientnetv2_s", "schedule": schedule,
-            "grid": {"sizes": [32, 48], "magnitudes": [0, 5], "epochs": 1, "top1": [[10.0, 11.0], [12.0, 13.0]]},
-            "comparison": [{"variant": v, "seed": 0, "final_top1": 30.0, "train_seconds": t, "time_vs_fixed": t / 10}
-                           for v, t in (("fixed", 10.0), ("progressive", 6.0))],
-            "curves": {"fixed-s0": curve, "progressive-s0": curve}},
-        "06_transfer": {"recipe": "paper", "steps": 10, "fallback_notices": [], "curves": {"m/d/pretrained": [
-            {"epoch": 1, "val_top1": 50.0}]},
-            "rows": [{"model": "efficientnetv2_s", "dataset": "cifar10", "start": "pretrained", "epochs": 1, "top1": 98.0,
-                      "paper_top1": 98.7}]},
+            "table5": Table5Result(c, [32, 48], [0.0, 5.0], 1, [[10.0, 11.0], [12.0, 13.0]], [[[10.0, 11.0], [12.0, 13.0]]]),
+            "progressive": ProgressiveResult(c, schedule, [
+                {"variant": v, "seed": 0, "final_top1": 30.0, "train_seconds": t, "time_vs_fixed": t / 10}
+                for v, t in (("fixed", 10.0), ("progressive", 6.0))], {"fixed-s0": curve, "progressive-s0": curve}, [])},
+        "06_transfer": {"transfer": TransferResult(dataclasses.replace(c, recipe="finetune paper", dataset="cifar10"),
+                                                   "paper", 10, {}, [{"model": "efficientnetv2_s", "dataset": "cifar10",
+                                                                      "start": "pretrained", "epochs": 1, "top1": 98.0,
+                                                                      "paper_top1": 98.7, "train_images": 50000}],
+                                                   {"efficientnetv2_s/cifar10/pretrained": history})},
     }
-    return {name: {"notebook": name, "profile": profile, "schema": 1, "conditions": conditions(), "results": r}
-            for name, r in results.items()}
 
 
 def write_run(directory: Path, profile: str, dataset: str) -> Path:
-    directory.mkdir(parents=True)
-    for name, payload in payloads(profile, dataset).items():
-        (directory / f"{name}.json").write_text(json.dumps(payload))
+    for name, typed in results(profile, dataset).items():
+        save_results(directory, name, typed, profile)
     return directory
 
 
@@ -68,50 +86,80 @@ TITLES = ["At a glance", "Notebooks", "Tables 4 and 7", "Table 7 accuracy", "Tab
           "speed-up", "Table 8"]
 
 
-def test_smoke_report_has_every_section_labelled_not_a_reproduction(tmp_path):
+def glance_rows(text: str) -> list[str]:
+    glance = text.split("## At a glance")[1].split("## Notebooks")[0]
+    return [line for line in glance.splitlines() if line.startswith("| ") and "claim |" not in line]
+
+
+def test_smoke_report_has_every_section_a_toc_and_claims_nothing_comparable(tmp_path):
     run = write_run(tmp_path / "smoke", "smoke", "synthetic")
-    path = write_report(load_plan("smoke"), run)
-    text = path.read_text()
+    text = write_report(load_plan("smoke"), run).read_text()
     titles = [line for line in text.splitlines() if line.startswith("## ")]
     for title in TITLES:
         assert any(title in line for line in titles), title
-    assert "Not a reproduction: profile(s) smoke" in text
-    glance = text.split("## At a glance")[1].split("## Notebooks")[0]
-    rows = [line for line in glance.splitlines() if line.startswith("| ") and "paper table" not in line]
-    trained = [row for row in rows if row.startswith(("| Table 7: top-1", "| Table 5", "| Progressive", "| Table 8"))]
-    assert len(trained) == 4 and all("**no** (smoke profile" in row for row in trained)
-    assert "| efficientnetv2_s | synthetic | 350 | 300 | 384 | 83.10 | - |" in text  # no paper number beside it
+    assert "Not a reproduction: profile(s) smoke" in text and "Contents: [At a glance](#at-a-glance)" in text
+    rows = glance_rows(text)
+    assert len(rows) >= 10
+    assert all("| **yes** |" not in row for row in rows if not row.startswith("| Tables 4, 7"))
+    assert all(any(v in row for v in ("**agrees**", "**contradicts**", "**no signal**", "**n/a**")) for row in rows)
     html = (run / "report.html").read_text()
-    assert html.count("<h2>") == len(titles) and "data:image/png;base64," in html
+    assert '<nav class="toc">' in html and html.count("<h2 id=") == len(titles) and "data:image/png;base64," in html
+    assert '<td class="text">' in html  # prose cells are left-aligned
     for figure in ("architecture_params_flops", "table3_throughput", "nas_candidates", "table5_grid",
-                   "progressive_accuracy_time", "transfer_curves"):
+                   "progressive_accuracy_time", "transfer_curves", "training_curves", "per_stage_speed"):
         assert (run / "figures" / f"{figure}.png").stat().st_size > 1000 and f"figures/{figure}.png" in text
 
 
-def test_full_imagenet_run_sets_the_paper_beside_ours(tmp_path):
+def test_a_full_imagenet_training_with_the_paper_settings_is_comparable(tmp_path):
     run = write_run(tmp_path / "full", "full", "imagenet")
     text = build_report("full", "", list(SECTIONS), run, draw=False).markdown()
+    table7 = next(row for row in glance_rows(text) if row.startswith("| Table 7 |"))
+    assert "| **yes** |" in table7 and "**agrees**" in table7 and "83.9%" in table7 and "83.1%" in table7
     assert "Not a reproduction" not in text
-    assert "| efficientnetv2_s | imagenet | 350 | 300 | 384 | 83.10 | 83.90 |" in text
-    assert "| Table 7: top-1 | 83.9% (efficientnetv2_s, ImageNet) | 83.1% (efficientnetv2_s) |" in text
-    assert "| yes |" in text and "yes (the paper's settings)" in text
+
+
+def test_a_full_run_missing_a_condition_is_not_comparable(tmp_path):
+    run = write_run(tmp_path / "full", "full", "imagenet")
+    payload = json.loads((run / "02_training.json").read_text())
+    payload["results"]["training"]["conditions"]["schedule"] = None  # a fixed-size run is not Table 7's setting
+    (run / "02_training.json").write_text(json.dumps(payload))
+    table7 = next(row for row in glance_rows(build_report("full", "", list(SECTIONS), run, draw=False).markdown())
+                  if row.startswith("| Table 7 |"))
+    assert "no (schedule not recorded)" in table7
+
+
+def test_a_rehearsal_says_so_and_its_verdicts_are_no_signal(tmp_path):
+    run = tmp_path / "quick-rehearsal"
+    for name, typed in results("quick", "imagenette").items():
+        rehearsed = {k: dataclasses.replace(v, conditions=dataclasses.replace(v.conditions, rehearsal=True))
+                     for k, v in typed.items()}
+        save_results(run, name, rehearsed, "quick", rehearsal=True)
+    text = build_report("quick", "", list(SECTIONS), run, draw=False).markdown()
+    assert "REHEARSAL" in text
+    for row in glance_rows(text):
+        if row.startswith("| Tables 4, 7"):
+            continue
+        assert "| **yes** |" not in row and ("**no signal**" in row or "**n/a**" in row), row
 
 
 def test_missing_results_are_listed_not_invented(tmp_path):
     (tmp_path / "run").mkdir()
     text = build_report("smoke", "", list(SECTIONS), tmp_path / "run", draw=False).markdown()
-    assert text.count("not run)") == len(SECTIONS) and "83.10" not in text
+    assert text.count("not run)") == len(SECTIONS) and "83.1" not in text
 
 
 def test_unreadable_results_become_a_clear_section_not_a_crash(tmp_path):
     run = write_run(tmp_path / "smoke", "smoke", "synthetic")
     payload = json.loads((run / "04_nas.json").read_text())
-    del payload["results"]["ranked"]
+    del payload["results"]["nas"]["ranked"][0]["accuracy"]
     (run / "04_nas.json").write_text(json.dumps(payload))
     (run / "06_transfer.json").write_text("{not json")
+    old = json.loads((run / "01_architecture.json").read_text())
+    (run / "01_architecture.json").write_text(json.dumps(dict(old, schema=1)))
     text = build_report("smoke", "", list(SECTIONS), run, draw=False).markdown()
-    assert "## 04_nas: results that cannot be read" in text and "KeyError: 'ranked'" in text
+    assert "## 04_nas: results that cannot be read" in text and "KeyError: 'accuracy'" in text
     assert "## 06_transfer: results that cannot be read" in text and "--only 06_transfer --force" in text
+    assert "## 01_architecture: results that cannot be read" in text and "older version" in text
     assert "## Table 5:" in text  # the other sections are still there
 
 

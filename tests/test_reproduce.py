@@ -97,14 +97,38 @@ def test_malformed_yaml_names_the_file_and_line(workspace):
 
 
 def test_shipped_full_plans_use_torchrun_and_separate_transfer_runs():
+    from effnetv2_mini.profiles import settings
+
     full = load_plan("full")
     assert {e.name for e in full.entries} >= {"01_architecture", "02_training", "05_progressive_learning", "07_report"}
-    assert all(e.parameters.get("nproc", 8) > 1 for e in full.entries if e.name in ("02_training", "05_progressive_learning"))
+    profile = full.entries[0].parameters["profile"]
+    assert settings("02_training", profile).nproc == 8 and settings("05_progressive_learning", profile).nproc == 8
+    assert settings("02_training", profile).progressive == "paper"  # Table 7 trains with progressive learning
     assert [e.name for e in load_plan("full_transfer").entries] == ["06_transfer", "07_report"]
-    assert load_plan("full_imagenet21k").entries[0].parameters["init_from"] == "imagenet21k"
+    assert settings("06_transfer", load_plan("full_imagenet21k").entries[0].parameters["profile"]).init_from == "imagenet21k"
     smoke = load_plan("smoke")
     notebooks = Path(__file__).parent.parent / "notebooks"
     assert [e.name for e in smoke.entries] == sorted(p.stem for p in notebooks.glob("0*.ipynb"))
+
+
+@pytest.mark.parametrize("text, message, line", [
+    ("name: t\ntimeout: ten minutes\nnotebooks: [good]\n", "timeout must be a number of seconds > 0, got 'ten minutes'", 2),
+    ("name: t\nnotebooks:\n  - name: good\n    timeout: -5\n", "timeout must be a number of seconds > 0", 4),
+    ("name: ../../escaped\nnotebooks: [good]\n", "plan name '../../escaped' must be letters", 1),
+    ("name: t\nnotebooks:\n  - name: ../../evil/x\n", "notebook name '../../evil/x' must name a notebook", 3),
+])
+def test_plans_that_would_misbehave_are_rejected(workspace, text, message, line):
+    path = write_plan(workspace, text)
+    with pytest.raises(PlanError) as error:
+        load_plan(str(path), notebooks_dir=workspace / "notebooks")
+    assert message in str(error.value) and f"line {line}" in str(error.value)
+
+
+def test_a_wrong_typed_parameter_of_a_project_notebook_is_rejected(tmp_path):
+    path = tmp_path / "plan.yaml"
+    path.write_text("name: t\nnotebooks:\n  - name: 02_training\n    parameters: {batch_size: '32'}\n")
+    with pytest.raises(PlanError, match="line 4.*parameter 'batch_size' of 02_training must be int, got '32'"):
+        load_plan(str(path))
 
 
 def test_unsafe_yaml_is_not_executed(workspace):

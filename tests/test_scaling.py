@@ -1,4 +1,4 @@
-"""Training-efficiency tools and scaling (paper section 3.1, 3.4; Tables 2 and 3)."""
+"""Training-efficiency tools and scaling (paper sections 3.2, 3.3; Tables 2 and 3)."""
 
 import pytest
 import torch
@@ -6,7 +6,8 @@ import torch
 from effnetv2_mini import build_model
 from effnetv2_mini.blocks import FusedMBConv, MBConv
 from effnetv2_mini.configs import get_config
-from effnetv2_mini.measure import OUT_OF_MEMORY, block_throughput, count_macs, count_params, max_batch_size
+from effnetv2_mini.devices import OUT_OF_MEMORY
+from effnetv2_mini.measure import block_throughput, count_macs, count_params, max_batch_size
 from effnetv2_mini.scaling import V1_COEFFICIENTS, compound_coefficients, depth_table, describe, scale, scale_v2
 
 TORCHVISION_V1_PARAMS = [5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960]

@@ -1,7 +1,6 @@
 """The training engine: it learns, resumes exactly, refuses bad states, and runs under DDP."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -10,21 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from effnetv2_mini.train import (
-    PRESETS,
-    RMSpropTF,
-    TrainConfig,
-    TrainingDiverged,
-    fit,
-    load_checkpoint,
-    lr_factor,
-)
+from effnetv2_mini.optim import RMSpropTF, lr_factor, param_groups
+from effnetv2_mini.recipe import RECIPES
+from effnetv2_mini.train import TrainConfig, TrainingDiverged, fit, load_checkpoint
 
 TIMING = {"images_per_sec", "epoch_seconds", "wall_time", "peak_memory_mb"}
 
 
 def tiny_config(out_dir, **overrides):
-    values = dict(model="demo_v2_tiny", dataset="synthetic", epochs=3, batch_size=32, image_size=32, preset="simple",
+    values = dict(model="demo_v2_tiny", dataset="synthetic", epochs=3, batch_size=32, image_size=32, recipe="simple",
                   workers=0, synthetic={"num_samples": 256}, quiet=True, out_dir=str(out_dir), seed=3)
     values.update(overrides)
     return TrainConfig(**values)
@@ -57,7 +50,7 @@ def test_a_small_model_learns_the_builtin_set(tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, workers):
-    options = dict(workers=workers, preset="paper", ema_decay=0.9, randaug_magnitude=5, mixup_alpha=0.2,
+    options = dict(workers=workers, recipe="paper", ema_decay=0.9, randaug_magnitude=5, mixup_alpha=0.2,
                    drop_path_rate=0.1, warmup_epochs=1.0)
     fit(tiny_config(tmp_path / "straight", **options))
     with pytest.raises(KeyboardInterrupt):
@@ -89,42 +82,54 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     fit(tiny_config(tmp_path, epochs=1))
     good = (tmp_path / "last.pt").read_bytes()
     path = tmp_path / "diverging"
-    with pytest.raises(TrainingDiverged, match="loss became (nan|inf).*last good checkpoint"):
-        fit(tiny_config(path, epochs=2, optimizer="sgd", lr=1e30))
+    with pytest.raises(TrainingDiverged, match="(loss became (nan|inf)|became NaN or infinite).*no checkpoint was written"):
+        fit(tiny_config(path, epochs=2, optimizer="sgd", lr=1e30))  # diverges in its first epoch: nothing to keep
     assert (tmp_path / "last.pt").read_bytes() == good
-    assert not (path / "last.pt").exists() or load_checkpoint(path / "last.pt")["epoch"] >= 0
+    assert not (path / "last.pt").exists()
 
 
 def test_lr_schedule_warmup_then_staircase_decay():
-    config = TrainConfig(preset="paper", epochs=350).resolved()
+    config = TrainConfig(recipe="paper", epochs=350).resolved()
     assert lr_factor(0.0, config) == pytest.approx(0.0, abs=1e-6)
     assert lr_factor(2.5, config) == pytest.approx(0.5)
     assert lr_factor(5.0, config) == pytest.approx(0.97 ** 2)  # decay counted from step 0: floor(5 / 2.4) = 2
     assert lr_factor(24.0, config) == pytest.approx(0.97 ** 10)
-    cosine = TrainConfig(preset="simple", epochs=11).resolved()
-    assert lr_factor(1.0, cosine) == pytest.approx(1.0) and lr_factor(11.0, cosine) == pytest.approx(0.0, abs=1e-9)
-    assert PRESETS["paper"]["base_lr"] == 0.016 and config.weight_decay == 1e-5 and config.ema_decay == 0.9999
+    cosine = TrainConfig(recipe="simple", epochs=11).resolved()
+    # The official cosine counts from step 0: 0.5 (1 + cos(pi * epoch / epochs)) once the warm-up is over.
+    assert lr_factor(0.5, cosine) == pytest.approx(0.5)  # warming up
+    assert lr_factor(1.0, cosine) == pytest.approx(0.9797464, abs=1e-6)  # 0.5 (1 + cos(pi / 11))
+    assert lr_factor(5.5, cosine) == pytest.approx(0.5) and lr_factor(11.0, cosine) == pytest.approx(0.0, abs=1e-9)
+    assert RECIPES["paper"]["base_lr"] == 0.016 and config.weight_decay == 1e-5 and config.ema_decay == 0.9999
 
 
-def test_rmsprop_tf_puts_epsilon_inside_the_root():
-    weight = torch.nn.Parameter(torch.tensor([1.0]))
+def test_rmsprop_follows_a_tensorflow_1_trace():
+    """Literals from an independent plain-Python trace of TF1's ApplyRMSProp kernel (ms starts at ONE;
+    ms += (g^2 - ms)(1 - rho); mom = momentum*mom + lr*g/sqrt(ms + eps); w -= mom), lr 0.1, rho 0.9, momentum 0.9,
+    eps 1e-3, gradients 2, -1, 0.5, 3 from w = 1. A zero-initialised accumulator would give w = 0.6842 after step 1."""
+    weight = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
     optimizer = RMSpropTF([weight], lr=0.1, alpha=0.9, eps=1e-3, momentum=0.9)
-    weight.grad = torch.tensor([2.0])
-    optimizer.step()
-    square_avg = 0.1 * 4.0
-    assert weight.item() == pytest.approx(1.0 - 0.1 * 2.0 / math.sqrt(square_avg + 1e-3))
-    weight.grad = torch.tensor([2.0])
-    optimizer.step()
-    square_avg = 0.9 * square_avg + 0.1 * 4.0
-    first = 0.1 * 2.0 / math.sqrt(0.4 + 1e-3)
-    assert weight.item() == pytest.approx(1.0 - first - (0.9 * first + 0.1 * 2.0 / math.sqrt(square_avg + 1e-3)))
+    expected = [0.8246558232423198, 0.7555468004239246, 0.6471038965827479, 0.3347919071369042]
+    for grad, want in zip([2.0, -1.0, 0.5, 3.0], expected):
+        weight.grad = torch.tensor([grad], dtype=torch.float64)
+        optimizer.step()
+        assert weight.item() == pytest.approx(want, rel=1e-12)
+    assert optimizer.state[weight]["square_avg"].item() == pytest.approx(1.9511999999999996, rel=1e-12)
+
+
+def test_the_ema_decay_is_scaled_to_the_batch_it_was_set_for():
+    """0.9999 per step at a global batch of 4096 (the official recipe) is 0.9999 ** (64 / 4096) per step at 64."""
+    from effnetv2_mini.train import ema_decay_per_step
+
+    paper = TrainConfig(recipe="paper", batch_size=64).resolved()
+    assert ema_decay_per_step(paper) == pytest.approx(0.9999984374, abs=1e-10)
+    assert ema_decay_per_step(paper, world=64) == pytest.approx(0.9999)  # 64 processes of 64: the recipe's batch
+    assert ema_decay_per_step(TrainConfig(recipe="simple", ema_decay=0.99).resolved()) == 0.99  # no reference: as given
 
 
 def test_weight_decay_skips_batchnorm_and_bias():
     from effnetv2_mini import build_model
-    from effnetv2_mini.train import _param_groups
 
-    decay, no_decay = _param_groups(build_model("demo_v1_tiny"), 1e-5)
+    decay, no_decay = param_groups(build_model("demo_v1_tiny"), 1e-5)
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
     assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 1e-5
 
@@ -134,7 +139,7 @@ def test_ddp_two_processes_write_one_set_of_metrics(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "effnetv2_mini.cli", "train", "--nproc", "2", "--model", "demo_v2_tiny",
                "--dataset", "synthetic", "--train-samples", "256", "--epochs", "2", "--batch-size", "16",
-               "--image-size", "32", "--preset", "simple", "--workers", "0", "--device", "cpu", "--quiet",
+               "--image-size", "32", "--recipe", "simple", "--workers", "0", "--device", "cpu", "--quiet",
                "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -142,7 +147,7 @@ def test_ddp_two_processes_write_one_set_of_metrics(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2]
     config = json.loads((out / "config.json").read_text())
     assert config["world_size"] == 2 and config["steps_per_epoch"] == 8  # 256 images / (16 x 2 processes)
-    assert result.stdout.count("best top-1") == 1  # rank 0 alone reports
+    assert result.stdout.count("final top-1") == 1  # the launching process alone reports
 
 
 def test_launch_config_round_trips_through_json(tmp_path):
@@ -153,7 +158,7 @@ def test_launch_config_round_trips_through_json(tmp_path):
 
     config = tiny_config(tmp_path / "run", epochs=1, crop_scale=(0.5, 1.0))
     spec = tmp_path / "launch.json"
-    spec.write_text(json.dumps({"config": dataclasses.asdict(config)}))  # the spec run_under_torchrun writes
+    spec.write_text(json.dumps({"config": dataclasses.asdict(config), "schedule": None}))  # what launch() writes
     _main(["--config", str(spec)])
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["crop_scale"] == [0.5, 1.0]
     assert len(read_metrics(tmp_path / "run")) == 1

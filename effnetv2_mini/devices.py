@@ -1,0 +1,75 @@
+"""Where a model runs: picking the device, mixed precision, memory, and the errors that mean "out of memory".
+
+One place for what training, measurement and the experiments all need (DESIGN: the device is picked once,
+``cuda`` then ``mps`` then ``cpu``, and can be forced; on CUDA, AMP in bfloat16 where supported).
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+from contextlib import nullcontext
+
+import torch
+
+__all__ = ["pick_device", "synchronize", "amp_dtype", "autocast", "OUT_OF_MEMORY", "peak_memory_mb", "device_name"]
+
+# What an allocation that does not fit raises: CUDA's error, or the CPU allocator's.
+OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
+
+
+def pick_device(requested: str | None = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; any other value is used as given (and checked)."""
+    if requested in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {requested!r} was requested but CUDA is not available; use --device cpu")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError(f"device {requested!r} was requested but MPS is not available; use --device cpu")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's (for the conditions a number was measured under)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (timings are meaningless without it on GPUs)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16, except on CUDA GPUs without it (pre-Ampere), which get float16 (and need a GradScaler)."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, enabled: bool):
+    """``torch.autocast`` in :func:`amp_dtype` when ``enabled``, else a context that does nothing."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp_dtype(device))
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: ``max_memory_allocated``; otherwise the process's peak resident set size (``ru_maxrss``)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024

@@ -1,0 +1,99 @@
+"""Evaluating a saved checkpoint on a data set (``effnetv2 eval``), refusing what would give a silent wrong number."""
+
+from __future__ import annotations
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .data import get_dataset, is_built_in
+from .devices import pick_device
+from .loaders import make_loader
+from .model import build_model
+from .train import evaluate
+from .transforms import eval_transform, normalization_of
+
+__all__ = ["evaluate_checkpoint", "load_model", "show_predictions"]
+
+
+def load_model(checkpoint_path: str, ema: bool = False):
+    """The model of a checkpoint of ours, with its raw or (``ema=True``) EMA weights; and the checkpoint."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    missing = [k for k in ("model", "model_name", "num_classes") if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{checkpoint_path} is not a checkpoint of this library's training (no {', '.join(missing)}); "
+                              "to evaluate other weights, load them with effnetv2_mini.compat.load_pretrained")
+    model = build_model(checkpoint["model_name"], num_classes=checkpoint["num_classes"], **checkpoint.get("model_overrides", {}))
+    weights = checkpoint["model"]
+    if ema:
+        if not checkpoint.get("ema"):
+            raise ValueError(f"{checkpoint_path} has no EMA weights (the run trained with ema_decay 0); drop --ema")
+        weights = {k.removeprefix("module."): v for k, v in checkpoint["ema"].items() if k.startswith("module.")}
+    model.load_state_dict(weights)
+    return model, checkpoint
+
+
+def evaluate_checkpoint(checkpoint_path: str, dataset: str, data_root: str | None = None, image_size: int | None = None,
+                        batch_size: int = 64, workers: int = 2, device: str = "auto", ema: bool = False,
+                        skip_corrupt: bool = False) -> dict:
+    """Top-1/top-5 of a checkpoint on ``dataset``'s validation split; the classes must be the checkpoint's."""
+    model, checkpoint = load_model(checkpoint_path, ema)
+    run_device = pick_device(device)
+    size = image_size or checkpoint.get("eval_size") or (64 if is_built_in(dataset) else model.config.eval_size)
+    options = {"resolution": size} if is_built_in(dataset) else {}
+    data = get_dataset(dataset, "val", root=data_root, skip_corrupt=skip_corrupt, **options)
+    _check_classes(checkpoint_path, checkpoint, data.classes)
+    data.transform = _eval_transform(checkpoint, size, dataset)
+    loader = make_loader(data, batch_size, workers, run_device)
+    result = evaluate(model.to(run_device), loader, run_device, amp=run_device.type == "cuda")
+    return {**result, "image_size": size, "images": result["count"], "weights": "EMA" if ema else "raw"}
+
+
+def _eval_transform(checkpoint: dict, size: int, dataset: str):
+    """The evaluation transform the run itself used (its preprocessing and normalization)."""
+    return eval_transform(size, checkpoint.get("preprocessing") or "official", crop=not is_built_in(dataset),
+                          normalize=checkpoint.get("normalize"))
+
+
+def _check_classes(path: str, checkpoint: dict, classes) -> None:
+    names = [c if isinstance(c, str) else c[0] for c in classes]
+    if len(names) != checkpoint["num_classes"]:
+        raise ValueError(f"{path} was trained for {checkpoint['num_classes']} classes but this data set has {len(names)} "
+                         f"({', '.join(map(str, names[:5]))}{', ...' if len(names) > 5 else ''}): evaluate it on the data "
+                         "set it was trained on, or fine-tune it first (effnetv2 train --init-from ...)")
+    trained = checkpoint.get("classes")
+    if trained and list(trained) != names:
+        raise ValueError(f"{path} was trained on classes {trained[:5]}... but this data set's are {names[:5]}...: the "
+                         "labels would not match")
+
+
+def show_predictions(checkpoint_path: str, dataset: str, data_root: str | None = None, options: dict | None = None,
+                     classes: list[int] | None = None, count: int = 16):
+    """A grid of the first ``count`` validation images with the model's predicted class; wrong ones framed red."""
+    import torch
+
+    from .loaders import ClassSubset
+    from .plots import show_images
+
+    model, checkpoint = load_model(checkpoint_path)
+    size = checkpoint.get("eval_size") or model.config.eval_size
+    extra = dict(options or {}, resolution=size) if is_built_in(dataset) else {}
+    val = get_dataset(dataset, "val", root=data_root, **extra)
+    if classes is not None:
+        val = ClassSubset(val, classes)
+    val.transform = _eval_transform(checkpoint, size, dataset)
+    step = max(1, len(val) // count)
+    items = [val[i * step] for i in range(min(count, len(val)))]
+    images, truth = torch.stack([x[0] for x in items]), [x[1] for x in items]
+    with torch.no_grad():
+        predicted = model.eval()(images).argmax(1).tolist()
+    names = [c if isinstance(c, str) else c[0] for c in val.classes]
+    right = sum(p == t for p, t in zip(predicted, truth))
+    normalization = normalization_of(checkpoint.get("preprocessing"), checkpoint.get("normalize"))
+    fig = show_images(images, torch.tensor(predicted), names, normalization=normalization,
+                      title=f"{len(items)} validation images: predicted class (title), red frame = wrong ({right} right)")
+    for ax, p, t in zip(fig.axes, predicted, truth):
+        if p != t:
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set(visible=True, color="red", linewidth=3)
+    return fig

@@ -1,0 +1,415 @@
+"""One registry of profiles: every notebook's settings, for every way of running it.
+
+A notebook asks :func:`notebook_settings` for its settings; the profile fills them and papermill parameters
+override single fields. Each notebook's settings are a dataclass below whose defaults are the ``smoke`` profile;
+every other profile lists what it changes. A parameter the notebook does not have, or a value of the wrong type
+or range, is an error before anything runs (papermill itself would only log a warning).
+
+Profiles:
+
+=================== ===========================================================================================
+``smoke``           built-in data, tiny models, CPU, seconds per notebook: what CI and nbval run
+``laptop``          real photos (Imagenette 160 px, or any class-per-folder tree), small models, a CPU, < 1 hour
+``quick``           Imagenette on one GPU, EfficientNetV2-S, a few hours
+``full``            ImageNet with the paper's settings, 8 GPUs per node through torchrun
+``full_transfer``   notebook 06 only: paper Table 8 (V2-S/M/L on CIFAR-10/100, Flowers, Cars)
+``full_imagenet21k`` notebook 06 only: section 5.2 (pretrain on ImageNet-21k, fine-tune on ImageNet-1k)
+=================== ===========================================================================================
+
+``rehearse=True`` shrinks any profile to one or two steps per stage at tiny image sizes (see ``rehearsal``):
+the same code paths, models and data loaders, in minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+
+__all__ = ["PROFILES", "NOTEBOOKS", "settings", "notebook_settings", "parameter_names", "check_value", "SettingsError"]
+
+
+class SettingsError(ValueError):
+    """A notebook parameter that does not exist or has a wrong type or range; the message names it."""
+
+
+V2_MODELS = ["efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l", "efficientnetv2_xl", "efficientnetv2_b0",
+             "efficientnetv2_b1", "efficientnetv2_b2", "efficientnetv2_b3"]
+V1_MODELS = [f"efficientnet_b{i}" for i in range(8)]
+VARIANTS = ["fixed", "progressive_fixed_reg", "progressive", "random"]
+
+
+@dataclass
+class Settings:
+    """What every notebook's settings record: the profile they came from, and whether this is a rehearsal."""
+
+    profile: str = "smoke"
+    rehearse: bool = False
+
+
+@dataclass
+class Common(Settings):
+    device: str = "cpu"  # auto | cpu | cuda | cuda:N | mps
+
+
+@dataclass
+class ArchitectureSettings(Common):  # 01_architecture: Tables 4 and 7 (params, FLOPs), throughput
+    models: list[str] = field(default_factory=lambda: V2_MODELS + V1_MODELS)
+    summary_model: str = "efficientnetv2_s"
+    throughput_models: list[str] = field(default_factory=lambda: ["demo_v2_tiny", "demo_v1_tiny"])
+    throughput_image_size: int | None = 64  # None: each model's eval size
+    throughput_batch_size: int = 8
+
+
+@dataclass
+class DataSettings(Common):
+    dataset: str = "synthetic"  # synthetic | imagenette | imagenet | imagefolder | ...
+    data_root: str | None = None
+    download: bool = False
+    imagenette_size: str = "320px"  # the Imagenette release: 160px | 320px | full
+    train_samples: int | None = 2000  # the built-in set only
+    num_classes: int | None = None  # the built-in set only: fewer classes
+    images_per_class: int | None = None  # photos: train on this many images per class (a seeded subset)
+    cache: bool = False  # photos: decode once per size into ~/.cache/effnetv2-mini (effnetv2_mini.imagecache)
+    workers: int = 0
+    max_steps_per_epoch: int | None = None  # rehearsals: one or two steps
+
+
+@dataclass
+class TrainingSettings(DataSettings):  # 02_training: the recipe, Table 7 accuracy
+    model: str = "demo_v2_tiny"
+    epochs: int = 6
+    batch_size: int = 64
+    image_size: int = 48
+    eval_size: int = 48
+    recipe: str = "simple"  # paper | code | simple
+    progressive: str | None = None  # None (fixed size), "paper", "code" or a SPEC (see effnetv2 train --help)
+    # The official RandAugment scale (magnitude / 10 of each op's range). The paper uses 5 to 25; on the built-in
+    # set at 48 px, 5 already halves a six-epoch accuracy (notebook 05 measures magnitudes), so smoke trains without.
+    randaug_magnitude: float = 0.0
+    mixup_alpha: float = 0.0
+    ema_decay: float | None = 0.0  # None: the recipe's
+    nproc: int = 1
+    seed: int = 0
+
+
+@dataclass
+class EfficiencySettings(DataSettings):  # 03_training_efficiency: Tables 2 and 3, per-stage speed, scaling
+    table2_model: str = "demo_v1_tiny"
+    table2_sizes: list[int] = field(default_factory=lambda: [64, 96, 128])
+    memory_budget_mb: int | None = 200  # None on a GPU: 90% of its free memory
+    max_batch_limit: int = 1024
+    table3_image_size: int = 64
+    table3_batch_size: int = 4
+    proxy_epochs: int = 0  # a short training of each Table 3 variant (0: skip)
+    proxy_batch_size: int = 64
+    proxy_image_size: int = 128
+    proxy_eval_size: int = 160
+    scaling_image_size: int | None = 64  # None: each model's eval size
+    scaling_batch_size: int = 4
+    scaling_modes: list[str] = field(default_factory=lambda: ["eval"])
+    timing_repeats: int = 3
+
+
+@dataclass
+class NasSettings(DataSettings):  # 04_nas: section 3.3
+    space: str = "cpu"  # cpu | b4
+    trials: int = 4
+    epochs: int = 3
+    image_size: int = 32
+    batch_size: int = 64
+    train_samples: int | None = 800
+    num_classes: int | None = 4  # the built-in set's four plain shapes: above chance in a few epochs
+    recipe: str = "simple"
+    sampler: str = "random"  # random | tpe
+    storage: str | None = None  # Optuna storage URL; None: SQLite in the run directory
+    retrain_top: int = 0  # retrain this many candidates longer, to check the proxy ranking (0: skip)
+    retrain_epochs: int = 0
+    seed: int = 0
+
+
+@dataclass
+class ProgressiveSettings(DataSettings):  # 05_progressive_learning: Tables 5 and 6, the speed-up
+    model: str = "demo_v2_tiny"
+    recipe: str = "simple"
+    batch_size: int = 64
+    train_samples: int | None = 1000
+    num_classes: int | None = 4  # the built-in set's four plain shapes (chance 25%): signal in a few epochs
+    grid_sizes: list[int] = field(default_factory=lambda: [32, 48, 64])
+    grid_magnitudes: list[float] = field(default_factory=lambda: [0.0, 5.0, 10.0])  # the paper's range starts at 5
+    grid_epochs: int = 3
+    grid_seeds: list[int] = field(default_factory=lambda: [0])
+    epochs: int = 8  # every variant of the comparison
+    stages: int = 4
+    schedule_source: str | None = None  # "paper" (Table 6) or "code" for V2-S/M/L; None: the ranges below
+    min_size: int = 32
+    max_size: int = 64
+    eval_size: int = 64
+    randaug_range: list[float] = field(default_factory=lambda: [0.0, 0.0])  # smoke: dropout and mixup grow, not RandAugment
+    dropout_range: list[float] | None = field(default_factory=lambda: [0.05, 0.2])
+    mixup_range: list[float] = field(default_factory=lambda: [0.0, 0.2])
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    nproc: int = 1
+
+
+@dataclass
+class TransferSettings(DataSettings):  # 06_transfer: Table 8, section 5.2
+    models: list[str] = field(default_factory=lambda: ["demo_v2_tiny"])
+    transfer_sets: list[str] = field(default_factory=lambda: ["synthetic_b"])
+    init_from: str = "pretrain"  # "pretrain" (here, on pretrain_dataset), "torchvision", a checkpoint, "imagenet21k"
+    pretrain_dataset: str = "synthetic"
+    pretrain_classes: list[int] | None = None  # a subset of the pretraining set's classes (None: the built-in six)
+    transfer_classes: list[int] | None = None  # a subset of the transfer set's classes
+    # images_per_class (DataSettings) applies to the fine-tuning only: few-shot transfer
+    pretrain_epochs: int = 8
+    finetune_recipe: str = "paper"  # paper | code
+    steps: int = 60
+    batch_size: int = 64
+    lr: float | None = 0.02
+    image_size: int | None = 48
+    train_samples: int | None = 800
+    nproc: int = 1
+
+
+@dataclass
+class ReportSettings(Settings):  # 07_report
+    plan: str | None = None  # the plan whose run this is; None: guessed from the directory name
+
+
+NOTEBOOKS: dict[str, type] = {
+    "01_architecture": ArchitectureSettings, "02_training": TrainingSettings, "03_training_efficiency": EfficiencySettings,
+    "04_nas": NasSettings, "05_progressive_learning": ProgressiveSettings, "06_transfer": TransferSettings,
+    "07_report": ReportSettings,
+}
+
+_GPU = {"device": "auto", "workers": 8}
+_IMAGENETTE = {"dataset": "imagenette", "data_root": "data", "download": True, "train_samples": None}
+_IMAGENET = {"dataset": "imagenet", "data_root": "data", "download": False, "train_samples": None}
+_LAPTOP = {"device": "auto", "dataset": "imagenette", "imagenette_size": "160px", "data_root": "data", "download": True,
+           "train_samples": None, "cache": True, "workers": 2}
+
+# What each profile changes from the defaults (the smoke profile), notebook by notebook.
+PROFILES: dict[str, dict[str, dict]] = {
+    "smoke": {name: {} for name in NOTEBOOKS},
+    "laptop": {
+        "01_architecture": {"device": "auto", "throughput_models": ["demo_v2_tiny", "demo_v1_tiny", "efficientnetv2_b0",
+                                                                    "efficientnet_b0"], "throughput_image_size": 128},
+        "02_training": {**_LAPTOP, "model": "demo_v2_tiny", "epochs": 12, "image_size": 128, "eval_size": 128,
+                        "recipe": "simple", "randaug_magnitude": 5.0, "ema_decay": 0.999},
+        "03_training_efficiency": {"device": "auto", "table2_model": "efficientnet_b0", "table2_sizes": [128, 192, 256],
+                                   "memory_budget_mb": 1024, "table3_image_size": 128, "table3_batch_size": 8,
+                                   "scaling_image_size": 128, "scaling_batch_size": 8, "scaling_modes": ["train"]},
+        "04_nas": {**_LAPTOP, "trials": 8, "epochs": 2, "image_size": 64, "images_per_class": 300, "retrain_top": 4,
+                   "retrain_epochs": 6},
+        "05_progressive_learning": {**_LAPTOP, "images_per_class": 300, "grid_sizes": [64, 96, 128],
+                                    "grid_magnitudes": [0.0, 5.0, 10.0], "grid_epochs": 3, "grid_seeds": [0, 1],
+                                    "epochs": 8, "min_size": 56, "max_size": 112, "eval_size": 112,
+                                    "randaug_range": [5.0, 10.0], "dropout_range": [0.05, 0.2], "mixup_range": [0.0, 0.0],
+                                    "seeds": [0, 1]},
+        "06_transfer": {**_LAPTOP, "transfer_sets": ["imagenette"], "pretrain_dataset": "imagenette",
+                        "pretrain_classes": [0, 1, 2, 3, 4], "transfer_classes": [5, 6, 7, 8, 9], "images_per_class": 20,
+                        "pretrain_epochs": 6, "steps": 60, "batch_size": 25, "lr": None, "image_size": 96},
+        "07_report": {},
+    },
+    "quick": {
+        "01_architecture": {"device": "auto", "throughput_models": ["efficientnetv2_s", "efficientnetv2_m",
+                                                                    "efficientnet_b3", "efficientnet_b4"],
+                            "throughput_image_size": None, "throughput_batch_size": 32},
+        "02_training": {**_GPU, **_IMAGENETTE, "model": "efficientnetv2_s", "epochs": 60, "image_size": 192,
+                        "eval_size": 256, "recipe": "paper", "randaug_magnitude": 10.0, "ema_decay": 0.998},
+        "03_training_efficiency": {**_GPU, **_IMAGENETTE, "table2_model": "efficientnet_b6", "table2_sizes": [380, 512],
+                                   "memory_budget_mb": None, "table3_image_size": 380, "table3_batch_size": 32,
+                                   "proxy_epochs": 10, "scaling_image_size": None, "scaling_batch_size": 32,
+                                   "scaling_modes": ["train", "eval"]},
+        "04_nas": {**_GPU, **_IMAGENETTE, "space": "b4", "trials": 40, "epochs": 10, "image_size": 128, "batch_size": 128},
+        "05_progressive_learning": {**_GPU, **_IMAGENETTE, "model": "efficientnetv2_s", "recipe": "paper",
+                                    "grid_sizes": [128, 192, 256], "grid_magnitudes": [5.0, 10.0, 15.0], "grid_epochs": 15,
+                                    "epochs": 40, "min_size": 128, "max_size": 256, "eval_size": 256,
+                                    "randaug_range": [5.0, 15.0], "dropout_range": [0.1, 0.3], "mixup_range": [0.0, 0.0]},
+        "06_transfer": {**_GPU, "data_root": "data", "models": ["efficientnetv2_s"], "transfer_sets": ["cifar10"],
+                        "init_from": "torchvision", "steps": 2000, "batch_size": 128, "lr": None, "image_size": 224,
+                        "pretrain_epochs": 0, "train_samples": None},
+        "07_report": {},
+    },
+    "full": {
+        "01_architecture": {"device": "auto", "throughput_models": V2_MODELS + V1_MODELS, "throughput_image_size": None,
+                            "throughput_batch_size": 32},
+        "02_training": {**_GPU, **_IMAGENET, "model": "efficientnetv2_s", "epochs": 350, "image_size": 300,
+                        "eval_size": 384, "recipe": "paper", "progressive": "paper", "randaug_magnitude": 15.0,
+                        "ema_decay": None, "nproc": 8},
+        "03_training_efficiency": {**_GPU, **_IMAGENET, "table2_model": "efficientnet_b6", "table2_sizes": [380, 512],
+                                   "memory_budget_mb": None, "table3_image_size": 380, "table3_batch_size": 32,
+                                   "proxy_epochs": 30, "scaling_image_size": None, "scaling_batch_size": 32,
+                                   "scaling_modes": ["train", "eval"]},
+        "04_nas": {**_GPU, **_IMAGENET, "space": "b4", "trials": 1000, "epochs": 10, "image_size": 128, "batch_size": 256},
+        "05_progressive_learning": {**_GPU, **_IMAGENET, "model": "efficientnetv2_s", "recipe": "paper",
+                                    "grid_sizes": [128, 192, 300], "grid_magnitudes": [5.0, 10.0, 15.0],
+                                    "grid_epochs": 350, "epochs": 350, "schedule_source": "paper", "eval_size": 384,
+                                    "nproc": 8},
+        "07_report": {},
+    },
+    "full_transfer": {
+        "06_transfer": {**_GPU, "data_root": "data", "models": ["efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l"],
+                        "transfer_sets": ["cifar10", "cifar100", "flowers102", "stanford_cars"],
+                        "init_from": "torchvision", "steps": 10_000, "batch_size": 512, "lr": None, "image_size": None,
+                        "pretrain_epochs": 0, "train_samples": None, "nproc": 8},
+        "07_report": {},
+    },
+    "full_imagenet21k": {
+        "06_transfer": {**_GPU, "data_root": "data", "models": ["efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l",
+                                                                "efficientnetv2_xl"],
+                        "transfer_sets": ["imagenet"], "init_from": "imagenet21k", "steps": 37_535, "batch_size": 512,
+                        "lr": None, "image_size": None, "pretrain_epochs": 0, "train_samples": None, "nproc": 8},
+        "07_report": {},
+    },
+}
+
+
+def parameter_names(notebook: str) -> list[str]:
+    """Every papermill parameter of ``notebook``: ``output_dir`` and its settings' fields (profile, rehearse, ...)."""
+    return ["output_dir", *(f.name for f in dataclasses.fields(_settings_class(notebook)))]
+
+
+def settings(notebook: str, profile: str | None = None, rehearse: bool = False, **overrides):
+    """The settings of ``notebook`` in ``profile`` (None: ``$EFFNETV2_PROFILE`` or ``smoke``), with ``overrides``
+    (None values are ignored), checked: unknown names, wrong types and impossible values are errors."""
+    cls = _settings_class(notebook)
+    profile = profile or os.environ.get("EFFNETV2_PROFILE") or "smoke"
+    if profile not in PROFILES:
+        raise SettingsError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    if notebook not in PROFILES[profile]:
+        usable = [p for p, notebooks in PROFILES.items() if notebook in notebooks]
+        raise SettingsError(f"profile {profile!r} has no settings for {notebook}; use one of {', '.join(usable)}")
+    hints = typing.get_type_hints(cls)
+    for name, value in overrides.items():
+        if name not in hints or name in ("profile", "rehearse"):
+            close = difflib.get_close_matches(name, hints, n=1)
+            raise SettingsError(f"{notebook} has no parameter {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                                + f" Its parameters: {', '.join(parameter_names(notebook))}")
+        if value is not None:
+            check_value(f"{notebook} parameter {name!r}", value, hints[name])
+    values = {**PROFILES[profile][notebook], **{k: v for k, v in overrides.items() if v is not None}}
+    result = cls(**values, profile=profile, rehearse=False)
+    _check_ranges(notebook, result)
+    return rehearsal(result) if rehearse else result
+
+
+def notebook_settings(notebook: str, namespace: dict):
+    """:func:`settings` from a notebook's globals, after papermill injected its parameters. The names papermill
+    injected (its cell starts with ``# Parameters``, IPython keeps the source in ``In``) must all be parameters
+    of the notebook: ``papermill -p epoch 2`` is an error here, not a warning lost in a log."""
+    known = parameter_names(notebook)
+    unknown = sorted(_injected_names(namespace.get("In", [])) - set(known))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        raise SettingsError(f"{notebook} has no parameter {unknown[0]!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                            + f" Its parameters: {', '.join(known)}")
+    values = {name: namespace[name] for name in known if name in namespace and name != "output_dir"}
+    profile, rehearse = values.pop("profile", None), values.pop("rehearse", False)
+    check_value(f"{notebook} parameter 'rehearse'", rehearse, bool)
+    return settings(notebook, profile, rehearse, **values)
+
+
+def _injected_names(history: list[str]) -> set[str]:
+    """Names assigned in the cells papermill injected (their source starts with ``# Parameters``)."""
+    import ast
+
+    names = set()
+    for source in history:
+        if isinstance(source, str) and source.lstrip().startswith("# Parameters"):
+            for node in ast.parse(source).body:
+                if isinstance(node, ast.Assign):
+                    names |= {target.id for target in node.targets if isinstance(target, ast.Name)}
+    return names
+
+
+def _settings_class(notebook: str) -> type:
+    if notebook not in NOTEBOOKS:
+        raise SettingsError(f"unknown notebook {notebook!r}; notebooks: {', '.join(NOTEBOOKS)}")
+    return NOTEBOOKS[notebook]
+
+
+def check_value(what: str, value, annotation) -> None:
+    """Raise :class:`SettingsError` unless ``value`` fits ``annotation`` (int, float, str, bool, list[...], X | None)."""
+    if not _fits(value, annotation):
+        shown = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        raise SettingsError(f"{what} must be {shown}, got {value!r} ({type(value).__name__})")
+
+
+def _fits(value, annotation) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, option) for option in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return isinstance(value, (list, tuple)) and all(_fits(v, item) for v in value)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+# Range checks: (field, test, what it must be). Applied to whichever settings class has the field.
+_RANGES = [
+    (("epochs", "grid_epochs", "batch_size", "image_size", "eval_size", "trials", "stages", "min_size", "max_size",
+      "steps", "table3_image_size", "table3_batch_size", "scaling_batch_size", "throughput_batch_size", "nproc",
+      "proxy_batch_size",
+      "max_batch_limit", "timing_repeats", "proxy_image_size", "proxy_eval_size"), lambda v: v >= 1, ">= 1"),
+    (("workers", "proxy_epochs", "retrain_top", "retrain_epochs", "pretrain_epochs"), lambda v: v >= 0, ">= 0"),
+    (("train_samples", "num_classes", "max_steps_per_epoch", "images_per_class", "memory_budget_mb",
+      "throughput_image_size", "scaling_image_size"), lambda v: v >= 1, ">= 1 (or None)"),
+    (("randaug_magnitude", "mixup_alpha"), lambda v: v >= 0, ">= 0"),
+    (("ema_decay",), lambda v: 0 <= v < 1, "in [0, 1) (or None)"),
+    (("lr",), lambda v: v > 0, "> 0 (or None)"),
+    (("table2_sizes", "grid_sizes"), lambda v: len(v) > 0 and all(x >= 1 for x in v), "a non-empty list of sizes >= 1"),
+    (("grid_magnitudes", "randaug_range", "mixup_range"), lambda v: all(x >= 0 for x in v), "a list of numbers >= 0"),
+    (("randaug_range", "dropout_range", "mixup_range"), lambda v: v is None or len(v) == 2, "[first, last]"),
+    (("seeds", "grid_seeds", "models", "transfer_sets", "variants"), lambda v: len(v) > 0, "a non-empty list"),
+]
+
+
+def _check_ranges(notebook: str, values) -> None:
+    for names, test, meaning in _RANGES:
+        for name in names:
+            value = getattr(values, name, None)
+            if value is not None and not test(value):
+                raise SettingsError(f"{notebook} parameter {name!r} must be {meaning}, got {value!r}")
+
+
+def rehearsal(values):
+    """The same settings shrunk for a rehearsal: one or two steps per stage, tiny images, small grids; the same
+    models, data sets, recipes, schedules and process counts (torchrun where the profile uses it, at most 2
+    processes on a CPU). Table 2 keeps 64 px and more: a batch of one image needs BatchNorm inputs larger than the
+    1 x 1 feature map 32 px leaves at EfficientNet-B6's end."""
+    tiny = {"max_steps_per_epoch": 2, "workers": min(getattr(values, "workers", 0), 1), "train_samples": 64,
+            "epochs": 1, "image_size": 32, "eval_size": 32, "batch_size": 4, "grid_epochs": 1, "grid_sizes": [32, 48],
+            "grid_seeds": [0], "seeds": [0], "min_size": 32, "max_size": 48,
+            "table2_sizes": [64, 96], "memory_budget_mb": 512, "max_batch_limit": 4, "table3_image_size": 32,
+            "table3_batch_size": 2, "proxy_epochs": min(getattr(values, "proxy_epochs", 0), 1), "proxy_image_size": 32,
+            "proxy_batch_size": 4,
+            "proxy_eval_size": 32, "scaling_image_size": 32, "scaling_batch_size": 2, "timing_repeats": 1,
+            "throughput_image_size": 32, "throughput_batch_size": 2, "trials": 2,
+            "retrain_top": min(getattr(values, "retrain_top", 0), 2),
+            "retrain_epochs": min(getattr(values, "retrain_epochs", 0), 1),
+            "pretrain_epochs": min(getattr(values, "pretrain_epochs", 0), 1), "steps": 2,
+            "images_per_class": 2 if getattr(values, "images_per_class", None) else None,
+            "nproc": min(getattr(values, "nproc", 1), 2), "rehearse": True}
+    changes = {k: v for k, v in tiny.items() if hasattr(values, k)}
+    if isinstance(values, ProgressiveSettings):  # two stages of one epoch; a grid of one size and two magnitudes
+        changes.update(stages=2, epochs=2, eval_size=48, grid_sizes=[32], grid_magnitudes=values.grid_magnitudes[:2])
+        if values.schedule_source is not None:
+            changes.update(schedule_source=None)  # the presets' sizes (128-300 px) shrink to min_size..max_size
+    if isinstance(values, ArchitectureSettings):  # timing two models exercises the path; all are still counted
+        changes.update(throughput_models=values.throughput_models[:2])
+    if isinstance(values, TransferSettings):  # one model and one transfer set exercise every path
+        changes.update(models=values.models[:1], transfer_sets=values.transfer_sets[:1])
+    if isinstance(values, TrainingSettings) and values.progressive is not None:  # the presets' sizes are 128-300 px
+        changes.update(progressive="stages=4 size=24:32 randaug=5:15 dropout=0.1:0.3", epochs=4)
+    return dataclasses.replace(values, **changes)

@@ -1,0 +1,150 @@
+"""The report as a document: sections made of a few kinds of blocks, rendered to Markdown and to one
+self-contained HTML page (a table of contents, figures embedded as PNG).
+
+    ("p", text)  ("quote", text)  ("list", [text, ...])  ("table", rows, columns, headers)  ("figure", name, caption)
+
+Text may use the two pieces of Markdown the report needs inline: **bold** and `code`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from effnetv2_mini.tables import format_value
+
+__all__ = ["Section", "Report"]
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list = field(default_factory=list)
+    claims: list = field(default_factory=list)  # effnetv2_mini.claims.Claim rows for the at-a-glance table
+
+    @property
+    def anchor(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
+
+
+@dataclass
+class Report:
+    plan: str
+    description: str
+    notices: list[str]
+    sections: list[Section]
+    figures: dict[str, bytes] = field(default_factory=dict)  # name -> PNG
+
+    def markdown(self) -> str:
+        lines = [f"# Reproduction report: plan `{self.plan}`", "", self.description, ""]
+        lines += [f"> **{n}**\n" for n in self.notices]
+        lines += ["Contents: " + " · ".join(f"[{s.title}](#{s.anchor})" for s in self.sections), ""]
+        for section in self.sections:
+            lines += [f"## {section.title}", ""]
+            for block in section.blocks:
+                lines += _markdown_block(block) + [""]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        """A self-contained page (figures embedded)."""
+        return _PAGE.format(title=_e(f"effnetv2-mini report: {self.plan}"), style=_STYLE, body=self.html_body())
+
+    def html_body(self, embed_figures: bool = True) -> str:
+        body = [f"<h1>Reproduction report: plan <code>{_e(self.plan)}</code></h1>", f"<p>{_inline(self.description)}</p>"]
+        body += [f'<p class="notice">{_inline(n)}</p>' for n in self.notices]
+        body.append('<nav class="toc"><strong>Contents</strong><ol>'
+                    + "".join(f'<li><a href="#{s.anchor}">{_inline(s.title)}</a></li>' for s in self.sections)
+                    + "</ol></nav>")
+        for section in self.sections:
+            body.append(f'<h2 id="{section.anchor}">{_inline(section.title)}</h2>')
+            body += [self._html_block(block, embed_figures) for block in section.blocks]
+        return "\n".join(body)
+
+    def save(self, out_dir: Path) -> Path:
+        """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``out_dir``; return the Markdown's path."""
+        out_dir = Path(out_dir)
+        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+        for name, png in self.figures.items():
+            (out_dir / "figures" / f"{name}.png").write_bytes(png)
+        (out_dir / "report.html").write_text(self.html())
+        path = out_dir / "report.md"
+        path.write_text(self.markdown())
+        return path
+
+    def _html_block(self, block, embed_figures: bool) -> str:
+        kind = block[0]
+        if kind == "p":
+            return f"<p>{_inline(block[1])}</p>"
+        if kind == "quote":
+            return f'<blockquote class="notice">{_inline(block[1])}</blockquote>'
+        if kind == "list":
+            return "<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in block[1]) + "</ul>"
+        if kind == "table":
+            return _html_table(*block[1:])
+        if kind == "figure":
+            _, name, caption = block
+            if name not in self.figures:
+                return ""
+            source = (f"data:image/png;base64,{base64.b64encode(self.figures[name]).decode()}" if embed_figures
+                      else f"figures/{name}.png")
+            return f'<figure><img src="{source}" alt="{_e(caption)}"><figcaption>{_inline(caption)}</figcaption></figure>'
+        raise ValueError(f"unknown report block {kind!r}")
+
+
+def _html_table(rows, columns, headers) -> str:
+    numeric = [all(isinstance(row.get(c), (int, float)) or row.get(c) is None for row in rows) for c in columns]
+    head = "".join(f'<th class="{"num" if num else "text"}">{_e(h)}</th>' for h, num in zip(headers, numeric))
+    cells = "".join("<tr>" + "".join(f'<td class="{"num" if num else "text"}">{_inline(format_value(row.get(c)))}</td>'
+                                     for c, num in zip(columns, numeric)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>"
+
+
+def _markdown_block(block) -> list[str]:
+    kind = block[0]
+    if kind == "p":
+        return [block[1]]
+    if kind == "quote":
+        return ["> " + block[1]]
+    if kind == "list":
+        return [f"- {item}" for item in block[1]]
+    if kind == "table":
+        _, rows, columns, headers = block
+        return (["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+                + ["| " + " | ".join(format_value(row.get(c)).replace("|", "\\|") for c in columns) + " |" for row in rows])
+    if kind == "figure":
+        return [f"![{block[2]}](figures/{block[1]}.png)", "", f"*{block[2]}*"]
+    raise ValueError(f"unknown report block {kind!r}")
+
+
+def _e(text) -> str:
+    return html.escape(str(text))
+
+
+def _inline(text) -> str:
+    """Escape for HTML, then render the Markdown this report uses inline: **bold** and `code`."""
+    text = _e(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; line-height: 1.45; max-width: 1150px; margin: 2em auto; padding: 0 1em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; vertical-align: top; }
+th { background: #f3f3f3; }
+td.text, th.text { text-align: left; } td.num, th.num { text-align: right; }
+.notice { background: #fff4e5; border-left: 4px solid #f28e2b; padding: 0.5em 0.8em; margin: 0.8em 0; }
+nav.toc { background: #f7f7f7; padding: 0.5em 1em; border: 1px solid #e3e3e3; margin: 1em 0; }
+nav.toc ol { margin: 0.3em 0; columns: 2; }
+figure { margin: 1em 0; } figure img { max-width: 100%; } figcaption { color: #555; font-size: 0.9em; }
+"""
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>{style}</style></head><body>
+{body}
+</body></html>
+"""

@@ -1,0 +1,85 @@
+"""The profile registry: every notebook's settings, checked at the edge; rehearsals shrink them."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from effnetv2_mini.profiles import (
+    NOTEBOOKS,
+    PROFILES,
+    SettingsError,
+    notebook_settings,
+    parameter_names,
+    settings,
+)
+from reproduce.plans import notebook_parameters
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOKS))
+def test_each_notebook_declares_exactly_its_registry_parameters(notebook):
+    assert notebook_parameters(NOTEBOOK_DIR / f"{notebook}.ipynb") == set(parameter_names(notebook))
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_profile_resolves_and_rehearses(profile):
+    for notebook in PROFILES[profile]:
+        values = settings(notebook, profile)
+        assert values.profile == profile and not values.rehearse
+        small = settings(notebook, profile, rehearse=True)
+        assert small.rehearse
+        assert getattr(small, "max_steps_per_epoch", 2) == 2
+        for field in ("image_size", "eval_size", "table3_image_size", "throughput_image_size", "proxy_image_size"):
+            assert getattr(small, field, None) in (None, 32, 48), (notebook, field)
+        assert getattr(small, "nproc", 1) <= 2
+
+
+def test_unknown_parameter_is_an_error_that_suggests_the_name():
+    with pytest.raises(SettingsError, match="no parameter 'epoch'; did you mean 'epochs'"):
+        settings("02_training", "smoke", epoch=2)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("epochs", "abc", "'epochs' must be int, got 'abc'"),
+    ("epochs", 2.5, "'epochs' must be int"),
+    ("epochs", True, "'epochs' must be int"),
+    ("epochs", 0, "'epochs' must be >= 1"),
+    ("batch_size", -3, "'batch_size' must be >= 1"),
+    ("ema_decay", 1.5, "'ema_decay' must be in \\[0, 1\\)"),
+    ("data_root", 3, "'data_root' must be str | None"),
+])
+def test_wrong_types_and_ranges_are_errors(name, value, message):
+    with pytest.raises(SettingsError, match=message):
+        settings("02_training", "smoke", **{name: value})
+
+
+def test_floats_accept_integers_and_lists_are_checked_item_by_item():
+    assert settings("02_training", "smoke", randaug_magnitude=10).randaug_magnitude == 10
+    with pytest.raises(SettingsError, match="grid_sizes"):
+        settings("05_progressive_learning", "smoke", grid_sizes=[32, "48"])
+
+
+def test_a_profile_without_the_notebook_says_which_have_it():
+    with pytest.raises(SettingsError, match="full_transfer.*no settings for 02_training"):
+        settings("02_training", "full_transfer")
+    with pytest.raises(SettingsError, match="unknown profile 'smokey'"):
+        settings("02_training", "smokey")
+
+
+def test_a_parameter_papermill_injected_must_exist():
+    """papermill only logs a warning for ``-p epoch 2``; the notebook's settings cell refuses it."""
+    injected = "# Parameters\nprofile = \"smoke\"\nepoch = 2\n"
+    namespace = {"In": ["", "profile = None\nepochs = None", injected], "profile": "smoke", "epochs": None, "epoch": 2}
+    with pytest.raises(SettingsError, match="no parameter 'epoch'; did you mean 'epochs'"):
+        notebook_settings("02_training", namespace)
+    namespace["In"][2] = "# Parameters\nepochs = 3\n"
+    assert notebook_settings("02_training", dict(namespace, epochs=3)).epochs == 3
+
+
+def test_the_parameters_cell_is_the_first_code_cell_and_lists_output_dir():
+    for notebook in NOTEBOOKS:
+        nb = nbformat.read(NOTEBOOK_DIR / f"{notebook}.ipynb", as_version=4)
+        first = next(c for c in nb.cells if c.cell_type == "code")
+        assert "parameters" in first.metadata.get("tags", []) and "output_dir" in first.source
