@@ -9,11 +9,15 @@ training loop's per-sample seeding and DataLoader (`loaders.make_loader`: shuffl
   draft   JPEG draft mode for the size (`get_dataset(..., decode_size=S)`)
   cache   the decoded-image cache (`get_dataset(..., cache=...)`, effnetv2_mini.imagecache)
   ram     the same images already in RAM as uint8 tensors: no I/O, no decoding (like the built-in synthetic set)
-For each size, side by side: (a) loader images/s alone (no model); (b) training images/s from memory: the
-model's forward, loss, backward and SGD step on pre-collated batches reused (no loader at all); (c) end-to-end
-training images/s per path; and the ratios end-to-end / memory and end-to-end / ram. Every path reads the same
-random subset of (batches + 2) x batch-size images. Cache build times are reported apart (a second run reuses
-the caches). Timings taken on a busy machine are not results.
+  (and `collated`: no loader at all, see below)
+For each size, side by side: (a) loader images/s alone (no model); (b) training images/s on pre-collated batches
+reused (`collated`: the model's forward, loss, backward and SGD step with no loader and no augmentation at all);
+(c) end-to-end training images/s per path; and the ratios end-to-end / ram (**the in-memory figure**: the same
+images already decoded in RAM, through the same augmentation, which is what the built-in data set does) and
+end-to-end / collated (what augmenting on the same cores costs at all). Every path reads the same random subset of
+(batches + 2) x batch-size images. Each figure is the median of ``--rounds`` rounds, the paths interleaved round by
+round so that drift of the machine hits them alike. Cache build times are reported apart (a second run reuses the
+caches). Timings taken on a busy machine are not results.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import itertools
 import os
 import platform
+import statistics
 import time
 
 import torch
@@ -122,26 +127,34 @@ def training_rate(model, batches, count: int) -> float:
 
 
 def measure_size(args, size: int, models: dict, total: int) -> tuple[list[tuple], dict]:
-    """Rows ``(model, workers, path, loader img/s, train img/s, / memory, / ram)`` for one size."""
+    """Rows ``(model, workers, path, loader img/s, train img/s, / ram, / collated)`` for one size, medians of
+    ``args.rounds`` interleaved rounds."""
     count = (args.batches + 2) * args.batch_size
     indices = torch.randperm(total, generator=torch.Generator().manual_seed(0))[:count].tolist()
     paths, info = open_paths(args, size, indices)
-    memory_batches = list(itertools.islice(iter(train_loader(paths["cache"], args.batch_size, 0)), args.batches))
+    collated_batches = list(itertools.islice(iter(train_loader(paths["cache"], args.batch_size, 0)), args.batches))
     rows = []
     for name, model in models.items():
-        memory = training_rate(model, itertools.cycle(memory_batches), args.batches)
-        rows.append((name, "-", "memory", None, memory, 1.0, None))
         for workers in args.workers:
-            results = {}
-            for path in PATHS:
-                loader = loader_rate(paths[path], workers, args.batch_size, args.batches)
-                batches = iter(train_loader(paths[path], args.batch_size, workers))
-                results[path] = (loader, training_rate(model, batches, args.batches))
+            rounds = {path: [] for path in ("collated", *PATHS)}
+            for _ in range(args.rounds):
+                rounds["collated"].append((None, training_rate(model, itertools.cycle(collated_batches), args.batches)))
+                for path in PATHS:
+                    loader = loader_rate(paths[path], workers, args.batch_size, args.batches)
+                    batches = iter(train_loader(paths[path], args.batch_size, workers))
+                    rounds[path].append((loader, training_rate(model, batches, args.batches)))
+            results = {path: _medians(values) for path, values in rounds.items()}
+            ram, collated = results["ram"][1], results["collated"][1]
             for path, (loader, train) in results.items():
-                rows.append((name, workers, path, loader, train, train / memory, train / results["ram"][1]))
+                rows.append((name, workers, path, loader, train, train / ram, train / collated))
             print(f"  {size} px, {name}, {workers} workers: "
                   + ", ".join(f"{p} {t:.0f} img/s" for p, (_, t) in results.items()), flush=True)
     return rows, info
+
+
+def _medians(rounds: list[tuple]) -> tuple:
+    loaders = [loader for loader, _ in rounds if loader is not None]
+    return (statistics.median(loaders) if loaders else None, statistics.median(train for _, train in rounds))
 
 
 def _number(value, spec: str) -> str:
@@ -151,13 +164,14 @@ def _number(value, spec: str) -> str:
 def markdown(args, table: dict, caches: dict) -> str:
     """The tables for docs/benchmarks.md: throughput per size, model, workers and path; the caches built."""
     lines = [f"Machine: {machine()}. Data: `{args.dataset}` train split, batch {args.batch_size}, "
-             f"RandAugment {args.randaug_magnitude}, {args.batches} timed batches per figure.", "",
-             "| size | model | workers | path | loader img/s | training img/s | / memory | / ram |",
+             f"RandAugment {args.randaug_magnitude}, {args.batches} timed batches per figure, median of {args.rounds} "
+             "interleaved rounds.", "",
+             "| size | model | workers | path | loader img/s | training img/s | / ram (in memory) | / collated |",
              "|---:|---|---:|---|---:|---:|---:|---:|"]
     for size, rows in table.items():
-        for model, workers, path, loader, train, vs_memory, vs_ram in rows:
+        for model, workers, path, loader, train, vs_ram, vs_collated in rows:
             lines.append(f"| {size} | {model} | {workers} | {path} | {_number(loader, '.0f')} | {train:.0f} | "
-                         f"{vs_memory:.2f} | {_number(vs_ram, '.2f')} |")
+                         f"{vs_ram:.2f} | {vs_collated:.2f} |")
     lines += ["", "| size | cached short side | images | MiB | build s (once) |", "|---:|---:|---:|---:|---:|"]
     for size, info in caches.items():
         lines.append(f"| {size} | {info['side']} | {info['images']:,} | {info['bytes'] / 2**20:,.0f} | "
@@ -173,6 +187,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts")
     parser.add_argument("--batches", type=int, default=10, help="timed batches per figure")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is their median")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--randaug-magnitude", type=float, default=10.0)
     parser.add_argument("--cache-dir", default=None, help="cache root (default $EFFNETV2_CACHE or ~/.cache/...)")

@@ -197,6 +197,9 @@ def training_claim(result) -> Claim:
                    Verdict(CONTRADICTS, f"{paper_top1 - top1:.1f} points below the paper's {paper_top1}%"))
     elif _at_chance([top1], c):
         verdict = Verdict(NO_SIGNAL, f"{top1:.1f}% is at chance level ({c.chance:.0f}%)")
+    elif c.recipe not in ("paper", "code"):
+        verdict = Verdict(NO_SIGNAL, f"{c.model} trains to {top1:.1f}%" + (f" (chance {c.chance:.0f}%)" if c.chance else "")
+                          + f" with recipe {c.recipe}, not the paper's: that says nothing about the paper's recipe")
     else:
         verdict = Verdict(AGREES, f"at this scale the recipe trains {c.model} to {top1:.1f}%, far above chance "
                                   f"({c.chance:.0f}%); not the paper's number" if c.chance else "trains")
@@ -452,7 +455,16 @@ def claims_for(result) -> list[Claim]:
         claims = [c if c.key == "counts" or c.verdict.label == NOT_APPLICABLE else
                   dataclasses.replace(c, verdict=Verdict(NO_SIGNAL, "a rehearsal: one or two steps show only that it runs"))
                   for c in claims]
+    elif len(result.conditions.seeds) < 2:
+        claims = [dataclasses.replace(c, verdict=Verdict(c.verdict.label, c.verdict.why + ONE_SEED))
+                  if c.key in COMPARED_RUNS and c.verdict.label in (AGREES, CONTRADICTS) else c for c in claims]
     return claims
+
+
+# Claims decided by comparing trained runs with each other: with one seed, their noise is the validation set's
+# sampling error alone, and the run-to-run spread (often larger on small runs) is not known.
+COMPARED_RUNS = ("table5", "speedup", "adaptive", "transfer")
+ONE_SEED = "; one seed: the run-to-run spread is not measured, only the validation set's sampling error"
 
 
 def conclusion(claims: list[Claim]) -> str:

@@ -6,6 +6,7 @@ No traceback, no silent wrong number, nothing overwritten. docs/reliability.md h
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import zlib
@@ -202,18 +203,21 @@ def test_an_unreadable_config_json_is_named(runs, tmp_path, capsys):
 # ---- divergence from the command line -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, message", [
-    (["--lr", "1e12"], "loss became nan at epoch 1, batch 3; no checkpoint was written before this point"),
-    (["--lr", "100", "--optimizer", "sgd", "--epochs", "3"], "loss became nan at epoch 2, batch 4; the last good checkpoint"),
+    (["--lr", "1e12"], r"loss became nan at epoch 1, batch \d+; no checkpoint was written before this point"),
+    (["--lr", "100", "--optimizer", "sgd", "--epochs", "3"],
+     r"loss became nan at epoch [23], batch \d+; the last good checkpoint"),
 ])
 def test_a_diverging_run_says_what_is_kept_and_how_to_go_on(tmp_path, capsys, argv, message):
-    """NaN from a huge learning rate: exit 1 naming epoch and batch, the kept checkpoint (or that none exists), the fix."""
+    """NaN from a huge learning rate: exit 1 naming epoch and batch, the kept checkpoint (or that none exists), the fix.
+    (The batch at which the loss overflows depends on the torch build's kernels, so the message is matched by form.)"""
     out = tmp_path / "out"
     code, text = cli(["train", *TINY, "--train-samples", "128", "--batch-size", "16", "--epochs", "2", *argv, "--out", out],
                      capsys)
-    assert isinstance(code, str) and code.startswith("effnetv2 train: ") and message in code, (code, text)
+    assert isinstance(code, str) and code.startswith("effnetv2 train: ") and re.search(message, code), (code, text)
     assert ("--resume-with-changes" in code) == (out / "last.pt").exists()
-    if (out / "last.pt").exists():
-        assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    if (out / "last.pt").exists():  # the checkpoint of the epoch before the one that diverged
+        diverged_in = int(re.search(r"at epoch (\d+)", code).group(1))
+        assert load_checkpoint(out / "last.pt")["epoch"] == diverged_in - 1
         assert not non_finite_tensors(load_checkpoint(out / "last.pt")["model"])
 
 

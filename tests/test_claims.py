@@ -66,8 +66,10 @@ def small(**fields):
 
 
 def test_training_far_above_chance_agrees_at_chance_is_no_signal_and_the_paper_setting_is_judged_by_number():
-    assert training_claim(TrainingResult(small(), top1=77.5)).verdict.label == "agrees"
-    assert training_claim(TrainingResult(small(), top1=10.4)).verdict.label == "no signal"
+    assert training_claim(TrainingResult(small(recipe="paper"), top1=77.5)).verdict.label == "agrees"
+    assert training_claim(TrainingResult(small(recipe="paper"), top1=10.4)).verdict.label == "no signal"
+    other_recipe = training_claim(TrainingResult(small(recipe="simple"), top1=77.5)).verdict  # AdamW says nothing of RMSProp
+    assert other_recipe.label == "no signal" and "not the paper's" in other_recipe.why
     assert training_claim(TrainingResult(FULL, top1=83.7)).verdict.label == "agrees"
     assert training_claim(TrainingResult(FULL, top1=82.0)).verdict.label == "contradicts"
 
@@ -120,3 +122,14 @@ def test_transfer_verdict_and_rehearsals_claim_nothing():
     rehearsal = dataclasses.replace(result, conditions=dataclasses.replace(result.conditions, rehearsal=True))
     assert [c.verdict.label for c in claims_for(rehearsal)] == ["no signal"]
     assert all(c.comparable.label == "no" for c in claims_for(rehearsal))
+
+
+def test_one_seed_comparisons_say_that_the_run_to_run_spread_is_unknown():
+    rows = [{"model": "demo_v2_tiny", "dataset": "imagefolder", "start": start, "top1": top1}
+            for start, top1 in (("pretrained", 70.0), ("scratch", 40.0))]
+    one = claims_for(TransferResult(small(num_classes=5, val_images=1900, seeds=[0]), finetune_recipe="paper", steps=60,
+                                    rows=rows))
+    two = claims_for(TransferResult(small(num_classes=5, val_images=1900, seeds=[0, 1]), finetune_recipe="paper", steps=60,
+                                    rows=rows))
+    assert one[0].verdict.label == two[0].verdict.label == "agrees"
+    assert "one seed" in one[0].verdict.why and "one seed" not in two[0].verdict.why

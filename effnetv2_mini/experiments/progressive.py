@@ -129,10 +129,11 @@ def _time_vs_fixed(rows: list[dict]) -> None:
 
 
 def _stage_times(name: str, seed: int, history: list[dict]) -> list[dict]:
-    """Training seconds and images/s of each stage of one run (where the speed-up comes from)."""
+    """Training seconds and images/s of each stage of one run (where the speed-up comes from); stages numbered from
+    1, as in Table 6 and the schedule's table."""
     stages: dict[int, dict] = {}
     for m in history:
-        s = stages.setdefault(m["stage"], {"variant": name, "seed": seed, "stage": m["stage"], "image_size": m["image_size"],
+        s = stages.setdefault(m["stage"], {"variant": name, "seed": seed, "stage": m["stage"] + 1, "image_size": m["image_size"],
                                            "epochs": 0, "seconds": 0.0, "images": 0.0})
         s["epochs"] += 1
         s["seconds"] += m["epoch_seconds"]

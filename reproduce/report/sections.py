@@ -140,7 +140,7 @@ def progressive_sections(results: dict, figures: dict) -> list[Section]:
     title = "Table 5: the best regularization grows with the image size (paper section 4.1)"
     table5 = Section(title, _fallback(grid.conditions) + [
         ("p", conditions_text(grid.conditions) + f" Top-1 % by RandAugment magnitude (rows) and image size (columns), "
-              f"{grid.epochs} epochs per cell, mean of {len(grid.per_seed)} seed(s). Paper ({paper5['source']}):"),
+              f"{grid.epochs} epochs per cell, mean of {len(grid.per_seed)} seed(s). {_capitalized(paper5['source'])}:"),
         _grid_table(paper5["sizes"], paper5["magnitudes"], lambda i, j: paper5["top1"][j][i]),
         ("p", "Ours:"),
         _grid_table(grid.sizes, grid.magnitudes, lambda i, j: grid.top1[i][j]),
@@ -148,6 +148,10 @@ def progressive_sections(results: dict, figures: dict) -> list[Section]:
         _verdicts(table5_claims),
     ], table5_claims)
     return [table5, *_comparison_sections(comparison, figures)]
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _grid_table(sizes, magnitudes, value) -> tuple:
