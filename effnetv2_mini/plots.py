@@ -380,8 +380,9 @@ def plot_scaling(rows: list[dict], speed_key: str, device: str = ""):
         label = "EfficientNet (V1)" if family == "v1" else "EfficientNetV2"
         scored = [r for r in points if r.get("paper_top1") is not None]
         axes[0].plot([r["macs"] / 1e9 for r in scored], [r["paper_top1"] for r in scored], style, label=label)
-        axes[1].plot([r["macs"] / 1e9 for r in points], [r[speed_key] for r in points], style, label=label)
-        for r in points:
+        timed = [r for r in points if r.get(speed_key) is not None]  # a rehearsal times only some models
+        axes[1].plot([r["macs"] / 1e9 for r in timed], [r[speed_key] for r in timed], style, label=label)
+        for r in timed:
             axes[1].annotate(_short(r["model"]), (r["macs"] / 1e9, r[speed_key]), fontsize=7, xytext=(3, 3),
                              textcoords="offset points")
     size = rows[0]["measured_at"] if rows else "?"
