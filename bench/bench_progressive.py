@@ -17,6 +17,7 @@ is kept), each the mean over seeds, with the per-seed values and per-stage times
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -58,6 +59,7 @@ def run(args) -> dict:
                    dropout_range=list(args.dropout), mixup_range=[0.0, 0.0], variants=["fixed", "progressive"],
                    seeds=args.seeds, batch_size=args.batch_size, images_per_class=args.images_per_class,
                    train_samples=args.train_samples, cache=args.cache, workers=args.workers)
+    cfg = dataclasses.replace(cfg, profile="bench")  # labelled as what it is (smoke defaults fill the rest)
     print(comparison_schedule(cfg).table(), flush=True)
     result = progressive_comparison(cfg, args.out or tempfile.mkdtemp(prefix="bench-progressive-"))
     by = {(r["variant"], r["seed"]): r for r in result.rows}
