@@ -99,7 +99,9 @@ def progressive_comparison(settings, output_dir: str) -> ProgressiveResult:
         for seed in settings.seeds:
             config = dataclasses.replace(base, seed=seed, out_dir=f"{base.out_dir}/{name}-s{seed}")
             run_schedule = variant(schedule, name, seed=seed)
-            summary = launch(config, nproc=settings.nproc, schedule=run_schedule)
+            # a rehearsal goes through torchrun for its first run only: the same path, not four process launches
+            nproc = 1 if settings.rehearse and rows else settings.nproc
+            summary = launch(config, nproc=nproc, schedule=run_schedule)
             last = (config, summary, run_schedule)
             history = _history(config.out_dir)
             rows.append(_row(name, seed, summary, history, config.out_dir))
