@@ -29,9 +29,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check effnetv2_mini reproduce tests bench
 
 # Notebook runs resume from their run directories: start nbval from none, so every notebook really trains.
+# Two pytest workers (pytest-xdist), one test file or notebook each at a time: most tests start processes and wait
+# on them, so two keep both cores busy.
 test: lint
 	rm -rf notebooks/runs
-	$(PY) -m pytest --nbval-lax --nbval-current-env tests notebooks
+	$(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env tests notebooks
 
 reproduce: $(STAMP)
 	$(PY) -m reproduce run $(PLAN)

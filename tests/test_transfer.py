@@ -64,9 +64,9 @@ def pretrained(tmp_path_factory):
 
 
 def test_finetuning_beats_scratch_with_the_same_budget(pretrained, tmp_path):
-    """Measured over three seeds on the second built-in task (chance 25%)."""
+    """Measured over two seeds on the second built-in task (chance 25%)."""
     results = {"finetune": [], "scratch": []}
-    for seed in (0, 1, 2):
+    for seed in (0, 1):
         for name, source in (("finetune", str(pretrained)), ("scratch", None)):
             config = finetune_config("demo_v2_tiny", "synthetic_b", source, steps=60, batch_size=64, lr=0.02,
                                      image_size=48, workers=0, quiet=True, seed=seed, synthetic={"num_samples": 800},
