@@ -29,11 +29,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check effnetv2_mini reproduce tests bench
 
 # Notebook runs resume from their run directories: start nbval from none, so every notebook really trains.
-# Two pytest workers (pytest-xdist), one test file or notebook each at a time: most tests start processes and wait
-# on them, so two keep both cores busy.
+# Two pytest workers (pytest-xdist), one test file or notebook each at a time, one thread each (OMP_NUM_THREADS=1,
+# inherited by the notebooks' kernels and every training the tests start): two workers of two threads each on two
+# cores made the suite twice as slow (OpenMP threads spin while they wait for a core).
 test: lint
 	rm -rf notebooks/runs
-	$(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env tests notebooks
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env tests notebooks
 
 reproduce: $(STAMP)
 	$(PY) -m reproduce run $(PLAN)

@@ -201,6 +201,9 @@ def _run_entries(plan: Plan, todo: list[PlanEntry], out_dir: Path, status: dict,
                  stream) -> int:
     """Run each notebook, recording its state; SIGTERM and SIGHUP stop the batch as Ctrl-C does."""
     previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C (SIGINT) raises KeyboardInterrupt even when the batch was started with SIGINT ignored, as a shell does
+    # for a background job (`... &`) and as pytest-xdist's workers pass on to their children
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     failures = 0
     try:
         for entry in tqdm(todo, desc=f"plan {plan.name}", unit="notebook", file=stream):

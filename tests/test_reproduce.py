@@ -203,7 +203,9 @@ def test_ctrl_c_mid_notebook_then_rerun_resumes_without_redoing_finished(workspa
     runs = workspace / "runs"
     script = (f"from reproduce.plans import load_plan; from reproduce.runner import run_plan; "
               f"run_plan(load_plan({str(plan_path)!r}, notebooks_dir={str(workspace / 'notebooks')!r}), runs_dir={str(runs)!r})")
-    batch = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent.parent)
+    # started with SIGINT ignored, as a shell starts a background job: the runner must still take the Ctrl-C
+    batch = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent.parent,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     status_path = runs / "t" / "status.json"
     deadline = time.monotonic() + 120
     while not (status_path.exists() and "good" in json.loads(status_path.read_text())
