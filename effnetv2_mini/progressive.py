@@ -156,7 +156,8 @@ def linear_schedule(epochs: int, stages: int, image_size: tuple[int, int], eval_
     exceeds ``eval_size``. ``dropout=None`` leaves the model's dropout alone.
     """
     if image_size[1] > eval_size:
-        raise ValueError(f"the largest training size {image_size[1]} exceeds the eval size {eval_size}")
+        raise ValueError(f"the largest training size {image_size[1]} exceeds the eval size {eval_size}: evaluate at "
+                         f"{image_size[1]} px or more (--eval-size), or end the schedule at {eval_size} px")
     result = []
     for i, (start, length) in enumerate(_epoch_split(epochs, stages)):
         size = _lerp(*image_size, i, stages)

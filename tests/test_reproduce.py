@@ -12,8 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from reproduce import runner
 from reproduce.plans import PlanError, load_plan
-from reproduce.runner import run_plan
+from reproduce.runner import estimate_line, run_plan
 
 
 def make_notebook(path: Path, body: str, parameters: str = 'profile = None\noutput_dir = "out"\nsleep = 0'):
@@ -225,3 +226,20 @@ def test_ctrl_c_mid_notebook_then_rerun_resumes_without_redoing_finished(workspa
     status = json.loads(status_path.read_text())
     assert status["good"]["finished"] == finished  # not redone
     assert status["held"]["state"] == "done" and (runs / "t" / "held.json").exists()
+
+
+def test_the_estimate_is_scaled_by_this_machines_training_speed(workspace, monkeypatch):
+    """A CPU plan's measured minutes, scaled by the probe: a machine half as fast takes twice as long."""
+    plan = load_plan(str(write_plan(workspace, "name: t\nnotebooks: [good]\n"
+                                               "estimate: {minutes: 30, machine: a 2-core VM, probe: 500}\n")),
+                     notebooks_dir=workspace / "notebooks")
+    monkeypatch.setattr(runner, "probe_speed", lambda: 250.0)
+    line = estimate_line(plan, 1, None)
+    assert "the whole plan took 30 min on a 2-core VM" in line and "0.50x as fast: about 60 min here" in line
+    assert "about" not in estimate_line(plan, 1, "cuda")  # a GPU run is not scaled by a CPU probe
+
+
+@pytest.mark.parametrize("name", ["smoke", "laptop"])
+def test_the_cpu_plans_carry_their_measured_time(name):
+    estimate = load_plan(name).estimate
+    assert estimate["minutes"] > 0 and estimate["probe"] > 0 and "2026" in estimate["machine"]
