@@ -13,10 +13,10 @@ import torch
 from torch.utils.data import BatchSampler, RandomSampler
 
 from effnetv2_mini import build_model
-from effnetv2_mini.data import get_dataset
-from effnetv2_mini.devicepipe import DevicePipeline, SeededEncoded, collate_encoded, encoded_images
-from effnetv2_mini.loaders import SeededDataset, SeededSampler, make_loader, shutdown
-from effnetv2_mini.transforms import train_transform
+from effnetv2_mini.data.datasets import get_dataset
+from effnetv2_mini.data.devicedecode import DevicePipeline, SeededEncoded, collate_encoded, encoded_images
+from effnetv2_mini.data.loaders import SeededDataset, SeededSampler, make_loader, shutdown
+from effnetv2_mini.data.transforms import train_transform
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--data-root", required=True)

@@ -7,7 +7,7 @@ Loader paths, each with the training transform (random-resized crop, flip, RandA
 training loop's per-sample seeding and DataLoader (`loaders.make_loader`: shuffle, collation):
   full    PIL decodes every JPEG in full (the default `get_dataset`)
   draft   JPEG draft mode for the size (`get_dataset(..., decode_size=S)`)
-  cache   the decoded-image cache (`get_dataset(..., cache=...)`, effnetv2_mini.imagecache)
+  cache   the decoded-image cache (`get_dataset(..., cache=...)`, effnetv2_mini.data.cache)
   ram     the same images already in RAM as uint8 tensors: no I/O, no decoding (like the built-in synthetic set)
   (and `collated`: no loader at all, see below)
 For each size, side by side: (a) loader images/s alone (no model); (b) training images/s on pre-collated batches
@@ -33,10 +33,10 @@ import torch
 from torch.utils.data import BatchSampler, Dataset, RandomSampler, Subset
 
 from effnetv2_mini import build_model
-from effnetv2_mini.data import get_dataset
-from effnetv2_mini.imagecache import cache_info
-from effnetv2_mini.loaders import make_loader
-from effnetv2_mini.transforms import train_transform
+from effnetv2_mini.data.cache import cache_info
+from effnetv2_mini.data.datasets import get_dataset
+from effnetv2_mini.data.loaders import make_loader
+from effnetv2_mini.data.transforms import train_transform
 
 PATHS = ("full", "draft", "cache", "ram")
 

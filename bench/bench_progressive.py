@@ -23,9 +23,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from effnetv2_mini.experiments import progressive_comparison
-from effnetv2_mini.experiments.progressive import comparison_schedule
-from effnetv2_mini.profiles import settings
+from effnetv2_mini.study.experiments import progressive_comparison
+from effnetv2_mini.study.experiments.progressive import comparison_schedule
+from effnetv2_mini.study.profiles import settings
 
 
 def parse(argv=None):
@@ -45,7 +45,7 @@ def parse(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--images-per-class", type=int, help="train on this many images per class (default: all)")
     parser.add_argument("--train-samples", type=int, default=2000, help="the built-in set's training images")
-    parser.add_argument("--cache", action="store_true", help="decode photos once per size (effnetv2_mini.imagecache)")
+    parser.add_argument("--cache", action="store_true", help="decode photos once per size (effnetv2_mini.data.cache)")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--out", help="run directories (default: a temporary folder)")
     parser.add_argument("--json", help="write the summary here")

@@ -3,7 +3,7 @@
     python bench/bench_randaugment.py --data-root DATA          # DATA/train/<class>/<image>, e.g. Imagenette
     python bench/bench_randaugment.py --data-root DATA --sizes 64 128 --magnitudes 5 10 15 --images 300
 
-The training transform of each preprocessing style (``effnetv2_mini.transforms.train_transform``: crop, flip,
+The training transform of each preprocessing style (``effnetv2_mini.data.transforms.train_transform``: crop, flip,
 RandAugment with 2 ops, normalization) applied to the same decoded images, one at a time as a DataLoader worker
 does, under the training loop's per-sample seeding. ``official`` is this project's port of the official
 RandAugment (16 ops, magnitude / 10 of each op's range); ``torchvision`` is ``v2.RandAugment`` (magnitude / 30,
@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from effnetv2_mini.data import get_dataset
-from effnetv2_mini.transforms import train_transform
+from effnetv2_mini.data.datasets import get_dataset
+from effnetv2_mini.data.transforms import train_transform
 
 STYLES = ("official", "torchvision")
 

@@ -15,9 +15,9 @@ import statistics
 import torch
 
 from effnetv2_mini import build_model
-from effnetv2_mini.devices import pick_device
+from effnetv2_mini.engine.devices import pick_device
 from effnetv2_mini.measure import benchmark_throughput
-from effnetv2_mini.reference import paper_table
+from effnetv2_mini.study.reference import paper_table
 
 
 def main(argv=None):

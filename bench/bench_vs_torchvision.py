@@ -19,7 +19,7 @@ import torch
 import torchvision
 
 from effnetv2_mini import build_model
-from effnetv2_mini.devices import pick_device
+from effnetv2_mini.engine.devices import pick_device
 from effnetv2_mini.measure import benchmark_throughput
 
 

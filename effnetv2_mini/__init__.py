@@ -1,6 +1,6 @@
 """effnetv2-mini: a small, readable PyTorch reproduction of EfficientNetV2 (Tan & Le, ICML 2021)."""
 
-from .configs import ModelConfig, StageArgs, decode_arch, encode_arch, get_config, list_models
+from .paper.configs import ModelConfig, StageArgs, decode_arch, encode_arch, get_config, list_models
 
 __version__ = "0.1.0"
 
@@ -17,13 +17,14 @@ __all__ = [
     "load_torchvision_pretrained",
     "count_params",
     "count_macs",
+    "experiments",
     "__version__",
 ]
 
 
 def __getattr__(name):  # keep `import effnetv2_mini` light: torch and torchvision are imported only when needed
     if name in ("EfficientNet", "build_model"):
-        from . import model
+        from .paper import model
 
         return getattr(model, name)
     if name in ("from_torchvision", "load_torchvision_pretrained"):
@@ -34,4 +35,8 @@ def __getattr__(name):  # keep `import effnetv2_mini` light: torch and torchvisi
         from . import measure
 
         return getattr(measure, name)
+    if name == "experiments":  # `from effnetv2_mini import experiments`: the paper's experiments, one function each
+        from .study import experiments
+
+        return experiments
     raise AttributeError(f"module 'effnetv2_mini' has no attribute {name!r}")

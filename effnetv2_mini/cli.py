@@ -64,8 +64,8 @@ def fraction(text: str) -> float:
 # ---- commands ---------------------------------------------------------------------------------------------------
 
 def _models(args) -> None:
-    from .configs import get_config, list_models
-    from .tables import format_table
+    from .paper.configs import get_config, list_models
+    from .study.tables import format_table
     from .zoo import model_counts
 
     rows = [{"model": name, "family": get_config(name).family, **model_counts(name), "description": get_config(name).description}
@@ -78,9 +78,9 @@ def _models(args) -> None:
 def _summary(args) -> None:
     import torch
 
-    from .configs import get_config
-    from .model import build_model
-    from .tables import format_table
+    from .paper.configs import get_config
+    from .paper.model import build_model
+    from .study.tables import format_table
 
     config = get_config(args.model)
     with torch.device("meta"):
@@ -91,9 +91,9 @@ def _summary(args) -> None:
 
 
 def _bench(args) -> None:
-    from .devices import pick_device
+    from .engine.devices import pick_device
     from .measure import benchmark_throughput
-    from .model import build_model
+    from .paper.model import build_model
 
     device = pick_device(args.device)
     model = build_model(args.model).to(device)
@@ -105,9 +105,9 @@ def _bench(args) -> None:
 
 
 def _train(args) -> None:
-    from .distributed import Rendezvous
-    from .progressive import parse_schedule
-    from .train import TrainConfig, TrainingDiverged, launch
+    from .engine.distributed import Rendezvous
+    from .engine.train import TrainConfig, TrainingDiverged, launch
+    from .paper.progressive import parse_schedule
 
     synthetic = {k: v for k, v in (("num_samples", args.train_samples), ("difficulty", args.difficulty)) if v is not None}
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
@@ -128,7 +128,7 @@ def _train(args) -> None:
 
 
 def _eval(args) -> None:
-    from .evaluation import evaluate_checkpoint
+    from .engine.evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, image_size=args.image_size,
                                  batch_size=args.batch_size, workers=args.workers, device=args.device, ema=args.ema,
@@ -139,8 +139,8 @@ def _eval(args) -> None:
 
 
 def _nas(args) -> None:
-    from .nas import failures, run_search, summarize
-    from .train import TrainConfig
+    from .engine.train import TrainConfig
+    from .paper.nas import failures, run_search, summarize
 
     synthetic = {"num_samples": args.train_samples} if args.train_samples else {}
     template = TrainConfig(dataset=args.dataset, data_root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
@@ -161,7 +161,7 @@ def _print_candidates(rows) -> None:
 
 
 def _nas_summary(args) -> None:
-    from .nas import failures, load_study, summarize
+    from .paper.nas import failures, load_study, summarize
 
     study = load_study(args.out, args.storage, args.study)
     _print_candidates(summarize(study, top=args.top, w=args.w, v=args.v))
@@ -345,7 +345,7 @@ def _add_nas_summary(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .errors import CheckpointError
+    from .engine.errors import CheckpointError
 
     try:
         args.func(args)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .blocks import ConvBNAct, FusedMBConv, MBConv
-from .configs import get_config
-from .model import EfficientNet, build_model
+from .paper.blocks import ConvBNAct, FusedMBConv, MBConv
+from .paper.configs import get_config
+from .paper.model import EfficientNet, build_model
 
 __all__ = ["TORCHVISION_NAMES", "torchvision_key_map", "from_torchvision", "load_torchvision_pretrained",
            "load_pretrained", "LoadReport", "ArchitectureMismatch"]
@@ -206,7 +206,7 @@ class LoadReport:
 def _state_from(source, prefer_ema: bool = False) -> tuple[dict, str]:
     """A flat state dict and a description from: our checkpoint (path or dict; its EMA weights when
     ``prefer_ema`` and it has them), a module, or a state dict."""
-    from .checkpoint import load_checkpoint
+    from .engine.checkpoint import load_checkpoint
 
     if isinstance(source, nn.Module):
         return source.state_dict(), type(source).__name__

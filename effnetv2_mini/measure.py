@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .devices import OUT_OF_MEMORY, autocast, synchronize
+from .engine.devices import OUT_OF_MEMORY, autocast, synchronize
 
 __all__ = ["count_params", "count_macs", "benchmark_throughput", "peak_step_memory", "max_batch_size", "block_throughput"]
 
@@ -245,10 +245,10 @@ def block_throughput(stage, resolution: int, batch_size: int, fused: bool, mode:
     """Images/s of one stage's first block built as MBConv or as Fused-MBConv (the per-stage view of paper
     section 3.2: depthwise convolutions are slow in early stages on accelerators).
 
-    ``stage`` is a :class:`~effnetv2_mini.configs.StageArgs`; the block gets ``resolution`` x ``resolution``
+    ``stage`` is a :class:`~effnetv2_mini.paper.configs.StageArgs`; the block gets ``resolution`` x ``resolution``
     inputs with the stage's input channels.
     """
-    from .blocks import FusedMBConv, MBConv
+    from .paper.blocks import FusedMBConv, MBConv
 
     block_cls = FusedMBConv if fused else MBConv
     block = block_cls(stage.in_channels, stage.out_channels, stage.kernel, stage.stride, stage.expand_ratio,

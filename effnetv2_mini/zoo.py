@@ -1,6 +1,6 @@
 """The model zoo's counts (parameters, multiply-adds at the eval size), kept as data so that listing is instant.
 
-``data/model_counts.json`` holds the counts of every registered model as :func:`compute_counts` measures them
+``model_counts.json`` holds the counts of every registered model as :func:`compute_counts` measures them
 (building the model on the ``meta`` device and counting with ``torch.utils.flop_counter``); a test recomputes
 them all, so the file cannot go stale. Regenerate it with ``python -m effnetv2_mini.zoo``.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 __all__ = ["model_counts", "compute_counts", "write_counts"]
 
-COUNTS_FILE = "data/model_counts.json"
+COUNTS_FILE = "model_counts.json"
 
 
 @lru_cache(maxsize=1)
@@ -25,7 +25,7 @@ def _stored() -> dict:
 
 def model_counts(name: str) -> dict:
     """``{"params", "macs", "eval_size"}`` of a registered model (from the stored file, else measured)."""
-    from .configs import get_config
+    from .paper.configs import get_config
 
     canonical = get_config(name).name
     return dict(_stored().get(canonical) or compute_counts(canonical))
@@ -35,9 +35,9 @@ def compute_counts(name: str) -> dict:
     """Count a model's parameters and multiply-adds at its eval size, without allocating its weights."""
     import torch
 
-    from .configs import get_config
     from .measure import count_macs, count_params
-    from .model import build_model
+    from .paper.configs import get_config
+    from .paper.model import build_model
 
     config = get_config(name)
     with torch.device("meta"):
@@ -46,7 +46,7 @@ def compute_counts(name: str) -> dict:
 
 
 def write_counts(path: str | Path | None = None) -> Path:
-    from .configs import list_models
+    from .paper.configs import list_models
 
     path = Path(path) if path else Path(__file__).parent / COUNTS_FILE
     path.write_text(json.dumps({name: compute_counts(name) for name in list_models()}, indent=1, sort_keys=True) + "\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 def imagenette_source(data_root: str | Path, timeout: float = 5.0) -> str | None:
     """``"present"`` if Imagenette opens from ``data_root``, ``"downloadable"`` if its archive URL answers,
     else ``None``. Nothing is downloaded here (the quick plan's notebooks download it)."""
-    from effnetv2_mini.data import DatasetNotFoundError, get_dataset, imagenette_url
+    from effnetv2_mini.data.datasets import DatasetNotFoundError, get_dataset, imagenette_url
 
     try:
         get_dataset("imagenette", "train", root=data_root, download=False)
@@ -33,7 +33,7 @@ def accelerator() -> str | None:
     """The GPU that ``pick_device("auto")`` would train on, described; ``None`` on a CPU-only machine."""
     import torch
 
-    from effnetv2_mini.devices import pick_device
+    from effnetv2_mini.engine.devices import pick_device
 
     device = pick_device("auto")
     if device.type == "cuda":
@@ -53,7 +53,7 @@ def choose_plan(data_root: str | Path = "data", imagenette: str | None = None, d
         missing.append(f"Imagenette is neither in {data_root}/ nor downloadable (offline?)")
     if not device:
         missing.append("no GPU was found (the quick plan trains EfficientNetV2-S; on a CPU that takes days)")
-    from effnetv2_mini.data import loud_notice
+    from effnetv2_mini.data.datasets import loud_notice
 
     return "smoke", loud_notice(
         f"running the SMOKE plan, not the quick one: {'; '.join(missing)}.\nThe smoke plan checks that every notebook "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from effnetv2_mini.profiles import NOTEBOOKS, SettingsError, check_value
+from effnetv2_mini.study.profiles import NOTEBOOKS, SettingsError, check_value
 
 ROOT = Path(__file__).resolve().parent.parent
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # plan and notebook names become file names

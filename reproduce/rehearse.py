@@ -2,7 +2,7 @@
 
 ``python -m reproduce run PLAN --rehearse`` runs the plan into ``runs/PLAN-rehearsal/`` with ``rehearse=True``
 (the profile registry shrinks every setting to one or two steps per stage at tiny image sizes; see
-``effnetv2_mini.profiles.rehearsal``), and gives the notebooks a data folder made here: miniature trees of the
+``effnetv2_mini.study.profiles.rehearsal``), and gives the notebooks a data folder made here: miniature trees of the
 data sets the plan reads, laid out as the real ones (Imagenette as torchvision unpacks it, ImageNet and
 ImageNet-21k as class folders), so that the real loaders run. Data sets that torchvision checks by checksum
 (CIFAR, Flowers, Cars) cannot be faked: their notebooks fall back to the built-in set, loudly, as they would
@@ -74,7 +74,7 @@ def _torchvision_weights(data_root: Path, model: str) -> str:
 def rehearsal_parameters(notebook: str, parameters: dict, data_root: Path) -> dict:
     """The parameters a notebook gets in a rehearsal: ``rehearse``, the miniature data folder, and local weights
     in place of downloads."""
-    from effnetv2_mini.profiles import settings
+    from effnetv2_mini.study.profiles import settings
 
     changed = dict(parameters, rehearse=True, data_root=str(data_root))
     if notebook == "06_transfer":

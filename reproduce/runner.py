@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from effnetv2_mini.data import loud_notice
+from effnetv2_mini.data.datasets import loud_notice
 
 from .plans import ROOT, Plan, PlanEntry, notebook_parameters
 from .report import write_report
@@ -280,7 +280,7 @@ def probe_speed() -> float:
     """Training images/s of the small demo model at 64 px on this CPU (the yardstick of the plans' estimates): the
     best of three short measurements, since anything else running only ever slows a measurement down."""
     from effnetv2_mini.measure import benchmark_throughput
-    from effnetv2_mini.model import build_model
+    from effnetv2_mini.paper.model import build_model
 
     model = build_model("demo_v2_tiny")
     return max(benchmark_throughput(model, 64, 32, mode="train", warmup=2, repeats=5)["images_per_sec"]
@@ -290,8 +290,8 @@ def probe_speed() -> float:
 def _swap_dataset(entry: PlanEntry, dataset: str) -> dict:
     """``--dataset X``: the photo data set of the plan's profile becomes X wherever the notebook uses it (its data
     set, the pretraining set, the transfer sets); the built-in sets stay."""
-    from effnetv2_mini.data import is_built_in
-    from effnetv2_mini.profiles import NOTEBOOKS, settings
+    from effnetv2_mini.data.datasets import is_built_in
+    from effnetv2_mini.study.profiles import NOTEBOOKS, settings
 
     if entry.name not in NOTEBOOKS:
         return {"dataset": dataset}

@@ -1,4 +1,4 @@
-"""effnetv2_mini.augment against the official TensorFlow code (efficientnetv2/autoaugment.py, preprocessing.py).
+"""effnetv2_mini.paper.augment against the official TensorFlow code (efficientnetv2/autoaugment.py, preprocessing.py).
 
 Every expected number is a literal worked out by hand from the official expression quoted beside it; none is
 recomputed by the code under test.
@@ -11,8 +11,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from effnetv2_mini import augment
-from effnetv2_mini.augment import (
+from effnetv2_mini.paper import augment
+from effnetv2_mini.paper.augment import (
     OFFICIAL_MEAN,
     OFFICIAL_STD,
     OPS,

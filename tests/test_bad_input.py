@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from effnetv2_mini.checkpoint import CheckpointError, load_checkpoint, non_finite_tensors
 from effnetv2_mini.cli import main
-from effnetv2_mini.train import TrainConfig, fit
+from effnetv2_mini.engine.checkpoint import CheckpointError, load_checkpoint, non_finite_tensors
+from effnetv2_mini.engine.train import TrainConfig, fit
 
 TINY = ["--model", "demo_v2_tiny", "--dataset", "synthetic", "--train-samples", "64", "--image-size", "32",
         "--batch-size", "32", "--recipe", "simple", "--workers", "0", "--quiet"]
@@ -350,7 +350,7 @@ def _png16(path: Path, pixels: np.ndarray) -> None:
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_16_bit_pngs_are_scaled_not_clipped(tmp_path, channels):
     """16-bit grey, RGB and RGBA PNGs become 8-bit RGB with value v/257, not a near-white clip."""
-    from effnetv2_mini.data import SafeImageLoader
+    from effnetv2_mini.data.images import SafeImageLoader
 
     ramp = (np.arange(32 * 32).reshape(32, 32) * 64).astype(np.uint16)
     planes = [ramp, ramp // 2, 65535 - ramp, np.full_like(ramp, 65535)][:channels] if channels > 1 else [ramp]
@@ -366,7 +366,7 @@ def test_16_bit_pngs_are_scaled_not_clipped(tmp_path, channels):
 
 def test_nas_trials_below_one_and_a_missing_search_are_refused(tmp_path, capsys):
     """run_search(trials=0) is a ValueError; nas-summary of a missing folder says how to start one."""
-    from effnetv2_mini.nas import run_search
+    from effnetv2_mini.paper.nas import run_search
 
     with pytest.raises(ValueError, match="trials must be >= 1, got 0"):
         run_search(tmp_path / "s", TrainConfig(), trials=0)
@@ -415,7 +415,7 @@ def test_an_unreadable_status_json_is_set_aside_with_a_warning(tmp_path, capsys,
 
 def test_a_papermill_parameter_the_notebook_lacks_is_an_error():
     """papermill -p epoch 2 only logs a warning; the notebook's settings cell refuses the unknown name."""
-    from effnetv2_mini.profiles import SettingsError, notebook_settings
+    from effnetv2_mini.study.profiles import SettingsError, notebook_settings
 
     injected = "# Parameters\nprofile = \"smoke\"\nbatch_sise = 8\n"
     namespace = {"In": ["", "profile = None", injected], "profile": "smoke", "batch_sise": 8}

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from effnetv2_mini.blocks import ConvBNAct, DropPath, FusedMBConv, MBConv, SqueezeExcite
+from effnetv2_mini.paper.blocks import ConvBNAct, DropPath, FusedMBConv, MBConv, SqueezeExcite
 
 
 def _convs(module):

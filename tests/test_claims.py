@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from effnetv2_mini.claims import (
+from effnetv2_mini.study.claims import (
     PAPER_SETTINGS,
     accuracy_noise,
     adaptive_claim,
@@ -16,7 +16,7 @@ from effnetv2_mini.claims import (
     training_claim,
     transfer_claim,
 )
-from effnetv2_mini.experiments import Conditions, ProgressiveResult, Table5Result, TrainingResult, TransferResult
+from effnetv2_mini.study.experiments import Conditions, ProgressiveResult, Table5Result, TrainingResult, TransferResult
 
 FULL = Conditions(profile="full", device="cuda", device_name="A100", model="efficientnetv2_s", dataset="imagenet",
                   dataset_requested="imagenet", num_classes=1000, val_images=50_000, epochs=350,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from effnetv2_mini.configs import (
+from effnetv2_mini.paper.configs import (
     MODEL_CONFIGS,
     StageArgs,
     UnknownModelError,

@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from effnetv2_mini.data import CorruptImageError, DatasetNotFoundError, collate_skipping, get_dataset
-from effnetv2_mini.synthetic import SYNTHETIC_CLASSES, SyntheticShapes
-from effnetv2_mini.transforms import eval_transform
+from effnetv2_mini.data.datasets import DatasetNotFoundError, get_dataset
+from effnetv2_mini.data.images import CorruptImageError, collate_skipping
+from effnetv2_mini.data.synthetic import SYNTHETIC_CLASSES, SyntheticShapes
+from effnetv2_mini.data.transforms import eval_transform
 
 IMAGENETTE_WNIDS = ["n01440764", "n02102040"]  # tench, English springer (torchvision knows these ids)
 
@@ -137,7 +138,7 @@ def test_corrupt_image_is_named_or_skipped_and_counted(tmp_path):
 
 
 def test_missing_data_falls_back_to_synthetic_loudly(tmp_path):
-    from effnetv2_mini.data import dataset_or_fallback
+    from effnetv2_mini.data.datasets import dataset_or_fallback
 
     name, notice = dataset_or_fallback("imagenette", tmp_path)
     assert name == "synthetic" and "NOT imagenette numbers" in notice and str(tmp_path) in notice

@@ -1,4 +1,4 @@
-"""Decoding and augmenting on the training device (effnetv2_mini.devicepipe), tested with device="cpu": the same labels,
+"""Decoding and augmenting on the training device (effnetv2_mini.data.devicedecode), tested with device="cpu": the same labels,
 crop boxes, flips, RandAugment ops and pixels as the CPU path (transforms.train_transform); corrupt files named or
 skipped; training through fit with decode_on_device, interrupted and resumed; and, on a GPU machine, CUDA vs CPU.
 
@@ -23,10 +23,8 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import v2
 
-from effnetv2_mini import augment
-from effnetv2_mini.augment import OPS, apply_op
-from effnetv2_mini.data import CorruptImageError, get_dataset
-from effnetv2_mini.devicepipe import (
+from effnetv2_mini.data.datasets import get_dataset
+from effnetv2_mini.data.devicedecode import (
     DevicePipeline,
     Draws,
     EncodedBatch,
@@ -36,10 +34,13 @@ from effnetv2_mini.devicepipe import (
     device_decodable,
     folder_samples,
 )
-from effnetv2_mini.distributed import DistInfo
-from effnetv2_mini.loaders import Loaders
-from effnetv2_mini.train import TrainConfig, fit, load_checkpoint
-from effnetv2_mini.transforms import train_transform
+from effnetv2_mini.data.images import CorruptImageError
+from effnetv2_mini.data.loaders import Loaders
+from effnetv2_mini.data.transforms import train_transform
+from effnetv2_mini.engine.distributed import DistInfo
+from effnetv2_mini.engine.train import TrainConfig, fit, load_checkpoint
+from effnetv2_mini.paper import augment
+from effnetv2_mini.paper.augment import OPS, apply_op
 
 SIZE = 40
 MAGNITUDE = 15.0  # the official default: strong geometric ops, Solarize at 128, Posterize to 6 bits

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from effnetv2_mini import experiments
-from effnetv2_mini.experiments import load_results, save_results
-from effnetv2_mini.profiles import settings
+from effnetv2_mini.study.experiments import load_results, save_results
+from effnetv2_mini.study.profiles import settings
 
 TINY_TRAINING = dict(train_samples=128, batch_size=32)
 

@@ -1,4 +1,4 @@
-"""Decoded-image cache (effnetv2_mini.imagecache): same labels as ImageFolder, same pixels as a full decode,
+"""Decoded-image cache (effnetv2_mini.data.cache): same labels as ImageFolder, same pixels as a full decode,
 16-bit and CMYK images, corrupt files, interrupted and concurrent builds, invalidation, DataLoader workers."""
 
 import os
@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
-from effnetv2_mini import imagecache
-from effnetv2_mini.data import CorruptImageError, SafeImageLoader, collate_skipping, get_dataset
-from effnetv2_mini.imagecache import CachedImageDataset, cache_info, cache_side, list_caches, source_key
-from effnetv2_mini.transforms import eval_transform
+from effnetv2_mini.data import cache as imagecache
+from effnetv2_mini.data.cache import CachedImageDataset, cache_info, cache_side, list_caches, source_key
+from effnetv2_mini.data.datasets import get_dataset
+from effnetv2_mini.data.images import CorruptImageError, SafeImageLoader, collate_skipping
+from effnetv2_mini.data.transforms import eval_transform
 
 SIZE = 40  # cached short side 96 (40 + 32, rounded up to 32): the 300x200 JPEG decodes in draft mode at 1/2 scale
 MAX_MEAN_ABS_DIFF = 3.0  # grey levels; a flipped, channel-swapped or cropped image is far beyond (checked below)
@@ -162,8 +163,8 @@ def test_interrupted_build_is_never_used_and_the_next_call_rebuilds(tree, tmp_pa
 def test_a_killed_build_leaves_a_partial_folder_that_is_ignored_and_removed(tree, tmp_path):
     script = textwrap.dedent(f"""
         import time
-        from effnetv2_mini import imagecache
-        from effnetv2_mini.data import get_dataset
+        from effnetv2_mini.data import cache as imagecache
+        from effnetv2_mini.data.datasets import get_dataset
         decode = imagecache.decode_to_side
         def slow(path, **kwargs):
             time.sleep(0.3)
@@ -221,7 +222,7 @@ def test_default_location_is_the_environment_variable(tree, tmp_path, monkeypatc
 
 
 def test_dataloader_workers_and_per_sample_seeding(tree, tmp_path):
-    from effnetv2_mini.transforms import train_transform
+    from effnetv2_mini.data.transforms import train_transform
 
     dataset = cached(tree, tmp_path)
     assert len(pickle.dumps(dataset)) < 20_000  # no pixels, no open map

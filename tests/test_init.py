@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from effnetv2_mini.model import _official_conv_std, build_model
+from effnetv2_mini.paper.model import _official_conv_std, build_model
 
 
 def test_official_conv_std_literals():

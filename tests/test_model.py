@@ -5,9 +5,9 @@ import torch
 import torchvision
 
 from effnetv2_mini import build_model, get_config, list_models
-from effnetv2_mini.blocks import FusedMBConv, MBConv
 from effnetv2_mini.compat import TORCHVISION_NAMES
 from effnetv2_mini.measure import count_macs, count_params
+from effnetv2_mini.paper.blocks import FusedMBConv, MBConv
 
 
 def meta_model(name, **overrides):

@@ -9,9 +9,9 @@ import torch
 from optuna.trial import TrialState
 
 from effnetv2_mini import build_model
+from effnetv2_mini.engine.train import TrainConfig
 from effnetv2_mini.measure import count_params
-from effnetv2_mini.nas import SPACES, load_study, reward, run_search, summarize
-from effnetv2_mini.train import TrainConfig
+from effnetv2_mini.paper.nas import SPACES, load_study, reward, run_search, summarize
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from effnetv2_mini.profiles import (
+from effnetv2_mini.study.profiles import (
     NOTEBOOKS,
     PROFILES,
     SettingsError,

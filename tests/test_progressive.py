@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from effnetv2_mini.progressive import (
+from effnetv2_mini.engine.train import TrainConfig, fit, launch
+from effnetv2_mini.paper.progressive import (
     PAPER_TABLE_6,
     ProgressiveSchedule,
     linear_schedule,
     schedule_preset,
     variant,
 )
-from effnetv2_mini.train import TrainConfig, fit, launch
 
 
 @pytest.mark.parametrize("model", sorted(PAPER_TABLE_6))
@@ -103,7 +103,7 @@ SCHEDULE = linear_schedule(6, 3, (24, 40), 40, dropout=(0.05, 0.25), randaug_mag
 
 
 def test_dropout_size_and_augmentation_really_change_between_stages(tmp_path):
-    from effnetv2_mini.augment import RandAugment, RandomResizedCropRelative
+    from effnetv2_mini.paper.augment import RandAugment, RandomResizedCropRelative
 
     observed = []
 
@@ -156,7 +156,7 @@ def test_resume_in_the_middle_of_a_stage_continues_the_schedule(tmp_path):
 
 
 def test_progressive_run_under_torchrun_with_two_processes(tmp_path, monkeypatch):
-    """The one torchrun launcher: the spec (config and schedule) written, read back by ``python -m effnetv2_mini.train``."""
+    """The one torchrun launcher: the spec (config and schedule) written, read back by the engine under torchrun."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     schedule = linear_schedule(2, 2, (24, 32), 32)
     summary = launch(tiny(tmp_path, device="cpu"), nproc=2, schedule=schedule)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from effnetv2_mini.experiments import (
+from effnetv2_mini.study.experiments import (
     ArchitectureResult,
     Conditions,
     NasResult,

@@ -98,7 +98,7 @@ def test_malformed_yaml_names_the_file_and_line(workspace):
 
 
 def test_shipped_full_plans_use_torchrun_and_separate_transfer_runs():
-    from effnetv2_mini.profiles import settings
+    from effnetv2_mini.study.profiles import settings
 
     full = load_plan("full")
     assert {e.name for e in full.entries} >= {"01_architecture", "02_training", "05_progressive_learning", "07_report"}

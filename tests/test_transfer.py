@@ -9,9 +9,9 @@ from PIL import Image
 
 from effnetv2_mini import build_model
 from effnetv2_mini.compat import ArchitectureMismatch, load_pretrained, torchvision_key_map
-from effnetv2_mini.data import get_dataset
-from effnetv2_mini.train import TrainConfig, fit, load_checkpoint
-from effnetv2_mini.transfer import IMAGENET21K_CLASSES, finetune_config, from_21k_to_1k, imagenet21k_config
+from effnetv2_mini.data.datasets import get_dataset
+from effnetv2_mini.engine.train import TrainConfig, fit, load_checkpoint
+from effnetv2_mini.paper.transfer import IMAGENET21K_CLASSES, finetune_config, from_21k_to_1k, imagenet21k_config
 
 
 def test_report_is_exact_for_a_new_head():

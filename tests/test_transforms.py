@@ -4,10 +4,10 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from effnetv2_mini.augment import OfficialEvalResize, RandAugment, RandomResizedCropRelative
-from effnetv2_mini.mixing import cutmix_masks, make_mixer
-from effnetv2_mini.synthetic import SyntheticShapes
-from effnetv2_mini.transforms import NoiseCutout, eval_transform, train_transform
+from effnetv2_mini.data.synthetic import SyntheticShapes
+from effnetv2_mini.data.transforms import NoiseCutout, eval_transform, train_transform
+from effnetv2_mini.paper.augment import OfficialEvalResize, RandAugment, RandomResizedCropRelative
+from effnetv2_mini.paper.mixing import cutmix_masks, make_mixer
 
 
 def kinds(transform):

@@ -3,7 +3,7 @@
 Wherever the paper makes a claim, the report sets side by side the paper's number, ours, the conditions ours was
 measured under, whether ours is **comparable** (the paper's setting, decided from the recorded conditions, fail
 closed) and a **verdict** (agrees / contradicts / no signal, against the noise we know of). The claims and their
-judging live in the library (:mod:`effnetv2_mini.claims`), so the notebooks conclude with the same verdicts.
+judging live in the library (:mod:`effnetv2_mini.study.claims`), so the notebooks conclude with the same verdicts.
 ``notebooks/07_report.ipynb`` shows the same report from a run directory.
 """
 
@@ -13,7 +13,7 @@ import io
 import sys
 from pathlib import Path
 
-from effnetv2_mini.experiments.results import load_results
+from effnetv2_mini.study.experiments.results import load_results
 
 from ..status import load_status
 from .document import Report, Section

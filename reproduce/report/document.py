@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from effnetv2_mini.tables import format_value
+from effnetv2_mini.study.tables import format_value
 
 __all__ = ["Section", "Report"]
 
@@ -23,7 +23,7 @@ __all__ = ["Section", "Report"]
 class Section:
     title: str
     blocks: list = field(default_factory=list)
-    claims: list = field(default_factory=list)  # effnetv2_mini.claims.Claim rows for the at-a-glance table
+    claims: list = field(default_factory=list)  # effnetv2_mini.study.claims.Claim rows for the at-a-glance table
 
     @property
     def anchor(self) -> str:

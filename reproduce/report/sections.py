@@ -1,15 +1,15 @@
-"""One report section per notebook, built from its typed results (``effnetv2_mini.experiments``).
+"""One report section per notebook, built from its typed results (``effnetv2_mini.study.experiments``).
 
 Each builder returns sections whose blocks show the paper's number beside ours and the conditions, and whose
-``claims`` (from :mod:`effnetv2_mini.claims`) make the at-a-glance rows. Figures are registered in ``figures`` as
+``claims`` (from :mod:`effnetv2_mini.study.claims`) make the at-a-glance rows. Figures are registered in ``figures`` as
 functions that draw them, so that a figure that fails is left out rather than the report.
 """
 
 from __future__ import annotations
 
-from effnetv2_mini import plots
-from effnetv2_mini.claims import claims_for
-from effnetv2_mini.reference import paper_table
+from effnetv2_mini.study import plots
+from effnetv2_mini.study.claims import claims_for
+from effnetv2_mini.study.reference import paper_table
 
 from .document import Section
 

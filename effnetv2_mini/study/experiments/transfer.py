@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data import dataset_or_fallback
-from ..devices import pick_device
-from ..train import TrainConfig, launch
-from ..transfer import PAPER_TABLE_8, finetune_config, imagenet21k_config
+from ...data.datasets import dataset_or_fallback
+from ...engine.devices import pick_device
+from ...engine.train import TrainConfig, launch
+from ...paper.transfer import PAPER_TABLE_8, finetune_config, imagenet21k_config
 from .common import data_fields
 from .results import FINAL_EMA, FINAL_RAW, Result, measure_conditions, result_type
 

@@ -114,7 +114,7 @@ def show_images(images, labels=None, class_names=None, normalization: str = "off
     batch after augmentation."""
     import torch
 
-    from .transforms import NORMALIZATIONS
+    from ..data.transforms import NORMALIZATIONS
 
     mean, std = NORMALIZATIONS[normalization]
     images = images.detach().float().cpu() * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
@@ -283,7 +283,7 @@ def plot_per_stage(rows: list[dict], device: str = "", ax=None):
 
 def plot_lr_schedule(config, steps_per_epoch: int = 100, ax=None):
     """The learning rate over training (warm-up, then the recipe's decay), from ``optim.lr_factor``."""
-    from .optim import lr_factor
+    from ..paper.optim import lr_factor
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 3.2))
@@ -313,7 +313,7 @@ def draw_blocks(mbconv, fused, resolution: int = 64):
         ax.set_ylim(len(layers) - tallest + 0.3, len(layers) + 0.6)
         ax.axis("off")
         ax.set_title(f"{type(block).__name__}: {sum(p.numel() for p in block.parameters()):,} parameters")
-    fig.suptitle(f"paper Figure 2, from effnetv2_mini.blocks (input {resolution}x{resolution})")
+    fig.suptitle(f"paper Figure 2, from effnetv2_mini.paper.blocks (input {resolution}x{resolution})")
     fig.tight_layout()
     return fig
 

@@ -73,7 +73,7 @@ class DataSettings(Common):
     train_samples: int | None = 2000  # the built-in set only
     num_classes: int | None = None  # the built-in set only: fewer classes
     images_per_class: int | None = None  # photos: train on this many images per class (a seeded subset)
-    cache: bool = False  # photos: decode once per size into ~/.cache/effnetv2-mini (effnetv2_mini.imagecache)
+    cache: bool = False  # photos: decode once per size into ~/.cache/effnetv2-mini (effnetv2_mini.data.cache)
     workers: int = 0
     max_steps_per_epoch: int | None = None  # rehearsals: one or two steps
 

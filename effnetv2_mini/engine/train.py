@@ -1,9 +1,9 @@
 """One training loop for every experiment (paper section 5.1 recipe; docs/paper.md#training-recipe-section-51).
 
-    from effnetv2_mini.train import TrainConfig, fit
+    from effnetv2_mini.engine.train import TrainConfig, fit
     summary = fit(TrainConfig(model="demo_v2_tiny", dataset="synthetic", epochs=3, recipe="simple",
                               out_dir="runs/demo"))
-    fit(config, schedule)      # progressive learning: a ProgressiveSchedule from effnetv2_mini.progressive
+    fit(config, schedule)      # progressive learning: a ProgressiveSchedule from effnetv2_mini.paper.progressive
 
 Recipes (every value can be overridden field by field):
 
@@ -39,19 +39,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import __version__
+from .. import __version__
+from ..data.datasets import is_built_in
+from ..data.devicedecode import EncodedBatch
+from ..data.loaders import Loaders
+from ..paper.configs import get_config
+from ..paper.mixing import make_mixer
+from ..paper.model import build_model
+from ..paper.optim import build_optimizer, lr_factor, make_ema
+from ..paper.progressive import EpochSettings, ProgressiveSchedule, constant_schedule
+from ..paper.recipe import RECIPES
 from .checkpoint import atomic_link, atomic_save, atomic_write_text, load_checkpoint, non_finite_tensors, rng_state, set_rng_state
-from .configs import get_config
-from .data import is_built_in
-from .devicepipe import EncodedBatch
 from .devices import autocast, device_name, peak_memory_mb
 from .distributed import DistInfo, Rendezvous, all_reduce, barrier, read_spec, setup, torchrun
-from .loaders import Loaders
-from .mixing import make_mixer
-from .model import build_model
-from .optim import build_optimizer, lr_factor, make_ema
-from .progressive import EpochSettings, ProgressiveSchedule, constant_schedule
-from .recipe import RECIPES
 
 __all__ = ["TrainConfig", "RECIPES", "fit", "launch", "evaluate", "TrainingDiverged", "load_checkpoint",
            "reported_top1", "read_summary", "config_from_dict"]
@@ -98,7 +98,7 @@ class TrainConfig:
     dropout: float | None = None  # None: the model's
     bn_momentum: float | None = None
     sync_bn: bool | None = None  # pool BatchNorm statistics over GPUs under DDP
-    preprocessing: str | None = None  # official | torchvision | finetune (effnetv2_mini.transforms)
+    preprocessing: str | None = None  # official | torchvision | finetune (effnetv2_mini.data.transforms)
     normalize: str | None = None  # official | imagenet | finetune; None: the preprocessing's own
     randaug_magnitude: float = 0.0
     randaug_reference: int | None = None  # None: official absolute pixels in RandAugment; N: scaled as for N px
@@ -117,9 +117,9 @@ class TrainConfig:
     workers: int = 2
     seed: int = 0
     skip_corrupt: bool = False
-    cache: bool | str | None = None  # folder data sets: decoded images pre-resized per stage size (effnetv2_mini.imagecache)
+    cache: bool | str | None = None  # folder data sets: decoded images pre-resized per stage size (effnetv2_mini.data.cache)
     # folder data sets: workers read JPEG bytes, the training device decodes (nvjpeg on CUDA) and augments them, same
-    # seeds and draws as the CPU path (effnetv2_mini.devicepipe); preprocessing official or finetune; eval stays on CPU
+    # seeds and draws as the CPU path (effnetv2_mini.data.devicedecode); preprocessing official or finetune; eval stays on CPU
     decode_on_device: bool = False
     max_steps_per_epoch: int | None = None
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
@@ -307,7 +307,7 @@ def _build_model(config: TrainConfig, info: DistInfo, fresh: bool) -> nn.Module:
         overrides["dropout"] = config.dropout
     model = build_model(config.model, **overrides)
     if config.init_from and fresh:  # fine-tuning; a resumed run has its weights
-        from .compat import load_pretrained, load_torchvision_pretrained
+        from ..compat import load_pretrained, load_torchvision_pretrained
 
         source = load_torchvision_pretrained(config.model) if config.init_from == "torchvision" else config.init_from
         model.init_report = load_pretrained(model, source, prefer_ema=config.init_from_ema)
@@ -698,7 +698,7 @@ def launch(config: TrainConfig, nproc: int = 1, schedule: ProgressiveSchedule | 
     if nproc <= 1 and (rendezvous is None or rendezvous.nnodes == 1):
         return fit(config, schedule)
     spec = {"config": dataclasses.asdict(config), "schedule": schedule.to_dict() if schedule else None}
-    torchrun("effnetv2_mini.train", spec, Path(config.out_dir) / "launch.json", nproc, rendezvous)
+    torchrun("effnetv2_mini.engine.train", spec, Path(config.out_dir) / "launch.json", nproc, rendezvous)
     return read_summary(config.out_dir) if (Path(config.out_dir) / "last.pt").exists() else {}
 
 

@@ -3,7 +3,7 @@
 =============== ====================================================================================================
 ``official``    the official code's ``preprocessing.py`` (the default of every recipe): a random crop of 5%-100% of
                 the area, aspect 3/4-4/3, drawn in relative coordinates and resized bilinearly; flip; the official
-                RandAugment (:mod:`effnetv2_mini.augment`); evaluation crops the centre square of side
+                RandAugment (:mod:`effnetv2_mini.paper.augment`); evaluation crops the centre square of side
                 short x size / (size + 32) below 320 px and resizes the whole image from 320 px; pixels map to
                 (x - 128) / 128
 ``torchvision`` what torchvision users know, kept as a labelled option: ``RandomResizedCrop`` (8%-100%),
@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from .augment import OFFICIAL_MEAN, OFFICIAL_STD, OfficialEvalResize, RandAugment, RandomResizedCropRelative
+from ..paper.augment import OFFICIAL_MEAN, OFFICIAL_STD, OfficialEvalResize, RandAugment, RandomResizedCropRelative
 
 __all__ = ["PREPROCESSING", "NORMALIZATIONS", "IMAGENET_MEAN", "IMAGENET_STD", "train_transform", "eval_transform",
            "NoiseCutout", "normalization_of"]
@@ -76,7 +76,7 @@ def train_transform(size: int, randaug_magnitude: float | None = None, preproces
 
     RandAugment's magnitude is one of the regularizers progressive learning schedules (paper section 4);
     ``randaug_reference`` scales the official RandAugment's pixel translations to the image (see
-    :func:`effnetv2_mini.augment.apply_op`; None: the official absolute pixels)."""
+    :func:`effnetv2_mini.paper.augment.apply_op`; None: the official absolute pixels)."""
     _check(preprocessing)
     if preprocessing == "finetune":
         steps = [v2.ToImage(), v2.Resize((size, size), antialias=True), v2.RandomHorizontalFlip()]

@@ -18,9 +18,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler, SequentialSampler, Subset
 
-from .data import CACHEABLE, collate_skipping, get_dataset, is_built_in
-from .devicepipe import DevicePipeline, SeededEncoded, collate_encoded, encoded_images
-from .distributed import DistInfo
+from ..engine.distributed import DistInfo
+from .datasets import CACHEABLE, get_dataset, is_built_in
+from .devicedecode import DevicePipeline, SeededEncoded, collate_encoded, encoded_images
+from .images import collate_skipping
 from .transforms import eval_transform, train_transform
 
 __all__ = ["SeededSampler", "SeededDataset", "ClassSubset", "make_loader", "Loaders"]
@@ -71,7 +72,7 @@ class SeededDataset(torch.utils.data.Dataset):
 def make_loader(dataset, batch_size: int | None, workers: int, device: torch.device, sampler=None,
                 batch_sampler=None, seed: int = 0, collate_fn=collate_skipping) -> DataLoader:
     """The one DataLoader builder: worker processes (persistent), pinned memory on CUDA, unreadable images
-    dropped and counted (:func:`~effnetv2_mini.data.collate_skipping`). Pass a ``batch_sampler`` or a
+    dropped and counted (:func:`~effnetv2_mini.data.images.collate_skipping`). Pass a ``batch_sampler`` or a
     ``sampler`` with ``batch_size`` (then the last, smaller batch is kept: evaluation)."""
     batching = {"batch_sampler": batch_sampler} if batch_sampler is not None else {
         "batch_size": batch_size, "sampler": sampler or SequentialSampler(dataset), "drop_last": False}
@@ -118,7 +119,7 @@ class Loaders:
         self._train_key = self._val_key = None
         self._train_loader = self._val_loader = None
         # decode_on_device (folder data sets): workers read JPEG bytes, the training device decodes and augments them
-        # (effnetv2_mini.devicepipe); self.pipeline is the current stage's. Built here to fail early (preprocessing).
+        # (effnetv2_mini.data.devicedecode); self.pipeline is the current stage's. Built here to fail early (preprocessing).
         self.decodes_on_device = bool(config.decode_on_device) and config.dataset in CACHEABLE
         self.pipeline = self.device_pipeline(config.image_size, config.randaug_magnitude) if self.decodes_on_device else None
         self._encoded = encoded_images(self.train_set, config.skip_corrupt) if self.decodes_on_device else None

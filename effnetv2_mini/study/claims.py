@@ -10,7 +10,7 @@ Two separate questions for every claim:
   several seeds, and otherwise the binomial standard error of an accuracy measured on ``val_images`` images. An
   effect smaller than its noise is "no signal", never a finding.
 
-Each ``*_claim`` function takes a typed result (:mod:`effnetv2_mini.experiments`) and returns a :class:`Claim`,
+Each ``*_claim`` function takes a typed result (:mod:`effnetv2_mini.study.experiments`) and returns a :class:`Claim`,
 which the report's at-a-glance table and each notebook's conclusion show.
 """
 

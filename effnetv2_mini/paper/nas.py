@@ -2,7 +2,7 @@
 
 Search space, per stage: operator {MBConv, Fused-MBConv}, number of layers, kernel {3, 5}, expansion {1, 4, 6};
 channel widths and strides come from a backbone (EfficientNet-B4-sized ``b4``, or the CPU-sized ``cpu``).
-Every candidate is an ordinary :class:`~effnetv2_mini.configs.ModelConfig` (block strings, ``build_model``).
+Every candidate is an ordinary :class:`~effnetv2_mini.paper.configs.ModelConfig` (block strings, ``build_model``).
 
 Each candidate is trained briefly at reduced size with the ordinary training loop, and scored by
 
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import torch
 
+from ..engine.devices import OUT_OF_MEMORY, pick_device
+from ..engine.train import TrainConfig, TrainingDiverged, fit
+from ..measure import benchmark_throughput, count_params
 from .configs import ModelConfig, decode_arch, get_config
-from .devices import OUT_OF_MEMORY, pick_device
-from .measure import benchmark_throughput, count_params
 from .model import build_model
-from .train import TrainConfig, TrainingDiverged, fit
 
 __all__ = ["SearchSpace", "SPACES", "reward", "run_search", "summarize", "pareto_front", "failures", "load_study",
            "space_table"]

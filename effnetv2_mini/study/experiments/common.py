@@ -1,10 +1,10 @@
-"""What every experiment's trainings share: the data fields of a :class:`~effnetv2_mini.train.TrainConfig` from a
+"""What every experiment's trainings share: the data fields of a :class:`~effnetv2_mini.engine.train.TrainConfig` from a
 notebook's settings (the built-in set's options, a photo subset, the decoded-image cache, rehearsal step caps)."""
 
 from __future__ import annotations
 
-from ..data import is_built_in
-from ..devices import pick_device
+from ...data.datasets import is_built_in
+from ...engine.devices import pick_device
 
 __all__ = ["data_fields"]
 

@@ -16,7 +16,7 @@ at S without upsampling, and serves the random-resized crops of training at S.
 
 **Decoding.** PIL in JPEG draft mode: libjpeg decodes at 1/2, 1/4 or 1/8 scale straight from the DCT
 coefficients when that still gives a short side >= S + 32; then an antialiased resize to exactly S + 32.
-Every mode becomes 8-bit RGB; 16-bit images are scaled, not clipped (:func:`effnetv2_mini.data.to_rgb`).
+Every mode becomes 8-bit RGB; 16-bit images are scaled, not clipped (:func:`effnetv2_mini.data.images.to_rgb`).
 
 **Storage**, in ``<root>/<key>/<side>/``: ``pixels.u8`` (each image's uint8 pixels, channel-first, one after
 another; memory-mapped on read), ``index.npy`` (offset, height, width per image; height 0 marks an unreadable
@@ -58,8 +58,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from . import __version__
-from .data import CorruptImageError, SafeImageLoader
+from .. import __version__
+from .images import CorruptImageError, SafeImageLoader
 
 try:
     import fcntl
@@ -361,7 +361,7 @@ class CachedImageDataset(Dataset):
     source data set has them. :meth:`set_resolution` opens, building once if needed, the cache for a size.
     Items are ``(uint8 tensor 3 x H x W, label)`` passed through ``transform`` (torchvision v2 transforms take
     uint8 tensors and draw from torch's global RNG, so the training loop's per-sample seeding holds), or None
-    for an unreadable image with ``skip_corrupt`` (:func:`effnetv2_mini.data.collate_skipping` drops it).
+    for an unreadable image with ``skip_corrupt`` (:func:`effnetv2_mini.data.images.collate_skipping` drops it).
 
     ``cache_dir``: the cache root (caches in ``cache_dir/<key>/<side>/``), default :func:`default_cache_root`.
     ``workers``: decoding processes for a build (None: one per CPU core; 0: in this process).

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from ..devices import device_name
+from ...engine.devices import device_name
 
 __all__ = ["Conditions", "Result", "ReportResult", "RESULT_TYPES", "save_results", "load_results", "RESULTS_SCHEMA",
            "measure_conditions"]

@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data import dataset_or_fallback
-from ..progressive import ProgressiveSchedule, parse_schedule
-from ..train import TrainConfig, launch
+from ...data.datasets import dataset_or_fallback
+from ...engine.train import TrainConfig, launch
+from ...paper.progressive import ProgressiveSchedule, parse_schedule
 from .common import data_fields
 from .results import FINAL_EMA, FINAL_RAW, Result, measure_conditions, result_type
 

@@ -1,4 +1,4 @@
-"""EfficientNet / EfficientNetV2 built from a :class:`~effnetv2_mini.configs.ModelConfig`.
+"""EfficientNet / EfficientNetV2 built from a :class:`~effnetv2_mini.paper.configs.ModelConfig`.
 
 stem (3x3 stride-2 ConvBNAct) -> stages of MBConv / Fused-MBConv blocks -> head (1x1 ConvBNAct to 1280
 channels) -> global average pool -> dropout -> linear (paper Figure 2 and Table 4; docs/paper.md#blocks-figure-2).

@@ -11,7 +11,7 @@ with weak regularization, large images with strong regularization (the paper's T
 
     schedule = schedule_preset("efficientnetv2_s", source="paper", epochs=350, stages=4)
     print(schedule.table())
-    fit(config, schedule)              # effnetv2_mini.train: the schedule's epochs and eval size replace the config's
+    fit(config, schedule)              # effnetv2_mini.engine.train: the schedule's epochs and eval size replace the config's
 
 Two schedule presets, never mixed (docs/paper.md#table-6-and-the-papers-schedule and
 #how-the-official-code-schedules-it):
@@ -33,9 +33,9 @@ import dataclasses
 import random
 from dataclasses import dataclass
 
+from ..study.reference import paper_table
+from ..study.tables import format_table
 from .configs import get_config
-from .reference import paper_table
-from .tables import format_table
 
 __all__ = ["EpochSettings", "ProgressiveStage", "ProgressiveSchedule", "constant_schedule", "linear_schedule",
            "schedule_preset", "variant", "VARIANTS", "PAPER_TABLE_6", "CODE_SCHEDULES"]
@@ -78,7 +78,7 @@ class ProgressiveStage:
 
 @dataclass(frozen=True)
 class ProgressiveSchedule:
-    """The stages of one training run; :func:`effnetv2_mini.train.fit` asks ``stage_at(epoch)`` every epoch."""
+    """The stages of one training run; :func:`effnetv2_mini.engine.train.fit` asks ``stage_at(epoch)`` every epoch."""
 
     stages: tuple[ProgressiveStage, ...]
     eval_size: int

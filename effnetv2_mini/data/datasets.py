@@ -3,7 +3,7 @@
 ``get_dataset(name, split, root)`` is the one entry point. Names:
 
 =============== ===========================================================================================
-``synthetic``   the built-in data set (:mod:`effnetv2_mini.synthetic`): no download, for smoke runs and tests
+``synthetic``   the built-in data set (:mod:`effnetv2_mini.data.synthetic`): no download, for smoke runs and tests
 ``synthetic_b`` the second built-in task, for transfer: 4 classes (stripes, checker, diamond) that
                 ``synthetic`` with ``num_classes=6`` never shows
 ``imagenette``  ``torchvision.datasets.Imagenette`` (``size`` 160px / 320px / full), downloads when online
@@ -24,26 +24,21 @@ import tarfile
 import urllib.error
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from .images import SafeImageLoader
 from .synthetic import TRANSFER_CLASSES, SyntheticShapes
 
 __all__ = [
     "DATASETS",
     "DatasetNotFoundError",
-    "CorruptImageError",
     "get_dataset",
     "dataset_or_fallback",
     "loud_notice",
     "is_built_in",
     "imagenette_url",
     "MultiLabelImageFolder",
-    "collate_skipping",
-    "SafeImageLoader",
-    "to_rgb",
     "CACHEABLE",
 ]
 
@@ -55,10 +50,6 @@ class DatasetNotFoundError(FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-class CorruptImageError(RuntimeError):
-    """An image file that cannot be decoded; the message names the file."""
 
 
 def _how_to_get(name: str, path: Path) -> str:
@@ -84,49 +75,11 @@ def _not_found(name: str, path: Path, reason: str = "") -> DatasetNotFoundError:
     return DatasetNotFoundError(f"data set {name!r} not found at {path}{detail}. {_how_to_get(name, path)}")
 
 
-class SafeImageLoader:
-    """PIL loader that names the file it cannot read; with ``skip=True`` returns None instead of raising.
-
-    ``draft_size``: the smallest short side needed. JPEGs are then decoded in libjpeg's draft mode at the
-    smallest DCT scale (1/2, 1/4, 1/8) that still gives a short side >= ``draft_size``, which costs a fraction
-    of a full decode when the training size is small. Every image comes out as 8-bit RGB (:func:`to_rgb`)."""
-
-    def __init__(self, skip: bool = False, draft_size: int | None = None):
-        self.skip, self.draft_size = skip, draft_size
-
-    def __call__(self, path: str):
-        try:
-            with open(path, "rb") as handle:
-                image = Image.open(handle)
-                if self.draft_size:
-                    image.draft("RGB", (self.draft_size, self.draft_size))  # a no-op for formats other than JPEG
-                return to_rgb(image)
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-            if self.skip:
-                return None
-            raise CorruptImageError(
-                f"cannot read image {path}: {error}. Delete or replace the file, or pass skip_corrupt=True "
-                "(CLI: --skip-corrupt) to drop unreadable images and count them in the metrics."
-            ) from error
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB from any PIL mode. 16-bit images (``I;16*``, and ``I`` holding values above 255) are scaled
-    from 0..65535 to 0..255; PIL's own ``convert("RGB")`` would clip them to near white. Grayscale, CMYK,
-    palette and alpha modes go through ``convert("RGB")`` (alpha dropped, as torchvision's loader does)."""
-    if image.mode.startswith("I;16") or image.mode == "I":
-        pixels = np.asarray(image)
-        if image.mode != "I" or pixels.max(initial=0) > 255:
-            pixels = pixels / 257.0
-        image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
-    return image.convert("RGB")
-
-
 class _SkipAware(Dataset):
     """Applies the transform only to images that loaded; unreadable ones come out as None.
 
     :meth:`set_resolution` follows the stage's image size: a cached data set (``base``, see
-    :mod:`effnetv2_mini.imagecache`) switches to that size's cache; a ``draft_loader`` decodes JPEGs for it."""
+    :mod:`effnetv2_mini.data.cache`) switches to that size's cache; a ``draft_loader`` decodes JPEGs for it."""
 
     def __init__(self, base: Dataset, transform, draft_loader: SafeImageLoader | None = None):
         self.base, self.transform, self.draft_loader = base, transform, draft_loader
@@ -155,7 +108,7 @@ class _SkipAware(Dataset):
         if hasattr(self.base, "set_resolution"):
             self.base.set_resolution(size)
         elif self.draft_loader is not None:
-            from .imagecache import cache_side
+            from .cache import cache_side
 
             self.draft_loader.draft_size = cache_side(size)
             self._resolution = size
@@ -252,7 +205,7 @@ BUILT_IN = ("synthetic", "synthetic_b")  # generated in code: no files, no downl
 
 
 def is_built_in(name: str) -> bool:
-    """True for the data sets generated in code (:mod:`effnetv2_mini.synthetic`)."""
+    """True for the data sets generated in code (:mod:`effnetv2_mini.data.synthetic`)."""
     return name in BUILT_IN
 
 
@@ -289,7 +242,7 @@ def get_dataset(
     takes ``size``. Items are ``(image, label)``; with ``skip_corrupt`` an unreadable image gives ``None``
     (use :func:`collate_skipping`).
 
-    Decoding cost that follows the image size (folder data sets; see :mod:`effnetv2_mini.imagecache`):
+    Decoding cost that follows the image size (folder data sets; see :mod:`effnetv2_mini.data.cache`):
 
     - ``cache``: None/False decodes every JPEG in full at every epoch (the default); True keeps decoded images,
       pre-resized to a short side of ``size + 32``, in the default cache folder (``$EFFNETV2_CACHE`` or
@@ -336,22 +289,12 @@ def get_dataset(
 
 
 def _cached(base: Dataset, cache: str | Path | bool, skip_corrupt: bool, decode_size: int | None) -> Dataset:
-    """A :class:`~effnetv2_mini.imagecache.CachedImageDataset` over ``base``'s samples, classes and labels."""
-    from .imagecache import CachedImageDataset
+    """A :class:`~effnetv2_mini.data.cache.CachedImageDataset` over ``base``'s samples, classes and labels."""
+    from .cache import CachedImageDataset
 
     samples = base.samples if hasattr(base, "samples") else base._samples  # ImageFolder / torchvision's Imagenette
     return CachedImageDataset(samples, base.classes, class_to_idx=base.class_to_idx, skip_corrupt=skip_corrupt,
                               cache_dir=None if cache is True else cache, resolution=decode_size)
-
-
-def collate_skipping(batch):
-    """Default collation after dropping unreadable samples; returns ``(images, labels, skipped)``."""
-    kept = [item for item in batch if item is not None]
-    skipped = len(batch) - len(kept)
-    if not kept:
-        return None, None, skipped
-    images, labels = torch.utils.data.default_collate(kept)
-    return images, labels, skipped
 
 
 def loud_notice(message: str) -> str:

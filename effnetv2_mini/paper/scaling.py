@@ -8,7 +8,7 @@ V2 keeps width/depth scaling but (1) caps the inference image size at 480, becau
 memory and training speed (paper section 3.2, bottleneck 1), and (2) adds layers gradually to the later stages
 rather than scaling every stage equally (:func:`depth_table` shows it for S -> M -> L -> XL).
 
-    from effnetv2_mini.scaling import scale, describe
+    from effnetv2_mini.paper.scaling import scale, describe
     mine = scale("efficientnetv2_b0", width=1.3, depth=1.6, eval_size=320, name="my_b4ish")
     describe(mine, throughput=True)    # params, FLOPs, images/s on this device
 """
@@ -20,9 +20,9 @@ import math
 
 import torch
 
+from ..engine.devices import pick_device
+from ..measure import benchmark_throughput, count_macs, count_params
 from .configs import ModelConfig, decode_arch, get_config, round_repeats
-from .devices import pick_device
-from .measure import benchmark_throughput, count_macs, count_params
 from .model import build_model
 
 __all__ = ["ALPHA", "BETA", "GAMMA", "V2_MAX_EVAL_SIZE", "V1_COEFFICIENTS", "compound_coefficients", "compound_table",
@@ -70,7 +70,7 @@ def scale(base: str | ModelConfig, width: float = 1.0, depth: float = 1.0, train
         eval_size=eval_size or config.eval_size,
         dropout=config.dropout if dropout is None else dropout,
         description=f"{config.name} scaled x{width:g} width, x{depth:g} depth",
-        source="effnetv2_mini.scaling.scale",
+        source="effnetv2_mini.paper.scaling.scale",
     )
 
 

@@ -1,4 +1,4 @@
-"""The paper's reference numbers (``data/paper_numbers.yaml``), each with its source."""
+"""The paper's reference numbers (``study/paper_numbers.yaml``), each with its source."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["paper_numbers", "paper_value", "paper_table"]
 
 @lru_cache(maxsize=1)
 def paper_numbers() -> dict:
-    text = resources.files("effnetv2_mini").joinpath("data/paper_numbers.yaml").read_text()
+    text = resources.files("effnetv2_mini").joinpath("study/paper_numbers.yaml").read_text()
     return yaml.safe_load(text)
 
 

@@ -182,7 +182,7 @@ def round_repeats(repeats: int, depth_mult: float) -> int:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to build one network (see :mod:`effnetv2_mini.model`).
+    """Everything needed to build one network (see :mod:`effnetv2_mini.paper.model`).
 
     ``blocks`` holds the unscaled block strings; ``stages()`` applies the width and depth multipliers.
     """

@@ -9,9 +9,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data import dataset_or_fallback
-from ..progressive import ProgressiveSchedule, linear_schedule, schedule_preset, variant
-from ..train import TrainConfig, launch, reported_top1
+from ...data.datasets import dataset_or_fallback
+from ...engine.train import TrainConfig, launch, reported_top1
+from ...paper.progressive import ProgressiveSchedule, linear_schedule, schedule_preset, variant
 from .common import data_fields
 from .results import Result, result_type
 from .training import run_conditions

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..configs import get_config
-from ..devices import pick_device
-from ..measure import benchmark_throughput
-from ..model import build_model
+from ...engine.devices import pick_device
+from ...measure import benchmark_throughput
+from ...paper.configs import get_config
+from ...paper.model import build_model
+from ...zoo import model_counts
 from ..reference import paper_value
-from ..zoo import model_counts
 from .results import Result, measure_conditions, result_type
 
 __all__ = ["ArchitectureResult", "architecture"]

@@ -2,7 +2,7 @@
 
 **Why.** Progressive learning (paper section 4, Algorithm 1) makes a training step's cost follow the stage's image
 size: the early stages at 128 px are cheap for the model. The CPU path (PIL decode, crop, RandAugment in DataLoader
-workers, :mod:`effnetv2_mini.loaders`) does not get cheaper with the size: a JPEG costs the same to decode whatever
+workers, :mod:`effnetv2_mini.data.loaders`) does not get cheaper with the size: a JPEG costs the same to decode whatever
 size it is cropped to, so on a GPU the CPU cores cap EfficientNetV2-S's images/s long before the GPU does. Here the
 workers only read the files' bytes (cheap), and the training device decodes all JPEGs of a batch in one batched
 ``torchvision.io.decode_jpeg(..., device=...)`` call (nvjpeg on CUDA) and augments them as tensor ops on the device.
@@ -11,8 +11,8 @@ workers only read the files' bytes (cheap), and the training device decodes all 
 
 - :class:`EncodedImages`: a folder data set's ``samples`` as ``(bytes, label)`` for JPEGs the device decodes; other
   files (PNG, 16-bit, CMYK JPEG, 12-bit or arithmetic-coded JPEG, a JPEG without its end marker) are decoded on the
-  CPU with the project's loader (:class:`~effnetv2_mini.data.SafeImageLoader`, :func:`~effnetv2_mini.data.to_rgb`)
-  and come as a uint8 (3, H, W) tensor; unreadable files raise :class:`~effnetv2_mini.data.CorruptImageError`
+  CPU with the project's loader (:class:`~effnetv2_mini.data.images.SafeImageLoader`, :func:`~effnetv2_mini.data.images.to_rgb`)
+  and come as a uint8 (3, H, W) tensor; unreadable files raise :class:`~effnetv2_mini.data.images.CorruptImageError`
   naming the file, or give None with ``skip_corrupt``.
 - :class:`SeededEncoded`: takes the training loop's ``(sample_seed, index)`` keys (:class:`loaders.SeededSampler`)
   and returns ``((item, seed, path), label)``: the seed travels with the bytes instead of seeding a CPU transform.
@@ -21,7 +21,7 @@ workers only read the files' bytes (cheap), and the training device decodes all 
 
 **Reproducibility.** Each sample is augmented under its own seed on torch's CPU generator (inside
 ``torch.random.fork_rng(devices=[])``, as :class:`loaders.SeededDataset` does), drawing the same numbers in the same
-order as :func:`effnetv2_mini.transforms.train_transform`: the crop box (:func:`augment.crop_box`), the flip
+order as :func:`effnetv2_mini.data.transforms.train_transform`: the crop box (:func:`augment.crop_box`), the flip
 (``torch.rand(1) < 0.5``, as ``v2.RandomHorizontalFlip``), then RandAugment's op, sign and cutout draws
 (:func:`augment.apply_op`). Only the pixels are computed on the device. A fixed seed therefore gives the same crop,
 flip and ops on either path, a resumed run sees exactly the images of an uninterrupted one, and on the CPU the
@@ -45,8 +45,8 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from .augment import OPS, RandAugment, RandomResizedCropRelative, _resize, apply_op, crop_box
-from .data import CorruptImageError, SafeImageLoader
+from ..paper.augment import OPS, RandAugment, RandomResizedCropRelative, _resize, apply_op, crop_box
+from .images import CorruptImageError, SafeImageLoader
 from .transforms import NORMALIZATIONS, PREPROCESSING, NoiseCutout, normalization_of
 
 __all__ = ["EncodedImages", "SeededEncoded", "EncodedBatch", "collate_encoded", "DevicePipeline", "Draws",
@@ -149,7 +149,7 @@ def encoded_images(dataset, skip_corrupt: bool = False) -> EncodedImages:
 
 
 class SeededEncoded(Dataset):
-    """Takes ``(sample_seed, index)`` keys from :class:`~effnetv2_mini.loaders.SeededSampler` and returns
+    """Takes ``(sample_seed, index)`` keys from :class:`~effnetv2_mini.data.loaders.SeededSampler` and returns
     ``((item, seed, path), label)`` (None for a skipped file): the seed goes to the device with the bytes."""
 
     def __init__(self, base: EncodedImages):
@@ -183,7 +183,7 @@ class EncodedBatch:
 
 def collate_encoded(batch):
     """``(EncodedBatch, labels, skipped)`` from :class:`SeededEncoded` items, unreadable (None) ones dropped and
-    counted, as :func:`~effnetv2_mini.data.collate_skipping` does; ``(None, None, skipped)`` if none is left."""
+    counted, as :func:`~effnetv2_mini.data.images.collate_skipping` does; ``(None, None, skipped)`` if none is left."""
     kept = [sample for sample in batch if sample is not None]
     skipped = len(batch) - len(kept)
     if not kept:
@@ -220,8 +220,8 @@ class DevicePipeline:
 
     ``preprocessing`` ``official``: the official crop (:func:`augment.crop_box`, bilinear resize), flip, RandAugment
     (2 ops at ``randaug_magnitude``; 0/None off), normalization; ``finetune``: resize the whole image, flip, normalize,
-    :class:`~effnetv2_mini.transforms.NoiseCutout`. The arguments mean what they mean for
-    :func:`~effnetv2_mini.transforms.train_transform`, which this reproduces draw for draw; progressive learning
+    :class:`~effnetv2_mini.data.transforms.NoiseCutout`. The arguments mean what they mean for
+    :func:`~effnetv2_mini.data.transforms.train_transform`, which this reproduces draw for draw; progressive learning
     (paper section 4) builds one per stage (size and magnitude). ``torchvision`` preprocessing is not ported.
     """
 

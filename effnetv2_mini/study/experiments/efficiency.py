@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..configs import get_config
-from ..data import dataset_or_fallback
-from ..devices import pick_device
-from ..measure import benchmark_throughput, block_throughput, count_macs, count_params, max_batch_size, peak_step_memory
-from ..model import build_model
+from ...data.datasets import dataset_or_fallback
+from ...engine.devices import pick_device
+from ...engine.train import TrainConfig, launch
+from ...measure import benchmark_throughput, block_throughput, count_macs, count_params, max_batch_size, peak_step_memory
+from ...paper.configs import get_config
+from ...paper.model import build_model
+from ...zoo import model_counts
 from ..reference import paper_table, paper_value
-from ..train import TrainConfig, launch
-from ..zoo import model_counts
 from .common import data_fields
 from .results import Result, measure_conditions, result_type
 

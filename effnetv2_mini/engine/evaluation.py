@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from ..data.datasets import get_dataset, is_built_in
+from ..data.loaders import make_loader
+from ..data.transforms import eval_transform, normalization_of
+from ..paper.model import build_model
 from .checkpoint import CheckpointError, load_checkpoint
-from .data import get_dataset, is_built_in
 from .devices import pick_device
-from .loaders import make_loader
-from .model import build_model
 from .train import evaluate
-from .transforms import eval_transform, normalization_of
 
 __all__ = ["evaluate_checkpoint", "load_model", "show_predictions"]
 
@@ -69,8 +69,8 @@ def show_predictions(checkpoint_path: str, dataset: str, data_root: str | None =
     """A grid of the first ``count`` validation images with the model's predicted class; wrong ones framed red."""
     import torch
 
-    from .loaders import ClassSubset
-    from .plots import show_images
+    from ..data.loaders import ClassSubset
+    from ..study.plots import show_images
 
     model, checkpoint = load_model(checkpoint_path)
     size = checkpoint.get("eval_size") or model.config.eval_size

@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data import dataset_or_fallback
-from ..devices import pick_device
-from ..nas import SPACES, failures, pareto_front, run_search, summarize
-from ..train import TrainConfig, launch
+from ...data.datasets import dataset_or_fallback
+from ...engine.devices import pick_device
+from ...engine.train import TrainConfig, launch
+from ...paper.nas import SPACES, failures, pareto_front, run_search, summarize
 from .common import data_fields
 from .results import FINAL_RAW, Result, measure_conditions, result_type
 
@@ -110,7 +110,7 @@ def _retrain(ranked: list[dict], settings, template: TrainConfig, output_dir: st
 
 
 def _classes(dataset: str, settings) -> int | None:
-    from ..data import get_dataset
+    from ...data.datasets import get_dataset
 
     try:
         return len(get_dataset(dataset, "train", root=settings.data_root).classes)

@@ -1,6 +1,6 @@
 """Transfer learning (paper section 5.3, Table 8) and ImageNet-21k pretraining (section 5.2).
 
-    from effnetv2_mini.transfer import finetune_config
+    from effnetv2_mini.paper.transfer import finetune_config
     config = finetune_config("efficientnetv2_s", "cifar10", init_from="torchvision", data_root="data",
                              out_dir="runs/s-cifar10")          # the paper's recipe
     fit(config)
@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import math
 
-from .compat import LoadReport, load_pretrained
-from .data import get_dataset, is_built_in
-from .loaders import ClassSubset
+from ..compat import LoadReport, load_pretrained
+from ..data.datasets import get_dataset, is_built_in
+from ..data.loaders import ClassSubset
+from ..engine.train import TrainConfig
+from ..study.reference import paper_table
 from .model import EfficientNet, build_model
-from .reference import paper_table
-from .train import TrainConfig
 
 __all__ = ["FINETUNE_RECIPES", "IMAGENET21K_CLASSES", "finetune_config", "imagenet21k_config", "from_21k_to_1k",
            "PAPER_TABLE_8"]
@@ -101,7 +101,7 @@ def from_21k_to_1k(source, model: str | None = None, num_classes: int = 1000) ->
         model = model or source.config.name
         overrides = {}
     else:
-        from .checkpoint import load_checkpoint
+        from ..engine.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(source) if not isinstance(source, dict) else source
         model = model or checkpoint["model_name"]

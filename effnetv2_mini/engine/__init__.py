@@ -1,0 +1,1 @@
+"""The training machinery: configuration, run directories and resume, the loop, checkpoints, torchrun, devices."""
