@@ -9,7 +9,7 @@ from pathlib import Path
 from .plans import PlanError, available_plans, load_plan
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reproduce", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -37,10 +37,11 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="only report notebooks that are not clean")
 
     sub.add_parser("plans", help="list the plans")
-    args = parser.parse_args(argv)
+    return parser
 
-    from .runner import RUNS_DIR
 
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     try:
         if args.command == "plans":
             for name in available_plans():
@@ -52,31 +53,38 @@ def main(argv=None) -> int:
             found = [p for nb in args.notebooks for p in clean_file(nb, check=args.check)]
             print("\n".join(found) if found else "notebooks are clean")
             return 1 if found else 0
-        if args.plan == "auto":
-            from .choose import choose_plan
-
-            args.plan, why = choose_plan(getattr(args, "data_root", None) or "data")
-            if args.plan == "quick":
-                print(f"plan auto -> quick: {why}")
-            else:
-                print(why, file=sys.stderr)
-        plan = load_plan(args.plan)
-        runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS_DIR
-        if args.command == "report":
-            from .report import write_report
-
-            print(write_report(plan, runs_dir / plan.name))
-            return 0
-        from .runner import run_plan
-
-        return run_plan(plan, only=args.only, force=args.force, dry_run=args.dry_run, data_root=args.data_root,
-                        device=args.device, runs_dir=runs_dir, rehearse=args.rehearse, dataset=args.dataset)
+        return _run_or_report(args)
     except (PlanError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished notebooks are kept; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+def _run_or_report(args) -> int:
+    """``run PLAN`` or ``report PLAN`` (``auto`` picks quick or smoke, saying why)."""
+    from .runner import RUNS_DIR
+
+    if args.plan == "auto":
+        from .choose import choose_plan
+
+        args.plan, why = choose_plan(getattr(args, "data_root", None) or "data")
+        if args.plan == "quick":
+            print(f"plan auto -> quick: {why}")
+        else:
+            print(why, file=sys.stderr)
+    plan = load_plan(args.plan)
+    runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS_DIR
+    if args.command == "report":
+        from .report import write_report
+
+        print(write_report(plan, runs_dir / plan.name))
+        return 0
+    from .runner import run_plan
+
+    return run_plan(plan, only=args.only, force=args.force, dry_run=args.dry_run, data_root=args.data_root,
+                    device=args.device, runs_dir=runs_dir, rehearse=args.rehearse, dataset=args.dataset)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,27 @@ def resolve_plan_path(name_or_path: str) -> Path:
 def load_plan(name_or_path: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Plan:
     """Read (with a safe loader) and validate a plan; raise PlanError naming the offending line."""
     path = resolve_plan_path(name_or_path)
+    data, fail = _read_plan(path)
+    defaults, notebooks, plan_timeout = _check_plan_keys(data, fail)
+    name = data.get("name") or path.stem
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
+        fail(("name",), f"plan name {name!r} must be letters, digits, '_', '-' or '.' (it names runs/<plan>/)")
+    estimate = data.get("estimate") or {}
+    if not isinstance(estimate, dict) or not isinstance(estimate.get("minutes", 0), (int, float)):
+        fail(("estimate",), "estimate must be a mapping: minutes (a number), machine (text), probe (images/s)")
+    plan = Plan(name=name, description=data.get("description", ""), path=path, estimate=estimate)
+    seen: set[str] = set()
+    for i, entry in enumerate(notebooks):
+        plan.entries.append(_plan_entry(i, entry, notebooks, defaults, plan_timeout, seen, Path(notebooks_dir), fail))
+    used_defaults = {key for entry in plan.entries for key in entry.parameters}
+    for key in defaults:
+        if key not in used_defaults:
+            fail(("defaults", key), f"default {key!r} is a parameter of none of the plan's notebooks")
+    return plan
+
+
+def _read_plan(path: Path):
+    """``(data, fail)``: the parsed YAML and a function raising PlanError at a key path's line."""
     text = path.read_text()
     try:
         data = yaml.safe_load(text)
@@ -110,6 +131,11 @@ def load_plan(name_or_path: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Plan:
         where = f"{path}, line {line}" if line else str(path)
         raise PlanError(f"{where}: {message}")
 
+    return data, fail
+
+
+def _check_plan_keys(data, fail) -> tuple[dict, list, float]:
+    """The plan's top level: known keys, ``defaults`` a mapping, a non-empty ``notebooks`` list, its timeout."""
     if not isinstance(data, dict):
         fail((), "a plan is a mapping with the keys name, notebooks and optionally description, defaults, timeout")
     for key in data:
@@ -121,56 +147,45 @@ def load_plan(name_or_path: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Plan:
     notebooks = data.get("notebooks")
     if not isinstance(notebooks, list) or not notebooks:
         fail(("notebooks",) if "notebooks" in data else (), "a plan needs a non-empty list 'notebooks'")
-    plan_timeout = _timeout(data.get("timeout", DEFAULT_TIMEOUT), ("timeout",), fail)
-    name = data.get("name") or path.stem
-    if not isinstance(name, str) or not SAFE_NAME.match(name):
-        fail(("name",), f"plan name {name!r} must be letters, digits, '_', '-' or '.' (it names runs/<plan>/)")
+    return defaults, notebooks, _timeout(data.get("timeout", DEFAULT_TIMEOUT), ("timeout",), fail)
 
-    estimate = data.get("estimate") or {}
-    if not isinstance(estimate, dict) or not isinstance(estimate.get("minutes", 0), (int, float)):
-        fail(("estimate",), "estimate must be a mapping: minutes (a number), machine (text), probe (images/s)")
-    plan = Plan(name=name, description=data.get("description", ""), path=path, estimate=estimate)
-    used_defaults: set[str] = set()
-    seen: set[str] = set()
-    for i, entry in enumerate(notebooks):
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        if not isinstance(entry, dict) or "name" not in entry:
-            fail(("notebooks", i), "each notebook entry needs a 'name' (e.g. 01_architecture)")
-        for key in entry:
-            if key not in ENTRY_KEYS:
-                fail(("notebooks", i, key), f"unknown key {key!r} in notebook entry; allowed: {', '.join(sorted(ENTRY_KEYS))}")
-        name = str(entry["name"]).removesuffix(".ipynb")
-        if not SAFE_NAME.match(name):
-            fail(("notebooks", i), f"notebook name {name!r} must name a notebook of {notebooks_dir} (no paths)")
-        if name in seen:
-            fail(("notebooks", i), f"notebook {name!r} is listed twice")
-        seen.add(name)
-        nb_path = Path(notebooks_dir) / f"{name}.ipynb"
-        if not nb_path.exists():
-            known = ", ".join(sorted(p.stem for p in Path(notebooks_dir).glob("*.ipynb")))
-            fail(("notebooks", i, "name") if isinstance(notebooks[i], dict) else ("notebooks", i),
-                 f"unknown notebook {name!r} (no {nb_path}); notebooks: {known}")
-        accepted = notebook_parameters(nb_path)
-        parameters = entry.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            fail(("notebooks", i, "parameters"), "parameters must be a mapping of parameter: value")
-        for key in parameters:
-            if key not in accepted:
-                fail(("notebooks", i, "parameters", key),
-                     f"notebook {name} has no parameter {key!r}; its parameters: {', '.join(sorted(accepted))}")
-        merged = {k: v for k, v in defaults.items() if k in accepted}
-        used_defaults |= set(merged)
-        merged.update(parameters)
-        for key, value in merged.items():
-            where = ("notebooks", i, "parameters", key) if key in parameters else ("defaults", key)
-            _check_type(name, key, value, lambda message, where=where: fail(where, message))
-        timeout = _timeout(entry.get("timeout", plan_timeout), ("notebooks", i, "timeout"), fail)
-        plan.entries.append(PlanEntry(name, nb_path, merged, timeout))
-    for key in defaults:
-        if key not in used_defaults:
-            fail(("defaults", key), f"default {key!r} is a parameter of none of the plan's notebooks")
-    return plan
+
+def _plan_entry(i: int, entry, notebooks: list, defaults: dict, plan_timeout: float, seen: set[str],
+                notebooks_dir: Path, fail) -> PlanEntry:
+    """One notebook entry, checked: a known notebook, listed once, parameters it accepts and of the right type."""
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict) or "name" not in entry:
+        fail(("notebooks", i), "each notebook entry needs a 'name' (e.g. 01_architecture)")
+    for key in entry:
+        if key not in ENTRY_KEYS:
+            fail(("notebooks", i, key), f"unknown key {key!r} in notebook entry; allowed: {', '.join(sorted(ENTRY_KEYS))}")
+    name = str(entry["name"]).removesuffix(".ipynb")
+    if not SAFE_NAME.match(name):
+        fail(("notebooks", i), f"notebook name {name!r} must name a notebook of {notebooks_dir} (no paths)")
+    if name in seen:
+        fail(("notebooks", i), f"notebook {name!r} is listed twice")
+    seen.add(name)
+    nb_path = notebooks_dir / f"{name}.ipynb"
+    if not nb_path.exists():
+        known = ", ".join(sorted(p.stem for p in notebooks_dir.glob("*.ipynb")))
+        fail(("notebooks", i, "name") if isinstance(notebooks[i], dict) else ("notebooks", i),
+             f"unknown notebook {name!r} (no {nb_path}); notebooks: {known}")
+    accepted = notebook_parameters(nb_path)
+    parameters = entry.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        fail(("notebooks", i, "parameters"), "parameters must be a mapping of parameter: value")
+    for key in parameters:
+        if key not in accepted:
+            fail(("notebooks", i, "parameters", key),
+                 f"notebook {name} has no parameter {key!r}; its parameters: {', '.join(sorted(accepted))}")
+    merged = {k: v for k, v in defaults.items() if k in accepted}
+    merged.update(parameters)
+    for key, value in merged.items():
+        where = ("notebooks", i, "parameters", key) if key in parameters else ("defaults", key)
+        _check_type(name, key, value, lambda message, where=where: fail(where, message))
+    timeout = _timeout(entry.get("timeout", plan_timeout), ("notebooks", i, "timeout"), fail)
+    return PlanEntry(name, nb_path, merged, timeout)
 
 
 def _timeout(value, key_path, fail) -> float:

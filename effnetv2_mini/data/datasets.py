@@ -223,6 +223,17 @@ def _folder_root(name: str, root: Path) -> Path:
 CACHEABLE = ("imagenette", "imagenet", "imagefolder")  # folder data sets that ``cache=`` applies to
 
 
+def _check_name_and_split(name: str, split: str) -> None:
+    if name not in DATASETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, DATASETS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown data set {name!r}.{hint} Known: {', '.join(DATASETS)}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+
+
 def get_dataset(
     name: str,
     split: str = "train",
@@ -252,14 +263,7 @@ def get_dataset(
     - ``decode_size``: the image size to decode for at first; without a cache, JPEGs are decoded in draft mode
       for it. ``dataset.set_resolution(size)`` moves either to a new size (the training loop calls it per stage).
     """
-    if name not in DATASETS:
-        import difflib
-
-        close = difflib.get_close_matches(name, DATASETS, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown data set {name!r}.{hint} Known: {', '.join(DATASETS)}")
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    _check_name_and_split(name, split)
     if is_built_in(name) and cache is not None:
         options.setdefault("cache", bool(cache))  # the built-in sets' in-memory rendering flag
     if name == "synthetic":
