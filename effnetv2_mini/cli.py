@@ -343,6 +343,15 @@ def _add_nas_summary(sub) -> None:
     p.set_defaults(func=_nas_summary)
 
 
+def _without_worker_traceback(message: str) -> str:
+    """A data-loader worker's error arrives as "Caught X in DataLoader worker process N. Original Traceback ...":
+    keep the original message (its last line, without the exception's module path)."""
+    if "Original Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last and "." in last.split(": ", 1)[0] else last
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .engine.errors import CheckpointError
@@ -351,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except (KeyError, ValueError, OSError, RuntimeError, CheckpointError) as error:  # OSError: e.g. --out is a file
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"effnetv2: error: {message}", file=sys.stderr)
+        print(f"effnetv2: error: {_without_worker_traceback(str(message))}", file=sys.stderr)
         return 2
     return 0
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 from .plans import PlanError, available_plans, load_plan
+from .runlock import RunnerBusyError, Stopped
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,12 +56,13 @@ def main(argv=None) -> int:
             print("\n".join(found) if found else "notebooks are clean")
             return 1 if found else 0
         return _run_or_report(args)
-    except (PlanError, ValueError) as error:
+    except (PlanError, ValueError, RunnerBusyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished notebooks are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Stopped) as stop:
+        why = f" ({stop.signal_name})" if isinstance(stop, Stopped) else ""
+        print(f"\ninterrupted{why}: finished notebooks are kept; rerun the same command to resume", file=sys.stderr)
+        return 130 if isinstance(stop, KeyboardInterrupt) else 128 + int(getattr(signal, stop.signal_name))
 
 
 def _run_or_report(args) -> int:

@@ -16,6 +16,7 @@ errors that name the plan file and line.
 
 from __future__ import annotations
 
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -189,8 +190,8 @@ def _plan_entry(i: int, entry, notebooks: list, defaults: dict, plan_timeout: fl
 
 
 def _timeout(value, key_path, fail) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        fail(key_path, f"timeout must be a number of seconds > 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        fail(key_path, f"timeout must be a finite number of seconds > 0, got {value!r}")
     return float(value)
 
 

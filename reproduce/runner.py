@@ -26,8 +26,10 @@ from tqdm import tqdm
 
 from effnetv2_mini.data.datasets import loud_notice
 
+from . import runlock
 from .plans import ROOT, Plan, PlanEntry, notebook_parameters
 from .report import write_report
+from .runlock import Stopped
 from .status import load_status, now, write_json_atomic
 
 RUNS_DIR = ROOT / "runs"
@@ -66,8 +68,10 @@ def _error_summary(output_nb: Path, log_path: Path, lines: int = 15) -> str:
         return ""
 
 
-def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict, environment: dict | None = None) -> dict:
-    """Execute one notebook in a papermill subprocess (``environment``: extra variables); return its status record."""
+def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict, environment: dict | None = None,
+              lock: dict | None = None) -> dict:
+    """Execute one notebook in a papermill subprocess (``environment``: extra variables); return its status record.
+    ``lock``: the batch's :func:`runlock.hold` record, which learns the notebook's process session while it runs."""
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "logs" / f"{entry.name}.log"
     output_nb = out_dir / f"{entry.name}.ipynb"
@@ -81,7 +85,10 @@ def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict, environment: di
               "parameters": entry.parameters}
     start = time.monotonic()
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                   preexec_fn=runlock.die_with_parent)
+        if lock is not None:
+            runlock.set_session(out_dir, lock, process.pid)  # a new session's id is its leader's pid
         try:
             returncode = process.wait(timeout=entry.timeout)
         except subprocess.TimeoutExpired:
@@ -94,6 +101,8 @@ def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict, environment: di
             record.update(state="interrupted", error=f"interrupted ({why}); rerun to resume",
                           seconds=time.monotonic() - start, finished=now())
             raise _Interrupted(record) from None
+    if lock is not None:
+        runlock.set_session(out_dir, lock, None)
     record["seconds"] = time.monotonic() - start
     record["finished"] = now()
     if returncode == 0:
@@ -134,14 +143,6 @@ def stop_tree(process: subprocess.Popen, grace: float) -> None:
     process.wait()
 
 
-class Stopped(Exception):
-    """SIGTERM or SIGHUP reached the runner (a SLURM time limit, ``timeout``, a closed SSH session)."""
-
-    def __init__(self, signal_name: str):
-        super().__init__(signal_name)
-        self.signal_name = signal_name
-
-
 def _raise_stopped(signum, frame) -> None:
     raise Stopped(signal.Signals(signum).name)
 
@@ -178,7 +179,8 @@ def run_plan(plan: Plan, only: list[str] | None = None, force: bool = False, dry
         print(estimate_line(plan, len(todo), device), file=stream)
     print(f"the report will be {out_dir / 'report.html'} (and report.md); rerun the same command to resume",
           file=stream, flush=True)
-    failures = _run_entries(plan, todo, out_dir, status, (data_root, device, dataset), rehearse, stream)
+    with runlock.hold(out_dir, plan.name, stream) as lock:
+        failures = _run_entries(plan, todo, out_dir, status, (data_root, device, dataset), rehearse, stream, lock)
     print(f"report: {write_report(plan, out_dir)}", file=stream)
     final = load_status(out_dir)
     not_done = [e.name for e in entries if final.get(e.name, {}).get("state") != "done"]
@@ -198,7 +200,7 @@ def _selected(plan: Plan, only: list[str] | None) -> list[PlanEntry]:
 
 
 def _run_entries(plan: Plan, todo: list[PlanEntry], out_dir: Path, status: dict, overrides: tuple, rehearse: bool,
-                 stream) -> int:
+                 stream, lock: dict | None = None) -> int:
     """Run each notebook, recording its state; SIGTERM and SIGHUP stop the batch as Ctrl-C does."""
     previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
     # Ctrl-C (SIGINT) raises KeyboardInterrupt even when the batch was started with SIGINT ignored, as a shell does
@@ -210,7 +212,7 @@ def _run_entries(plan: Plan, todo: list[PlanEntry], out_dir: Path, status: dict,
             try:
                 environment = {"EFFNETV2_CACHE": str(out_dir / "cache")} if rehearse else None  # not the user's cache
                 parameters = _parameters(entry, out_dir, *overrides[:2], rehearse, overrides[2])
-                record = run_entry(entry, out_dir, parameters, environment)
+                record = run_entry(entry, out_dir, parameters, environment, lock)
             except _Interrupted as interrupted:
                 status[entry.name] = interrupted.record
                 write_json_atomic(out_dir / "status.json", status)

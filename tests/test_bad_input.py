@@ -432,3 +432,78 @@ def test_metrics_of_a_resumed_run_keep_only_epochs_the_checkpoint_covers(runs, t
     fit(TrainConfig(model="demo_v2_tiny", dataset="synthetic", synthetic={"num_samples": 64}, image_size=32, batch_size=32,
                     recipe="simple", workers=0, quiet=True, epochs=2, out_dir=str(run), resume_with_changes=True))
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Hostile image folders (issue: the probes a careless or hostile user still met)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_fifo_named_like_an_image_is_an_unreadable_file_not_a_hang(tmp_path):
+    import os
+
+    from effnetv2_mini.data.images import CorruptImageError, SafeImageLoader
+
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(CorruptImageError, match=r"x\.jpg: not a regular file \(a FIFO"):
+        SafeImageLoader()(str(fifo))  # returns at once: open() on a FIFO would block forever
+    assert SafeImageLoader(skip=True)(str(fifo)) is None
+
+
+def test_a_decompression_bomb_names_the_file_and_the_ways_out(tmp_path, monkeypatch):
+    from effnetv2_mini.data.images import CorruptImageError, SafeImageLoader
+
+    path = tmp_path / "huge.png"
+    Image.fromarray(np.zeros((60, 60, 3), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 3,600 pixels: over twice the limit, as a 20000x20000 PNG is
+    with pytest.raises(CorruptImageError, match=r"huge\.png: .*--skip-corrupt.*MAX_IMAGE_PIXELS"):
+        SafeImageLoader()(str(path))
+    assert SafeImageLoader(skip=True)(str(path)) is None
+
+
+@pytest.mark.parametrize("size", [(1, 40), (40, 1), (1, 1)])
+def test_a_one_pixel_thin_image_evaluates(size):
+    """The official eval crop of a 1-pixel-thin image would be empty ("shape '[3, 32, 32]' is invalid", no file named)."""
+    from effnetv2_mini.data.transforms import eval_transform
+
+    image = Image.fromarray(np.full((size[1], size[0], 3), 200, np.uint8))
+    assert tuple(eval_transform(32, "official", crop=True, normalize=None)(image).shape) == (3, 32, 32)
+
+
+def test_a_symlink_loop_in_a_class_folder_counts_each_image_once(tmp_path, capsys):
+    from effnetv2_mini.data.datasets import get_dataset
+
+    root = image_tree(tmp_path / "data", {"train": ["a", "b"]})
+    (root / "train" / "a" / "up").symlink_to(root / "train")  # a loop: a/up/a/up/... down to the system's limit
+    dataset = get_dataset("imagefolder", "train", root=root)
+    assert len(dataset) == 6 and dataset.base.targets == [0, 0, 0, 1, 1, 1]  # was 3 per class at every depth
+    assert "lead to files already listed (a symbolic link to a parent folder?)" in capsys.readouterr().out
+
+
+def test_a_val_split_that_is_the_train_split_is_said_loudly(tmp_path, capsys):
+    from effnetv2_mini.data.datasets import get_dataset
+
+    root = image_tree(tmp_path / "data", {"train": ["a", "b"]})
+    (root / "val").symlink_to(root / "train")
+    get_dataset("imagefolder", "val", root=root)
+    assert "validation images are training images" in capsys.readouterr().out
+
+
+def test_a_misspelt_data_set_is_an_error_not_a_fallback_to_the_built_in_set():
+    """papermill -p dataset imagenett trained on the built-in set and exited 0."""
+    from effnetv2_mini.data.datasets import dataset_or_fallback
+
+    with pytest.raises(ValueError, match="unknown data set 'imagenett'. Did you mean imagenette"):
+        dataset_or_fallback("imagenett", "data")
+
+
+def test_a_corrupt_image_read_by_a_loader_worker_is_one_line_not_a_worker_traceback(tmp_path, capsys):
+    root = image_tree(tmp_path / "data", {"train": ["a", "b"], "val": ["a", "b"]}, per_class=4)
+    (root / "train" / "a" / "0.png").write_bytes(b"not an image")
+    code, output = cli(["train", "--model", "demo_v2_tiny", "--dataset", "imagefolder", "--data-root", root, "--epochs", "1",
+                        "--image-size", "32", "--batch-size", "4", "--recipe", "simple", "--workers", "2", "--quiet",
+                        "--out", tmp_path / "run"], capsys)
+    assert code == 2
+    assert "Traceback" not in output and "DataLoader worker" not in output
+    assert re.search(r"effnetv2: error: cannot read image .*0\.png: .*--skip-corrupt", output)

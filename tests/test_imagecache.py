@@ -1,8 +1,10 @@
 """Decoded-image cache (effnetv2_mini.data.cache): same labels as ImageFolder, same pixels as a full decode,
 16-bit and CMYK images, corrupt files, interrupted and concurrent builds, invalidation, DataLoader workers."""
 
+import errno
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -265,3 +267,48 @@ def test_concurrent_builders_decode_once(tree, tmp_path, monkeypatch):
 def test_cache_sides_are_shared_by_nearby_sizes():
     """S + 32 rounded up to a multiple of 32: a progressive schedule's sizes 88, 104, 112 and 128 use two caches."""
     assert [cache_side(s) for s in (16, 40, 64, 88, 96, 104, 112, 128, 300)] == [64, 96, 96, 128, 128, 160, 160, 160, 352]
+
+
+def test_a_photo_replaced_with_the_same_size_and_mtime_is_decoded_anew(tree, tmp_path):
+    """``cp -p`` / ``rsync -a`` / fixed-date archives restore size and mtime: the cache must still see the new photo."""
+    photo = tree / "train" / "cat" / "wide.jpg"
+    first = cached(tree, tmp_path)
+    index = [i for i, (path, _) in enumerate(first.base.samples) if path.endswith("wide.jpg")][0]
+    before = first.base[index][0]
+    stat = photo.stat()
+    replacement, mirrored = tmp_path / "replacement.jpg", Image.fromarray(np.ascontiguousarray(scene(300, 200)[:, ::-1]))
+    for quality in range(90, 10, -10):  # a JPEG no larger than the original, padded after its end marker
+        mirrored.save(replacement, quality=quality)
+        if replacement.stat().st_size <= stat.st_size:
+            break
+    replacement.write_bytes(replacement.read_bytes().ljust(stat.st_size, b"\0"))
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    shutil.copy2(replacement, photo)  # same bytes count and mtime as the original
+    assert photo.stat().st_size == stat.st_size and photo.stat().st_mtime_ns == stat.st_mtime_ns
+    after = cached(tree, tmp_path).base[index][0]
+    assert mean_abs_diff(after.numpy(), before.numpy()) > 20  # the mirrored photo, not the stale pixels
+
+
+def test_a_full_disk_during_the_build_is_a_clear_error_and_leaves_no_partial_folder(tree, tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(imagecache, "_write_pixels", full)
+    with pytest.raises(OSError, match="no space left on the disk of .* set EFFNETV2_CACHE to a folder on a larger disk, "
+                                      "or train without --cache"):
+        cached(tree, tmp_path)
+    assert not list((tmp_path / "cache").rglob(".partial-*"))
+
+
+def test_the_pool_hands_over_whole_chunks_in_order(tmp_path):
+    """The cache build's worker pool: results in input order, across several chunks (two workers: 128 per chunk)."""
+    with imagecache._ordered_map(2) as ordered_map:
+        assert list(ordered_map(abs, list(range(-300, 0)))) == list(range(300, 0, -1))
+
+
+def test_a_dangling_link_with_cache_and_skip_corrupt_is_skipped_and_named_without_it(tree, tmp_path):
+    (tree / "train" / "dog" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    dataset = cached(tree, tmp_path)  # skip_corrupt=True: dropped and counted, no raw ENOENT
+    assert sum(item is None for item in (dataset[i] for i in range(len(dataset)))) == 2  # broken.jpg and gone.jpg
+    with pytest.raises(CorruptImageError, match=r"gone\.jpg: no such file \(a dangling link\?\)"):
+        cached(tree, tmp_path / "other", skip_corrupt=False)

@@ -113,8 +113,11 @@ def test_shipped_full_plans_use_torchrun_and_separate_transfer_runs():
 
 
 @pytest.mark.parametrize("text, message, line", [
-    ("name: t\ntimeout: ten minutes\nnotebooks: [good]\n", "timeout must be a number of seconds > 0, got 'ten minutes'", 2),
-    ("name: t\nnotebooks:\n  - name: good\n    timeout: -5\n", "timeout must be a number of seconds > 0", 4),
+    ("name: t\ntimeout: ten minutes\nnotebooks: [good]\n", "timeout must be a finite number of seconds > 0, got 'ten minutes'",
+     2),
+    ("name: t\nnotebooks:\n  - name: good\n    timeout: -5\n", "timeout must be a finite number of seconds > 0", 4),
+    ("name: t\ntimeout: .nan\nnotebooks: [good]\n", "timeout must be a finite number of seconds > 0, got nan", 2),
+    ("name: t\ntimeout: .inf\nnotebooks: [good]\n", "timeout must be a finite number of seconds > 0, got inf", 2),
     ("name: ../../escaped\nnotebooks: [good]\n", "plan name '../../escaped' must be letters", 1),
     ("name: t\nnotebooks:\n  - name: ../../evil/x\n", "notebook name '../../evil/x' must name a notebook", 3),
 ])
@@ -243,3 +246,116 @@ def test_the_estimate_is_scaled_by_this_machines_training_speed(workspace, monke
 def test_the_cpu_plans_carry_their_measured_time(name):
     estimate = load_plan(name).estimate
     assert estimate["minutes"] > 0 and estimate["probe"] > 0 and "2026" in estimate["machine"]
+
+
+def _held_plan(workspace: Path) -> tuple[Path, Path]:
+    hold = workspace / "hold"
+    hold.touch()
+    return hold, write_plan(workspace, f"""
+        name: t
+        notebooks:
+          - name: held
+            parameters: {{hold: "{hold}"}}
+    """)
+
+
+def _wait_for_session(runs: Path, batch: subprocess.Popen) -> int:
+    lock, deadline = runs / "t" / "runner.json", time.monotonic() + 120
+    while True:
+        record = json.loads(lock.read_text()) if lock.exists() else {}
+        if record.get("session"):
+            time.sleep(1.0)  # papermill starts the kernel
+            return record["session"]
+        assert time.monotonic() < deadline and batch.poll() is None, "the batch did not start its notebook"
+        time.sleep(0.2)
+
+
+def _session_alive(session: int) -> bool:
+    import psutil
+
+    return any(_sid(p.pid) == session for p in psutil.process_iter())
+
+
+def _sid(pid: int):
+    try:
+        return os.getsid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def test_kill_9_of_the_runner_leaves_nothing_training_and_the_rerun_resumes(workspace, monkeypatch):
+    """kill -9 of the runner mid-notebook: papermill gets the parent-death signal; what could survive (its own session)
+    is stopped by the rerun, which then finishes the plan (issue: orphans trained beside the rerun)."""
+    monkeypatch.setattr(runner, "probe_speed", lambda: 1.0)
+    hold, plan_path = _held_plan(workspace)
+    runs = workspace / "runs"
+    plan = load_plan(str(plan_path), notebooks_dir=workspace / "notebooks")
+    batch = subprocess.Popen([sys.executable, "-c", f"from reproduce.plans import load_plan; from reproduce.runner import "
+                              f"run_plan; run_plan(load_plan({str(plan_path)!r}, notebooks_dir="
+                              f"{str(workspace / 'notebooks')!r}), runs_dir={str(runs)!r})"],
+                             cwd=Path(__file__).parent.parent)
+    session = _wait_for_session(runs, batch)
+    os.kill(batch.pid, signal.SIGKILL)
+    batch.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while _session_alive(session) and time.monotonic() < deadline:  # the parent-death signal reaches papermill
+        time.sleep(0.5)
+    assert not _session_alive(session), "the notebook's processes outlived the runner"
+    hold.unlink()
+    assert run_plan(plan, runs_dir=runs) == 0
+    assert json.loads((runs / "t" / "status.json").read_text())["held"]["state"] == "done"
+    assert not (runs / "t" / "runner.json").exists()
+
+
+def test_the_rerun_stops_what_a_dead_runner_left_running(workspace, monkeypatch, capsys):
+    """A process left in a dead runner's notebook session (the lock names the session) is stopped before the rerun."""
+    monkeypatch.setattr(runner, "probe_speed", lambda: 1.0)
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (workspace / "runs" / "t").mkdir(parents=True)
+    (workspace / "runs" / "t" / "runner.json").write_text(json.dumps({"pid": dead.pid, "plan": "t", "session": orphan.pid}))
+    plan = load_plan(str(write_plan(workspace, "name: t\nnotebooks: [good]\n")), notebooks_dir=workspace / "notebooks")
+    assert run_plan(plan, runs_dir=workspace / "runs") == 0
+    orphan.wait(timeout=60)  # ended (a TimeoutExpired here: still running)
+    captured = capsys.readouterr()
+    assert f"stopping 1 process(es) left running by a runner that died (session {orphan.pid})" in captured.out + captured.err
+
+
+def test_a_second_runner_for_the_same_directory_is_refused(workspace, monkeypatch):
+    monkeypatch.setattr(runner, "probe_speed", lambda: 1.0)
+    (workspace / "runs" / "t").mkdir(parents=True)
+    (workspace / "runs" / "t" / "runner.json").write_text(json.dumps({"pid": os.getppid(), "plan": "t", "started": "x"}))
+    plan = load_plan(str(write_plan(workspace, "name: t\nnotebooks: [good]\n")), notebooks_dir=workspace / "notebooks")
+    with pytest.raises(runner.runlock.RunnerBusyError, match=f"another runner \\(pid {os.getppid()}, started x\\) is running "
+                       "plan t"):
+        run_plan(plan, runs_dir=workspace / "runs")
+    assert not (workspace / "runs" / "t" / "status.json").exists()
+
+
+def test_sigterm_between_notebooks_ends_with_a_message_not_a_traceback(workspace, monkeypatch, capsys):
+    """SIGTERM arriving while the runner is between two notebooks: the finished one is recorded, the batch stops
+    with Stopped, and the command line turns it into a message and exit status 128 + 15."""
+    import reproduce.__main__ as command
+
+    plan = load_plan(str(write_plan(workspace, "name: t\nnotebooks: [good, slow]\n")), notebooks_dir=workspace / "notebooks")
+    monkeypatch.setattr(runner, "probe_speed", lambda: 1.0)
+    real = runner.fallback_notices
+
+    def term_after_first(path):  # runs right after a notebook's record is written: between two notebooks
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(path)
+
+    monkeypatch.setattr(runner, "fallback_notices", term_after_first)
+    with pytest.raises(runner.Stopped):
+        run_plan(plan, runs_dir=workspace / "runs")
+    status = json.loads((workspace / "runs" / "t" / "status.json").read_text())
+    assert status["good"]["state"] == "done" and "slow" not in status
+    assert not (workspace / "runs" / "t" / "runner.json").exists()
+
+    def stopped(args):
+        raise runner.Stopped("SIGTERM")
+
+    monkeypatch.setattr(command, "_run_or_report", stopped)
+    assert command.main(["run", "smoke"]) == 128 + signal.SIGTERM
+    assert "interrupted (SIGTERM): finished notebooks are kept" in capsys.readouterr().err

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import functools
 import hashlib
 import json
@@ -99,14 +100,24 @@ def default_cache_root() -> Path:
 
 
 def source_key(samples) -> str:
-    """16 hex digits hashing each sample's path relative to the data set's folder, label, file size and mtime."""
+    """16 hex digits hashing each sample's path relative to the data set's folder, label and file stamp: size,
+    mtime, inode and ctime. The ctime and inode change whenever a file is replaced or rewritten, also by tools that
+    restore the old size and mtime (``cp -p``, ``rsync -a``, archives with fixed dates), so the cache never serves a
+    replaced photo's old pixels. A file that cannot be stat'ed (a dangling link) enters as missing."""
     paths = [str(path) for path, _ in samples]
     folder = os.path.commonpath(paths) if paths else ""
     digest = hashlib.sha256(f"format {FORMAT}\0{os.path.basename(folder)}\n".encode())
     for path, (_, label) in zip(paths, samples):
-        stat = os.stat(path)
-        digest.update(f"{os.path.relpath(path, folder)}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{os.path.relpath(path, folder)}\0{label}\0{_stamp(path)}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def _stamp(path: str) -> str:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}\0{stat.st_ctime_ns}"
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -141,12 +152,19 @@ def _ignore_sigint() -> None:
 
 @contextlib.contextmanager
 def _ordered_map(workers: int):
-    """A ``map`` that keeps the order: in this process for 0 workers, else a process pool's ``imap``."""
+    """A ``map`` that keeps the order: in this process for 0 workers, else a process pool's, a chunk at a time.
+
+    Each chunk is wholly received before the caller sees it, so no worker is ever blocked sending a result
+    when the caller fails (a full disk): terminating a pool with a worker blocked on its result pipe hangs."""
     if workers <= 0:
         yield map
         return
     with multiprocessing.Pool(workers, initializer=_ignore_sigint) as pool:
-        yield functools.partial(pool.imap, chunksize=16)
+        def chunked(function, items):
+            for start in range(0, len(items), 64 * workers):
+                yield from pool.map(function, items[start:start + 64 * workers], chunksize=16)
+
+        yield chunked
 
 
 def _write_pixels(paths: list[str], side: int, out_path: Path, workers: int, skip_corrupt: bool,
@@ -183,7 +201,15 @@ def build_cache(samples, side: int, folder: str | Path, workers: int = 0, skip_c
     try:
         started = time.perf_counter()
         paths = [str(path) for path, _ in samples]
-        index, skipped = _write_pixels(paths, side, partial / PIXELS, workers, skip_corrupt, quiet)
+        try:
+            index, skipped = _write_pixels(paths, side, partial / PIXELS, workers, skip_corrupt, quiet)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            free = shutil.disk_usage(folder.parent).free / 2**20
+            raise OSError(error.errno, f"no space left on the disk of {folder.parent} ({free:,.0f} MiB free) while "
+                          f"decoding {len(paths):,} images at {side} px short side into the decoded-image cache: free "
+                          f"space there, set {CACHE_ENV} to a folder on a larger disk, or train without --cache") from error
         np.save(partial / INDEX, index)
         built = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         manifest = {

@@ -20,6 +20,7 @@ get it. A corrupt image in a folder data set raises :class:`CorruptImageError` n
 
 from __future__ import annotations
 
+import os
 import tarfile
 import urllib.error
 from pathlib import Path
@@ -179,10 +180,58 @@ def _image_folder(name: str, root: Path, split: str, loader, num_classes: int | 
         raise _not_found(name, root, f"no folder {folder}")
     if name == "imagenet21k":
         return MultiLabelImageFolder(folder, loader, num_classes)
+    if split == "val":
+        _warn_if_val_is_train(root)
     try:
-        return ImageFolder(str(folder), loader=loader)
+        dataset = ImageFolder(str(folder), loader=loader)
     except FileNotFoundError as error:
         raise _not_found(name, root, str(error)) from error
+    _drop_repeats_through_links(dataset, folder)
+    return dataset
+
+
+def _drop_repeats_through_links(dataset, folder: Path) -> None:
+    """ImageFolder follows links into subfolders: a link to a parent folder (a loop) lists each image again at
+    every depth up to the system's limit. Files reached again through nested folders are counted once, loudly;
+    the images directly in a class folder (the usual layout) keep their class."""
+    real_class_dirs: dict[str, str] = {}
+
+    def real(path: str) -> tuple[str, bool]:
+        parts = Path(path).relative_to(folder).parts
+        if len(parts) > 2:
+            return os.path.realpath(path), True
+        if parts[0] not in real_class_dirs:
+            real_class_dirs[parts[0]] = os.path.realpath(folder / parts[0])
+        return os.path.join(real_class_dirs[parts[0]], parts[1]), False
+
+    located = [(*real(path), path, label) for path, label in dataset.samples]
+    seen = {place for place, nested, _, _ in located if not nested}
+    kept = [(path, label) for place, nested, path, label in located if not nested]
+    for place, nested, path, label in located:
+        if nested and place not in seen:
+            seen.add(place)
+            kept.append((path, label))
+    if len(kept) < len(dataset.samples):
+        print(loud_notice(f"{folder}: {len(dataset.samples) - len(kept):,} image paths lead to files already listed "
+                          "(a symbolic link to a parent folder?); each file is used once. Remove the link to silence this."))
+        order = {path: i for i, (path, _) in enumerate(dataset.samples)}
+        kept.sort(key=lambda sample: order[sample[0]])
+        dataset.samples = dataset.imgs = kept
+        dataset.targets = [label for _, label in kept]
+
+
+def _warn_if_val_is_train(root: Path) -> None:
+    """A validation split that is the training split (a link, a copy of the folder's link) makes validation accuracy
+    training accuracy: say so loudly."""
+    train, val = root / "train", root / "val"
+    if not train.is_dir():
+        return
+    same = os.path.samefile(train, val) or any(
+        (train / c.name).is_dir() and os.path.samefile(train / c.name, c) for c in val.iterdir() if c.is_dir())
+    if same:
+        print(loud_notice(f"{val} is (or holds folders that are) {train}: validation images are training images, so "
+                          "the validation accuracy measures memorisation, not generalisation. Point val/ at held-out "
+                          "images."))
 
 
 def _torchvision_transfer(name: str, root: Path, split: str, download: bool):
@@ -309,9 +358,11 @@ def loud_notice(message: str) -> str:
 def dataset_or_fallback(name: str, root: str | Path | None, download: bool = False, **options) -> tuple[str, str]:
     """``(name to use, notice)``: ``name`` if its training split can be opened (or downloaded), else
     ``"synthetic"`` with a loud notice saying why, so that a batch without data still runs end to end.
-    The notice is empty when no fallback happened."""
+    The notice is empty when no fallback happened. A name that is no data set is an error (a typo must not train
+    on the built-in set)."""
     if is_built_in(name):
         return name, ""
+    _check_name_and_split(name, "train")  # a misspelt name is an error, never a silent fallback
     try:
         get_dataset(name, "train", root=root, download=download, **options)
         return name, ""

@@ -3,6 +3,9 @@ conversion of any image mode to 8-bit RGB, and a collate function that drops unr
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -26,11 +29,18 @@ class SafeImageLoader:
 
     def __call__(self, path: str):
         try:
+            _check_regular_file(path)
             with open(path, "rb") as handle:
                 image = Image.open(handle)
                 if self.draft_size:
                     image.draft("RGB", (self.draft_size, self.draft_size))  # a no-op for formats other than JPEG
                 return to_rgb(image)
+        except Image.DecompressionBombError as error:
+            if self.skip:
+                return None
+            raise CorruptImageError(
+                f"cannot read image {path}: {error} Shrink the file, delete it, pass skip_corrupt=True (CLI: "
+                "--skip-corrupt) to drop it, or, if you trust it, raise PIL.Image.MAX_IMAGE_PIXELS.") from error
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
             if self.skip:
                 return None
@@ -38,6 +48,17 @@ class SafeImageLoader:
                 f"cannot read image {path}: {error}. Delete or replace the file, or pass skip_corrupt=True "
                 "(CLI: --skip-corrupt) to drop unreadable images and count them in the metrics."
             ) from error
+
+
+def _check_regular_file(path: str) -> None:
+    """Refuse what is not a regular file before opening it: a FIFO named ``x.jpg`` would block ``open`` forever,
+    a dangling link would fail with a bare ENOENT."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as error:
+        raise FileNotFoundError("no such file (a dangling link?)") from error
+    if not stat.S_ISREG(mode):
+        raise OSError("not a regular file (a FIFO, socket or device named like an image)")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -457,10 +457,11 @@ class RandomResizedCropRelative(torch.nn.Module):
 
 def eval_crop_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
     """The official evaluation crop (top, left, box_height, box_width): below 320, the centre square of side
-    ``int(size / (size + 32) * short_side)`` (float32 product, as TF); from 320 on, the whole image."""
+    ``int(size / (size + 32) * short_side)`` (float32 product, as TF); from 320 on, the whole image. An image one
+    pixel thin gets a 1-pixel square (the official product would be an empty crop)."""
     if size >= 320:
         return 0, 0, height, width
-    side = int(torch.tensor(size / (size + 32), dtype=torch.float32) * min(height, width))
+    side = max(1, int(torch.tensor(size / (size + 32), dtype=torch.float32) * min(height, width)))
     return (height - side) // 2, (width - side) // 2, side, side
 
 
