@@ -235,7 +235,8 @@ def time_to_accuracy(settings: FasterSettings, output_dir: str) -> TimeToAccurac
     conditions.schedule = schedules[models[-1]].source
     conditions.image_sizes = sorted({s.image_size for sch in schedules.values() for s in sch.stages})
     conditions.wall_clock_s = time.perf_counter() - start
-    return TimeToAccuracyResult(conditions, models, v2_model, v1_model, {m: s.to_dict() for m, s in schedules.items()},
+    as_json = {m: {**s.to_dict(), "stages": [dataclasses.asdict(x) for x in s.stages]} for m, s in schedules.items()}
+    return TimeToAccuracyResult(conditions, models, v2_model, v1_model, as_json,
                                 rows, progressive_effect(rows), pair_times(rows, v2_model, v1_model),
                                 v2_progressive_time_to_v1_fixed_accuracy(rows, v2_model, v1_model))
 
