@@ -252,8 +252,9 @@ def _add_run_options(p) -> None:
 
 
 def _add_recipe_options(p) -> None:
-    p.add_argument("--recipe", choices=["paper", "code", "simple"], default="paper",
-                   help="the training recipe: the paper's, the official code's, or a simple one for short CPU runs")
+    p.add_argument("--recipe", choices=["paper", "code", "simple", "short"], default="paper",
+                   help="the training recipe: the paper's, the official code's, a simple one for short CPU runs, or "
+                        "ours for a few epochs on small real data (effnetv2_mini.paper.recipe)")
     p.add_argument("--preprocessing", choices=["official", "torchvision", "finetune"],
                    help="crop, RandAugment and eval crop: the official code's, torchvision's, or the official "
                         "fine-tuning one (default: the recipe's, official)")

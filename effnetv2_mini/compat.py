@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .baselines import is_baseline
 from .paper.blocks import ConvBNAct, FusedMBConv, MBConv
 from .paper.configs import get_config
 from .paper.model import EfficientNet, build_model
@@ -150,6 +151,9 @@ def load_torchvision_pretrained(name: str, weights: str = "DEFAULT", progress: b
     """
     import torchvision
 
+    if is_baseline(name):  # effnetv2_mini.baselines: torchvision's ResNets train from scratch here
+        raise ValueError(f"{name} is torchvision's ResNet: its ImageNet weights are not mapped (init_from='torchvision' "
+                         f"is for the EfficientNets {', '.join(TORCHVISION_NAMES)}); train it from scratch")
     ours = get_config(name).name
     if ours not in TORCHVISION_NAMES:
         raise ValueError(

@@ -43,9 +43,8 @@ from .. import __version__
 from ..data.datasets import is_built_in
 from ..data.devicedecode import EncodedBatch
 from ..data.loaders import Loaders
-from ..paper.configs import get_config
 from ..paper.mixing import make_mixer
-from ..paper.model import build_model
+from ..paper.model import build_model, default_sizes
 from ..paper.optim import build_optimizer, lr_factor, make_ema
 from ..paper.progressive import EpochSettings, ProgressiveSchedule, constant_schedule
 from ..paper.recipe import RECIPES
@@ -142,9 +141,9 @@ class TrainConfig:
         if config.schedule not in ("exponential", "cosine", "constant"):
             raise ValueError(f"unknown schedule {config.schedule!r}; choose exponential, cosine or constant")
         if config.image_size is None:
-            config.image_size = 64 if is_built_in(config.dataset) else get_config(config.model).train_size
+            config.image_size = 64 if is_built_in(config.dataset) else default_sizes(config.model)[0]
         if config.eval_size is None:
-            config.eval_size = config.image_size if is_built_in(config.dataset) else get_config(config.model).eval_size
+            config.eval_size = config.image_size if is_built_in(config.dataset) else default_sizes(config.model)[1]
         _validate(config)
         return config
 

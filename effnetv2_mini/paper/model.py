@@ -12,10 +12,11 @@ import math
 import torch
 from torch import nn
 
+from ..baselines import baseline_config, build_baseline, is_baseline
 from .blocks import ConvBNAct, FusedMBConv, MBConv
 from .configs import ModelConfig, StageArgs, get_config, list_models
 
-__all__ = ["EfficientNet", "build_model", "list_models"]
+__all__ = ["EfficientNet", "build_model", "list_models", "default_sizes"]
 
 
 def _official_conv_std(conv: nn.Conv2d) -> float:
@@ -141,13 +142,18 @@ class EfficientNet(nn.Module):
         return rows
 
 
-def build_model(name: str | ModelConfig, num_classes: int | None = None, **overrides) -> EfficientNet:
+def build_model(name: str | ModelConfig, num_classes: int | None = None, **overrides) -> nn.Module:
     """Build a registered model by name (see :func:`list_models`) or from a :class:`ModelConfig`.
+
+    ``resnet18`` and ``resnet50`` are torchvision's ResNets (:mod:`effnetv2_mini.baselines`, for the paper's Table 12),
+    not EfficientNets: they take ``num_classes``, ``dropout``, ``bn_momentum`` and ``drop_path_rate`` (skipped).
 
     ``overrides`` replace config fields, e.g. ``dropout=0.3, drop_path_rate=0.1, width_mult=0.5,
     depth_mult=0.5, bn_momentum=0.1``. An unknown override raises TypeError listing the allowed ones;
     an unknown name raises an error listing the close matches.
     """
+    if is_baseline(name):
+        return build_baseline(name, num_classes, **overrides)
     config = name if isinstance(name, ModelConfig) else get_config(name)
     if num_classes is not None:
         overrides["num_classes"] = num_classes
@@ -160,3 +166,10 @@ def build_model(name: str | ModelConfig, num_classes: int | None = None, **overr
     elif isinstance(overrides.get("blocks"), list):  # e.g. from a JSON config
         overrides["blocks"] = tuple(overrides["blocks"])
     return EfficientNet(dataclasses.replace(config, **overrides))
+
+
+def default_sizes(name: str) -> tuple[int, int]:
+    """(training size, evaluation size) of a model when a run gives none: its config's, or for torchvision's ResNets
+    (:mod:`effnetv2_mini.baselines`) torchvision's 224 px."""
+    config = baseline_config(name) or get_config(name)
+    return config.train_size, config.eval_size

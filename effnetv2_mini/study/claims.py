@@ -26,7 +26,7 @@ from .reference import paper_table, paper_value
 __all__ = ["Claim", "Verdict", "comparable", "accuracy_noise", "difference_noise", "PAPER_SETTINGS",
            "counts_claim", "training_claim", "table2_claim", "table3_claim", "per_stage_claim", "nas_claims",
            "table5_claim", "table6_claim", "speedup_claim", "adaptive_claim", "transfer_claim", "claims_for",
-           "conclusion"]
+           "conclusion", "time_to_accuracy_claim", "progressive_each_claim", "table11_claim", "time_ratio_verdict"]
 
 AGREES, CONTRADICTS, NO_SIGNAL, NOT_APPLICABLE = "agrees", "contradicts", "no signal", "n/a"
 FINAL_EMA = "final epoch, EMA weights"
@@ -66,6 +66,7 @@ PAPER_SETTINGS = {
     "table5": {"profile": {"full"}, "dataset": {"imagenet"}, "image_sizes": {(128, 192, 300)}, "recipe": {"paper", "code"}},
     "progressive": {"profile": {"full"}, "dataset": {"imagenet"}, "epochs": {350},
                     "schedule": {"paper Table 6", "official code"}, "recipe": {"paper", "code"}},
+    "time_to_accuracy": {"profile": {"full"}, "dataset": {"imagenet"}, "epochs": {350}, "recipe": {"paper", "code"}},
     "transfer": {"profile": {"full_transfer"}, "dataset": {"cifar10", "cifar100", "flowers102", "stanford_cars"},
                  "recipe": {"finetune paper", "finetune code"}},
 }
@@ -436,12 +437,142 @@ def transfer_claim(result) -> Claim:
                  _describe(c) + f", {result.steps} steps", comparable(c, PAPER_SETTINGS["transfer"]), verdict)
 
 
+# ---- faster training, measured (Figure 1a; Tables 7, 10, 11, 12) ------------------------------------------------
+
+TIME_MARGIN = 0.05  # a time ratio within 5% of 1 is parity: timings on a shared machine drift by that much
+
+
+def time_ratio_verdict(ratios: list[float]) -> str:
+    """"faster", "slower" or "unclear": whether the mean of ``ratios`` (one run's time over another's, per seed) is
+    below or above 1 by more than its noise: twice the standard error of the seeds' spread (two seeds or more),
+    never less than :data:`TIME_MARGIN` (with one seed, the spread is unknown: the margin alone)."""
+    mean = statistics.mean(ratios)
+    spread = 2 * statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) >= 2 else 0.0
+    margin = max(TIME_MARGIN, spread)
+    return "faster" if mean < 1 - margin else "slower" if mean > 1 + margin else "unclear"
+
+
+def _timed_training_comparable(conditions) -> Verdict:
+    """Trained in the paper's setting (ImageNet, 350 epochs, the paper's recipe) and timed on its devices."""
+    trained = comparable(conditions, PAPER_SETTINGS["time_to_accuracy"])
+    return trained if trained.label == "no" else _timed_like_the_paper(conditions)
+
+
+def time_to_accuracy_claim(result) -> Claim:
+    """Figure 1a, Tables 7 and 10: EfficientNetV2 with progressive learning (Algorithm 1) reaches the final accuracy
+    of EfficientNet (V1) trained at a fixed size in less training time. Statistic: per seed, V2's seconds to first
+    reach V1's final top-1 over V1's seconds (:func:`~effnetv2_mini.study.experiments.faster.time_to_reach`)."""
+    c, head = result.conditions, result.v2_progressive_time_to_v1_fixed_accuracy
+    t10 = {row["model"]: row for row in paper_table("table10")["rows"]}
+    v2m, b7 = t10["efficientnetv2_m"], t10["efficientnet_b7"]
+    paper = (f"V2-M {v2m['top1']}% in {v2m['train_hours']} h vs B7 {b7['top1']}% in {b7['train_hours']} h, both progressive "
+             f"(Table 10); B7 at its fixed size: {paper_table('progressive_claims')['efficientnet_b7_hours']['fixed']} h")
+    per_seed = head.get("per_seed") or []
+    statement = "EfficientNetV2 with progressive learning reaches EfficientNet's final accuracy in less training time"
+    if not per_seed:
+        return Claim("time_to_accuracy", "Fig. 1a, Tables 7, 10", statement, paper, "-", _describe(c),
+                     _timed_training_comparable(c), Verdict(NO_SIGNAL, "no V2 / V1 pair was trained"))
+    v2_final, v1_final = [p["v2_progressive_final_top1"] for p in per_seed], [p["target_top1"] for p in per_seed]
+    ratios, noise = [p["ratio"] for p in per_seed], difference_noise(v2_final, v1_final, c.val_images)
+    missed = sum(r is None for r in ratios)
+    diff = statistics.mean(v2_final) - statistics.mean(v1_final)
+    if _at_chance(v2_final + v1_final, c):
+        verdict = Verdict(NO_SIGNAL, f"both at chance level ({c.chance:.0f}%)")
+    elif missed:
+        verdict = (Verdict(CONTRADICTS, f"V2 never reached V1's final accuracy in {missed} of {len(ratios)} seed(s) and "
+                                        f"ends {diff:+.1f} points from it (noise {noise:.1f})") if diff < -noise else
+                   Verdict(NO_SIGNAL, f"V2 missed V1's final accuracy in {missed} of {len(ratios)} seed(s) but ends "
+                                      f"within noise of it ({diff:+.1f} points, noise {noise:.1f})"))
+    else:
+        mean, speed = statistics.mean(ratios), time_ratio_verdict(ratios)
+        verdict = {"faster": Verdict(AGREES, f"reached it in {mean:.2f}x V1's training time"),
+                   "slower": Verdict(CONTRADICTS, f"needed {mean:.2f}x V1's training time to reach it"),
+                   "unclear": Verdict(NO_SIGNAL, f"{mean:.2f}x V1's training time, within {TIME_MARGIN:.0%} of parity "
+                                                 "or the seeds' spread")}[speed]
+    shown = f"{statistics.mean(r for r in ratios if r is not None):.2f}x" if missed < len(ratios) else "never"
+    ours = (f"{head['v2_model']} + Algorithm 1 reached {head['v1_model']} fixed-size's final "
+            f"{statistics.mean(v1_final):.1f}% in {shown} its time ({len(ratios) - missed} of {len(ratios)} seed(s))")
+    return Claim("time_to_accuracy", "Fig. 1a, Tables 7, 10", statement, paper, ours, _describe(c),
+                 _timed_training_comparable(c), verdict)
+
+
+def _progressive_verdict(model: str, effect: dict, c) -> Verdict:
+    """One network: faster (see :func:`time_ratio_verdict`) at no loss of accuracy beyond noise."""
+    per_seed = [p for p in effect["per_seed"] if p["top1_diff"] is not None]
+    if not per_seed:
+        return Verdict(NO_SIGNAL, f"{model}: no finished pair")
+    fixed, prog = [p["fixed_top1"] for p in per_seed], [p["progressive_top1"] for p in per_seed]
+    noise, diff = difference_noise(prog, fixed, c.val_images), statistics.mean(prog) - statistics.mean(fixed)
+    ratios = [p["time_ratio"] for p in per_seed]
+    ratio, speed = statistics.mean(ratios), time_ratio_verdict(ratios)
+    if _at_chance(fixed + prog, c):
+        return Verdict(NO_SIGNAL, f"{model}: both at chance level")
+    if diff < -noise:
+        return Verdict(CONTRADICTS, f"{model}: {diff:+.1f} points (noise {noise:.1f}) at {ratio:.2f}x the time")
+    label = {"faster": AGREES, "slower": CONTRADICTS, "unclear": NO_SIGNAL}[speed]
+    return Verdict(label, f"{model}: {ratio:.2f}x the time, {diff:+.1f} points (noise {noise:.1f})")
+
+
+def progressive_each_claim(result) -> Claim:
+    """Section 6.2, Table 12: progressive learning speeds up every network it was tried on (ResNets, EfficientNets;
+    1.4x to 2.8x) and never lowers its accuracy. Agrees only if every network agrees; contradicts if any does."""
+    c = result.conditions
+    rows = paper_table("table12")["rows"]
+    paper = ", ".join(f"{r['model']} {r['baseline_hours'] / r['progressive_hours']:.2f}x" for r in rows) + (
+        f"; top-1 {min(r['progressive_top1'] - r['baseline_top1'] for r in rows):+.1f} to "
+        f"{max(r['progressive_top1'] - r['baseline_top1'] for r in rows):+.1f} points")
+    verdicts = [_progressive_verdict(m, e, c) for m, e in result.per_model.items()]
+    labels = {v.label for v in verdicts}
+    why = "; ".join(v.why for v in verdicts)
+    if not verdicts:
+        verdict = Verdict(NO_SIGNAL, "no network trained")
+    else:
+        verdict = Verdict(CONTRADICTS if CONTRADICTS in labels else AGREES if labels == {AGREES} else NO_SIGNAL, why)
+    ours = ", ".join(f"{m} {e['progressive_time_ratio']:.2f}x the time, {e['progressive_top1_diff']:+.1f} points"
+                     for m, e in result.per_model.items() if e["progressive_time_ratio"] is not None
+                     and e["progressive_top1_diff"] is not None) or "-"
+    return Claim("progressive_each", "Table 12", "progressive learning speeds up each network at no loss of accuracy",
+                 paper, ours, _describe(c), _timed_training_comparable(c), verdict)
+
+
+def _speed_verdict(row: dict, mode: str) -> str:
+    """"faster" / "slower" / "unclear" for V2 against V1 in ``mode``: beyond both timing ranges and by more than
+    :data:`TIME_MARGIN`."""
+    v2, v1, speedup = row[f"v2_{mode}_range"], row[f"v1_{mode}_range"], row[f"{mode}_speedup"]
+    if v2[0] > v1[1] and speedup > 1 + TIME_MARGIN:
+        return "faster"
+    if v1[0] > v2[1] and speedup < 1 / (1 + TIME_MARGIN):
+        return "slower"
+    return "unclear"
+
+
+def table11_claim(result) -> Claim:
+    """Section 6.1, Table 11: scaled down to V1's sizes, EfficientNetV2 is faster than EfficientNet at similar size
+    (V100 inference 2x-3x). Judged on inference images/s per pair (V2-Bx vs V1-Bx), beyond the timing spread."""
+    c, rows = result.conditions, result.rows
+    paper = ", ".join(f"{r['v2_model']} {r['v2_images_per_sec']} vs {r['v1_model']} {r['v1_images_per_sec']}"
+                      for r in paper_table("table11")["rows"]) + " img/s (V100 FP16 inference, batch 128)"
+    speeds = [_speed_verdict(r, "eval") for r in rows]
+    if not rows:
+        verdict = Verdict(NO_SIGNAL, "nothing timed")
+    elif "slower" in speeds:
+        slow = [r["v2_model"] for r, s in zip(rows, speeds) if s == "slower"]
+        verdict = Verdict(CONTRADICTS, f"inference slower than V1 beyond the timing spread: {', '.join(slow)}")
+    elif set(speeds) == {"faster"}:
+        verdict = Verdict(AGREES, "every V2-Bx infers faster than V1-Bx beyond the timing spread")
+    else:
+        verdict = Verdict(NO_SIGNAL, "some pairs' timing ranges overlap or differ by under 5%")
+    ours = ", ".join(f"{r['v2_model']} / {r['v1_model']}: inference {r['eval_speedup']:.2f}x, training "
+                     f"{r['train_speedup']:.2f}x" for r in rows) or "-"
+    return Claim("table11", "Table 11", "EfficientNetV2 scaled down to V1's sizes is faster than EfficientNet", paper,
+                 ours, _describe(c) + f", batch {result.batch_size}", _timed_like_the_paper(c), verdict)
 
 
 _CLAIMS = {"ArchitectureResult": [counts_claim], "TrainingResult": [training_claim], "Table2Result": [table2_claim],
            "Table3Result": [table3_claim], "PerStageResult": [per_stage_claim], "NasResult": [nas_claims],
            "Table5Result": [table5_claim], "ProgressiveResult": [table6_claim, speedup_claim, adaptive_claim],
-           "TransferResult": [transfer_claim], "ScalingResult": []}
+           "TransferResult": [transfer_claim], "ScalingResult": [],
+           "TimeToAccuracyResult": [time_to_accuracy_claim, progressive_each_claim], "Table11Result": [table11_claim]}
 
 
 def claims_for(result) -> list[Claim]:
@@ -463,7 +594,7 @@ def claims_for(result) -> list[Claim]:
 
 # Claims decided by comparing trained runs with each other: with one seed, their noise is the validation set's
 # sampling error alone, and the run-to-run spread (often larger on small runs) is not known.
-COMPARED_RUNS = ("table5", "speedup", "adaptive", "transfer")
+COMPARED_RUNS = ("table5", "speedup", "adaptive", "transfer", "time_to_accuracy", "progressive_each")
 ONE_SEED = "; one seed: the run-to-run spread is not measured, only the validation set's sampling error"
 
 

@@ -14,6 +14,8 @@ Section 3.2 NAS                    :func:`.search.nas_search`                   
 Table 5 (size x RandAugment)       :func:`.progressive.table5_grid`                  05
 Progressive speed-up, ablations    :func:`.progressive.progressive_comparison`       05
 Table 8 (transfer)                 :func:`.transfer.transfer`                        06
+Fig. 1a, Tables 7, 10, 12 (time)   :func:`.faster.time_to_accuracy`                  (bench)
+Table 11 (V2-Bx vs V1-Bx speed)    :func:`.faster.table11_speed`                     (bench)
 =================================  ================================================  ==========
 """
 
@@ -28,6 +30,7 @@ from .efficiency import (
                          table2_memory,
                          table3_fused_stages,
 )
+from .faster import Table11Result, TimeToAccuracyResult, table11_speed, time_to_accuracy
 from .progressive import ProgressiveResult, Table5Result, progressive_comparison, table5_grid
 from .results import Conditions, Result, load_results, save_results
 from .search import NasResult, nas_search
@@ -37,4 +40,5 @@ from .transfer import TransferResult, transfer
 __all__ = ["architecture", "train_model", "table2_memory", "table3_fused_stages", "per_stage_speed", "scaling_speed",
            "nas_search", "table5_grid", "progressive_comparison", "transfer", "Conditions", "Result", "save_results",
            "load_results", "ArchitectureResult", "TrainingResult", "Table2Result", "Table3Result", "PerStageResult",
-           "ScalingResult", "NasResult", "Table5Result", "ProgressiveResult", "TransferResult"]
+           "ScalingResult", "NasResult", "Table5Result", "ProgressiveResult", "TransferResult", "time_to_accuracy",
+           "table11_speed", "TimeToAccuracyResult", "Table11Result"]
