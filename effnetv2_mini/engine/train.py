@@ -44,10 +44,9 @@ from ..data.datasets import is_built_in
 from ..data.devicedecode import EncodedBatch
 from ..data.loaders import Loaders
 from ..paper.configs import get_config
-from ..paper.mixing import make_mixer
 from ..paper.model import build_model
 from ..paper.optim import build_optimizer, lr_factor, make_ema
-from ..paper.progressive import EpochSettings, ProgressiveSchedule, constant_schedule
+from ..paper.progressive import EpochPlan, ProgressiveSchedule, apply_stage, constant_schedule
 from ..paper.recipe import RECIPES
 from .checkpoint import atomic_link, atomic_save, atomic_write_text, load_checkpoint, non_finite_tensors, rng_state, set_rng_state
 from .devices import autocast, device_name, peak_memory_mb
@@ -419,24 +418,21 @@ def fit(config: TrainConfig, schedule: ProgressiveSchedule | None = None, extra_
     with StopRequests(run, stop_after_steps) as stop:
         try:
             for epoch in range(run.state.epoch, config.epochs):
-                settings = schedule.stage_at(epoch)
-                stats = train_one_epoch(run, epoch, settings, stop, on_epoch_start)
-                end_epoch(run, epoch, settings, stats)
+                plan = schedule.stage_at(epoch)
+                stats = train_one_epoch(run, epoch, plan, stop, on_epoch_start)
+                end_epoch(run, epoch, plan, stats)
         finally:
             run.data.close()
     barrier(run.info)
     return read_summary(run.out)
 
 
-def train_one_epoch(run: Run, epoch: int, settings: EpochSettings, stop: StopRequests, on_epoch_start=None) -> dict:
+def train_one_epoch(run: Run, epoch: int, plan: EpochPlan, stop: StopRequests, on_epoch_start=None) -> dict:
     """One epoch (or the rest of an interrupted one): returns the epoch's loss sum, images seen, images skipped
     and seconds. A stop request (Ctrl-C, SIGTERM) ends it at a batch boundary with a checkpoint."""
     config, state = run.config, run.state
-    if settings.dropout is not None:
-        run.model.set_dropout(settings.dropout)
-    cutmix = settings.mixup_alpha if config.cutmix_with_mixup else config.cutmix_alpha
-    mixer = make_mixer(run.data.num_classes, settings.mixup_alpha, cutmix)
-    loader = run.data.train(settings.image_size, settings.randaug_magnitude, epoch, state.batches_done)
+    loader, mixer = apply_stage(plan, run.model, run.data, epoch, state.batches_done, config.cutmix_alpha,
+                                config.cutmix_with_mixup)
     if on_epoch_start is not None:
         on_epoch_start(epoch, run.model, loader, mixer)
     run.model.train()
@@ -509,7 +505,7 @@ def _save_interrupted(run: Run, epoch: int, sums: dict, seconds: float) -> None:
     raise KeyboardInterrupt
 
 
-def end_epoch(run: Run, epoch: int, settings: EpochSettings, stats: dict) -> dict:
+def end_epoch(run: Run, epoch: int, plan: EpochPlan, stats: dict) -> dict:
     """Evaluate, write the epoch's metrics line, then the checkpoints (best.pt before last.pt, so that a failure
     in between leaves last.pt at the previous epoch and a rerun redoes this one)."""
     state = run.state
@@ -517,10 +513,10 @@ def end_epoch(run: Run, epoch: int, settings: EpochSettings, stats: dict) -> dic
     loss_sum, seen, skipped, timed = all_reduce(
         [stats["loss_sum"], float(stats["seen"]), float(stats["skipped"]), float(stats["timed"])], run.info, run.device)
     evaluated = (epoch + 1) % run.config.eval_every == 0 or epoch + 1 == run.config.epochs
-    metrics = {"epoch": epoch + 1, "stage": settings.stage, "train_loss": loss_sum / max(1.0, seen),
-               **(_scores(run) if evaluated else {}), "lr": run.scheduler.get_last_lr()[0], "image_size": settings.image_size,
-               "dropout": run.model.dropout.p, "randaug_magnitude": settings.randaug_magnitude,
-               "mixup_alpha": settings.mixup_alpha, "images_per_sec": timed / max(1e-9, stats["seconds"]),
+    metrics = {"epoch": epoch + 1, "stage": plan.stage, "train_loss": loss_sum / max(1.0, seen),
+               **(_scores(run) if evaluated else {}), "lr": run.scheduler.get_last_lr()[0], "image_size": plan.image_size,
+               "dropout": run.model.dropout.p, "randaug_magnitude": plan.randaug_magnitude,
+               "mixup_alpha": plan.mixup_alpha, "images_per_sec": timed / max(1e-9, stats["seconds"]),
                "epoch_seconds": stats["seconds"], "wall_time": state.elapsed,
                "peak_memory_mb": peak_memory_mb(run.device), "skipped_images": int(skipped)}
     run.model.train()
