@@ -105,9 +105,11 @@ def _bench(args) -> None:
 
 
 def _train(args) -> None:
+    from .engine.config import TrainConfig
     from .engine.distributed import Rendezvous
+    from .engine.errors import TrainingDiverged
+    from .engine.launch import launch
     from .engine.schedule_spec import parse_schedule
-    from .engine.train import TrainConfig, TrainingDiverged, launch
 
     synthetic = {k: v for k, v in (("num_samples", args.train_samples), ("difficulty", args.difficulty)) if v is not None}
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
@@ -139,7 +141,7 @@ def _eval(args) -> None:
 
 
 def _nas(args) -> None:
-    from .engine.train import TrainConfig
+    from .engine.config import TrainConfig
     from .paper.nas import failures, run_search, summarize
 
     synthetic = {"num_samples": args.train_samples} if args.train_samples else {}

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from effnetv2_mini.engine.train import TrainConfig, fit, launch
+from effnetv2_mini.engine.config import TrainConfig
+from effnetv2_mini.engine.launch import launch
+from effnetv2_mini.engine.loop import fit
 from effnetv2_mini.paper.progressive import (
     PAPER_TABLE_6,
     ProgressiveSchedule,

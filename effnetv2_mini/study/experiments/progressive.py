@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...data.datasets import dataset_or_fallback
-from ...engine.train import TrainConfig, launch, reported_top1
+from ...engine.config import TrainConfig
+from ...engine.launch import launch
+from ...engine.rundir import reported_top1
 from ...paper.progressive import ProgressiveSchedule, linear_schedule, schedule_preset, variant
 from .common import data_fields
 from .results import Result, result_type

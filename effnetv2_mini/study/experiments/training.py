@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...data.datasets import dataset_or_fallback
+from ...engine.config import TrainConfig
+from ...engine.launch import launch
 from ...engine.schedule_spec import parse_schedule
-from ...engine.train import TrainConfig, launch
 from ...paper.progressive import ProgressiveSchedule
 from .common import data_fields
 from .results import FINAL_EMA, FINAL_RAW, Result, measure_conditions, result_type

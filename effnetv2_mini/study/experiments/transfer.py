@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...data.datasets import dataset_or_fallback
+from ...engine.config import TrainConfig
 from ...engine.devices import pick_device
-from ...engine.train import TrainConfig, launch
+from ...engine.launch import launch
 from ...paper.transfer import PAPER_TABLE_8, finetune_config, imagenet21k_config
 from .common import data_fields
 from .results import FINAL_EMA, FINAL_RAW, Result, measure_conditions, result_type
