@@ -25,10 +25,11 @@ import yaml
 from tqdm import tqdm
 
 from effnetv2_mini.data.datasets import loud_notice
+from effnetv2_mini.engine.checkpoint import atomic_write_json
 
 from .plans import ROOT, Plan, PlanEntry, notebook_parameters
 from .report import write_report
-from .status import load_status, now, write_json_atomic
+from .status import load_status, now
 
 RUNS_DIR = ROOT / "runs"
 
@@ -213,10 +214,10 @@ def _run_entries(plan: Plan, todo: list[PlanEntry], out_dir: Path, status: dict,
                 record = run_entry(entry, out_dir, parameters, environment)
             except _Interrupted as interrupted:
                 status[entry.name] = interrupted.record
-                write_json_atomic(out_dir / "status.json", status)
+                atomic_write_json(out_dir / "status.json", status, indent=2)
                 raise KeyboardInterrupt from None
             status[entry.name] = record
-            write_json_atomic(out_dir / "status.json", status)
+            atomic_write_json(out_dir / "status.json", status, indent=2)
             for notice in fallback_notices(out_dir / f"{entry.name}.json"):
                 tqdm.write(f"  {entry.name}: {notice}", file=stream)
             if record["state"] != "done":

@@ -61,7 +61,8 @@ class TrainConfig:
     normalize: str | None = None  # official | imagenet | finetune; None: the preprocessing's own
     randaug_magnitude: float = 0.0
     randaug_reference: int | None = None  # None: official absolute pixels in RandAugment; N: scaled as for N px
-    crop_scale: tuple[float, float] | None = None  # training crop area range; None: the preprocessing's, synthetic (0.35, 1)
+    # training crop area range; None: the preprocessing's (synthetic sets: effnetv2_mini.data.loaders.SYNTHETIC_CROP_SCALE)
+    crop_scale: tuple[float, float] | None = None
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     cutmix_with_mixup: bool | None = None  # CutMix on half of each batch at the mixup alpha (the official code)

@@ -24,7 +24,16 @@ from .. import __version__
 from ..data.loaders import Loaders
 from ..paper.model import build_model
 from ..paper.optim import build_optimizer, lr_factor, make_ema
-from .checkpoint import atomic_link, atomic_save, atomic_write_text, load_checkpoint, non_finite_tensors, rng_state, set_rng_state
+from .checkpoint import (
+    atomic_link,
+    atomic_save,
+    atomic_write_json,
+    atomic_write_text,
+    load_checkpoint,
+    non_finite_tensors,
+    rng_state,
+    set_rng_state,
+)
 from .config import TrainConfig, ema_decay_per_step
 from .devices import device_name
 from .distributed import DistInfo, setup
@@ -233,7 +242,7 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
                "train_images": len(run.data.train_set), "val_images": len(run.data.val_set), **(extra_config or {})}
     for stale in (p for pattern in ("*.pt*.tmp", "*.json*.tmp", "*.jsonl*.tmp") for p in run.out.glob(pattern)):
         stale.unlink(missing_ok=True)  # a partial write of a killed process (kill -9 while saving)
-    atomic_write_text(run.out / "config.json", json.dumps(payload, indent=2, default=str))
+    atomic_write_json(run.out / "config.json", payload, indent=2, default=str)
     report = getattr(run.model, "init_report", None)
     if report is not None:
         (run.out / "init_report.json").write_text(json.dumps(report.to_dict(), indent=2))
