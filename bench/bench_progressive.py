@@ -26,6 +26,7 @@ from pathlib import Path
 from effnetv2_mini.study.experiments import progressive_comparison
 from effnetv2_mini.study.experiments.progressive import comparison_schedule
 from effnetv2_mini.study.profiles import settings
+from effnetv2_mini.study.tables import schedule_table
 
 
 def parse(argv=None):
@@ -60,7 +61,7 @@ def run(args) -> dict:
                    seeds=args.seeds, batch_size=args.batch_size, images_per_class=args.images_per_class,
                    train_samples=args.train_samples, cache=args.cache, workers=args.workers)
     cfg = dataclasses.replace(cfg, profile="bench")  # labelled as what it is (smoke defaults fill the rest)
-    print(comparison_schedule(cfg).table(), flush=True)
+    print(schedule_table(comparison_schedule(cfg)), flush=True)
     result = progressive_comparison(cfg, args.out or tempfile.mkdtemp(prefix="bench-progressive-"))
     by = {(r["variant"], r["seed"]): r for r in result.rows}
     per_seed = [{"seed": s, "time_ratio": by["progressive", s]["train_seconds"] / by["fixed", s]["train_seconds"],

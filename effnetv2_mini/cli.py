@@ -105,9 +105,11 @@ def _bench(args) -> None:
 
 
 def _train(args) -> None:
+    from .engine.config import TrainConfig
     from .engine.distributed import Rendezvous
-    from .engine.train import TrainConfig, TrainingDiverged, launch
-    from .paper.progressive import parse_schedule
+    from .engine.errors import TrainingDiverged
+    from .engine.launch import launch
+    from .engine.schedule_spec import parse_schedule
 
     synthetic = {k: v for k, v in (("num_samples", args.train_samples), ("difficulty", args.difficulty)) if v is not None}
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
@@ -139,7 +141,7 @@ def _eval(args) -> None:
 
 
 def _nas(args) -> None:
-    from .engine.train import TrainConfig
+    from .engine.config import TrainConfig
     from .paper.nas import failures, run_search, summarize
 
     synthetic = {"num_samples": args.train_samples} if args.train_samples else {}
@@ -272,12 +274,14 @@ def _add_recipe_options(p) -> None:
 
 
 def _add_progressive_options(p) -> None:
+    from .paper.progressive import VARIANTS
+
     p.add_argument("--progressive", metavar="paper|code|SPEC",
                    help="progressive learning (paper section 4, Algorithm 1): 'paper' (Table 6) or 'code' (the official "
                         "schedule) for efficientnetv2_s/m/l, or a SPEC for any model, e.g. \"stages=4 size=128:300 "
                         "randaug=5:15 mixup=0:0 dropout=0.1:0.3\" (first:last stage; sizes in between rounded to 8). "
                         "--epochs is the whole schedule's; --eval-size stays the model's unless given")
-    p.add_argument("--variant", choices=["progressive", "fixed", "progressive_fixed_reg", "random"], default="progressive",
+    p.add_argument("--variant", choices=VARIANTS, default="progressive",
                    help="with --progressive: the paper's ablations (same epochs and stages)")
 
 

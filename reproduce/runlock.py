@@ -18,7 +18,9 @@ import signal
 import sys
 from pathlib import Path
 
-from .status import now, write_json_atomic
+from effnetv2_mini.engine.checkpoint import atomic_write_json
+
+from .status import now
 
 __all__ = ["Stopped", "RunnerBusyError", "hold", "set_session", "die_with_parent"]
 
@@ -103,7 +105,7 @@ def hold(out_dir: Path, plan: str, stream=sys.stderr):
     if isinstance(previous.get("session"), int):
         stop_orphans(previous["session"], stream=stream)
     record = {"pid": os.getpid(), "plan": plan, "started": now(), "session": None}
-    write_json_atomic(path, record)
+    atomic_write_json(path, record)
     try:
         yield record
     finally:
@@ -115,7 +117,7 @@ def hold(out_dir: Path, plan: str, stream=sys.stderr):
 def set_session(out_dir: Path, record: dict, session: int | None) -> None:
     """Record the process session of the notebook now running (None when it ended)."""
     record["session"] = session
-    write_json_atomic(Path(out_dir) / LOCK, record)
+    atomic_write_json(Path(out_dir) / LOCK, record)
 
 
 def die_with_parent() -> None:

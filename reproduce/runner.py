@@ -25,12 +25,13 @@ import yaml
 from tqdm import tqdm
 
 from effnetv2_mini.data.datasets import loud_notice
+from effnetv2_mini.engine.checkpoint import atomic_write_json
 
 from . import runlock
 from .plans import ROOT, Plan, PlanEntry, notebook_parameters
 from .report import write_report
 from .runlock import Stopped
-from .status import load_status, now, write_json_atomic
+from .status import load_status, now
 
 RUNS_DIR = ROOT / "runs"
 
@@ -215,10 +216,10 @@ def _run_entries(plan: Plan, todo: list[PlanEntry], out_dir: Path, status: dict,
                 record = run_entry(entry, out_dir, parameters, environment, lock)
             except _Interrupted as interrupted:
                 status[entry.name] = interrupted.record
-                write_json_atomic(out_dir / "status.json", status)
+                atomic_write_json(out_dir / "status.json", status, indent=2)
                 raise KeyboardInterrupt from None
             status[entry.name] = record
-            write_json_atomic(out_dir / "status.json", status)
+            atomic_write_json(out_dir / "status.json", status, indent=2)
             for notice in fallback_notices(out_dir / f"{entry.name}.json"):
                 tqdm.write(f"  {entry.name}: {notice}", file=stream)
             if record["state"] != "done":

@@ -12,22 +12,13 @@ import datetime as _dt
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
-__all__ = ["load_status", "write_json_atomic", "now"]
+__all__ = ["load_status", "now"]
 
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        json.dump(payload, handle, indent=2)
-        tmp = handle.name
-    os.replace(tmp, path)
 
 
 def load_status(out_dir: Path) -> dict:

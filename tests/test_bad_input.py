@@ -19,7 +19,8 @@ from PIL import Image
 
 from effnetv2_mini.cli import main
 from effnetv2_mini.engine.checkpoint import CheckpointError, load_checkpoint, non_finite_tensors
-from effnetv2_mini.engine.train import TrainConfig, fit
+from effnetv2_mini.engine.config import TrainConfig
+from effnetv2_mini.engine.loop import fit
 
 TINY = ["--model", "demo_v2_tiny", "--dataset", "synthetic", "--train-samples", "64", "--image-size", "32",
         "--batch-size", "32", "--recipe", "simple", "--workers", "0", "--quiet"]

@@ -37,8 +37,10 @@ from effnetv2_mini.data.devicedecode import (
 from effnetv2_mini.data.images import CorruptImageError
 from effnetv2_mini.data.loaders import Loaders
 from effnetv2_mini.data.transforms import train_transform
+from effnetv2_mini.engine.checkpoint import load_checkpoint
+from effnetv2_mini.engine.config import TrainConfig
 from effnetv2_mini.engine.distributed import DistInfo
-from effnetv2_mini.engine.train import TrainConfig, fit, load_checkpoint
+from effnetv2_mini.engine.loop import fit
 from effnetv2_mini.paper import augment
 from effnetv2_mini.paper.augment import OPS, apply_op
 

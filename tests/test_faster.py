@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from effnetv2_mini.engine.train import TrainConfig, fit
+from effnetv2_mini.engine.config import TrainConfig
+from effnetv2_mini.engine.loop import fit
 from effnetv2_mini.paper.model import build_model
 from effnetv2_mini.paper.progressive import linear_schedule
 from effnetv2_mini.study.claims import (

@@ -27,7 +27,9 @@ import torch
 
 from effnetv2_mini.engine import checkpoint as checkpoint_module
 from effnetv2_mini.engine.checkpoint import CheckpointError, load_checkpoint, non_finite_tensors
-from effnetv2_mini.engine.train import TrainConfig, TrainingDiverged, fit
+from effnetv2_mini.engine.config import TrainConfig
+from effnetv2_mini.engine.errors import TrainingDiverged
+from effnetv2_mini.engine.loop import fit
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = {"images_per_sec", "epoch_seconds", "wall_time", "peak_memory_mb"}
@@ -82,7 +84,8 @@ def straight(tmp_path_factory):
 CHILD = textwrap.dedent("""
     import io, json, os, signal, sys
     import torch
-    from effnetv2_mini.engine.train import fit, config_from_dict
+    from effnetv2_mini.engine.config import config_from_dict
+    from effnetv2_mini.engine.loop import fit
 
     torch.set_num_threads(1)  # as the test process: the same arithmetic
     spec = json.loads(sys.argv[1])

@@ -9,7 +9,7 @@ import torch
 from optuna.trial import TrialState
 
 from effnetv2_mini import build_model
-from effnetv2_mini.engine.train import TrainConfig
+from effnetv2_mini.engine.config import TrainConfig
 from effnetv2_mini.measure import count_params
 from effnetv2_mini.paper.nas import SPACES, load_study, reward, run_search, summarize
 

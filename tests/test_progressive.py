@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from effnetv2_mini.engine.train import TrainConfig, fit, launch
+from effnetv2_mini.engine.config import TrainConfig
+from effnetv2_mini.engine.launch import launch
+from effnetv2_mini.engine.loop import fit
 from effnetv2_mini.paper.progressive import (
     PAPER_TABLE_6,
     ProgressiveSchedule,
@@ -27,6 +29,14 @@ def test_paper_presets_reproduce_table_6(model):
     sizes = [s.image_size for s in schedule.stages]
     assert sizes == sorted(sizes) and all(size % 8 == 0 for size in sizes[1:-1])
     assert schedule.source == "paper Table 6"
+
+
+def test_table_6_is_the_one_the_report_compares_with():
+    """paper/progressive.py trains with Table 6; the report reads it from study/paper_numbers.yaml: the same numbers."""
+    from effnetv2_mini.study.reference import paper_table
+
+    recorded = paper_table("table6")["ranges"]
+    assert PAPER_TABLE_6 == {model: {key: tuple(bounds) for key, bounds in ranges.items()} for model, ranges in recorded.items()}
 
 
 def test_paper_values_for_v2_s_in_detail():
@@ -71,7 +81,7 @@ def test_variants():
     epochs = [rand.stage_at(e) for e in range(12)]
     assert all(epochs[i] == epochs[i + 1] for i in range(0, 12, 2))  # resampled every 2 epochs
     assert len({e.image_size for e in epochs}) > 1
-    assert [e.image_size for e in epochs] == [e.image_size for e in variant(base, "random", every=2, seed=1).epoch_settings()]
+    assert [e.image_size for e in epochs] == [e.image_size for e in variant(base, "random", every=2, seed=1).epoch_plans()]
     with pytest.raises(ValueError, match="variants"):
         variant(base, "shuffle")
 

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from effnetv2_mini.engine.train import TrainConfig, TrainingDiverged, fit, load_checkpoint
+from effnetv2_mini.engine.checkpoint import load_checkpoint
+from effnetv2_mini.engine.config import TrainConfig
+from effnetv2_mini.engine.errors import TrainingDiverged
+from effnetv2_mini.engine.loop import fit
 from effnetv2_mini.paper.optim import RMSpropTF, lr_factor, param_groups
 from effnetv2_mini.paper.recipe import RECIPES
 
@@ -118,7 +121,7 @@ def test_rmsprop_follows_a_tensorflow_1_trace():
 
 def test_the_ema_decay_is_scaled_to_the_batch_it_was_set_for():
     """0.9999 per step at a global batch of 4096 (the official recipe) is 0.9999 ** (64 / 4096) per step at 64."""
-    from effnetv2_mini.engine.train import ema_decay_per_step
+    from effnetv2_mini.engine.config import ema_decay_per_step
 
     paper = TrainConfig(recipe="paper", batch_size=64).resolved()
     assert ema_decay_per_step(paper) == pytest.approx(0.9999984374, abs=1e-10)
@@ -151,10 +154,11 @@ def test_ddp_two_processes_write_one_set_of_metrics(tmp_path):
 
 
 def test_launch_config_round_trips_through_json(tmp_path):
-    """What ``launch(nproc > 1)`` hands to torchrun: the config as JSON, read back by ``python -m effnetv2_mini.engine.train``."""
+    """What ``launch(nproc > 1)`` hands to torchrun: the config as JSON, read back by
+    ``python -m effnetv2_mini.engine.launch``."""
     import dataclasses
 
-    from effnetv2_mini.engine.train import _main
+    from effnetv2_mini.engine.launch import _main
 
     config = tiny_config(tmp_path / "run", epochs=1, crop_scale=(0.5, 1.0))
     spec = tmp_path / "launch.json"

@@ -10,7 +10,9 @@ from PIL import Image
 from effnetv2_mini import build_model
 from effnetv2_mini.compat import ArchitectureMismatch, load_pretrained, torchvision_key_map
 from effnetv2_mini.data.datasets import get_dataset
-from effnetv2_mini.engine.train import TrainConfig, fit, load_checkpoint
+from effnetv2_mini.engine.checkpoint import load_checkpoint
+from effnetv2_mini.engine.config import TrainConfig
+from effnetv2_mini.engine.loop import fit
 from effnetv2_mini.paper.transfer import IMAGENET21K_CLASSES, finetune_config, from_21k_to_1k, imagenet21k_config
 
 

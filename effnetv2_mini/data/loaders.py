@@ -24,7 +24,11 @@ from .devicedecode import DevicePipeline, SeededEncoded, collate_encoded, encode
 from .images import collate_skipping
 from .transforms import eval_transform, train_transform
 
-__all__ = ["SeededSampler", "SeededDataset", "ClassSubset", "make_loader", "Loaders"]
+__all__ = ["SeededSampler", "SeededDataset", "ClassSubset", "make_loader", "Loaders", "SYNTHETIC_CROP_SCALE"]
+
+# The training crop's area range (fraction of the image) on the built-in synthetic sets, unless crop_scale is given;
+# photo data sets keep their preprocessing's own (effnetv2_mini.data.transforms).
+SYNTHETIC_CROP_SCALE = (0.35, 1.0)
 
 
 class SeededSampler(Sampler):
@@ -146,7 +150,7 @@ class Loaders:
             else:
                 _set_resolution(self.train_set, image_size)
             config = self.config
-            scale = config.crop_scale or ((0.35, 1.0) if is_built_in(config.dataset) else None)
+            scale = config.crop_scale or (SYNTHETIC_CROP_SCALE if is_built_in(config.dataset) else None)
             self.train_set.transform = train_transform(image_size, randaug_magnitude, config.preprocessing,
                                                        tuple(scale) if scale else None, config.randaug_reference,
                                                        config.normalize)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 import re
@@ -24,8 +25,8 @@ import torch
 
 from .errors import CheckpointError
 
-__all__ = ["CheckpointError", "atomic_save", "atomic_link", "atomic_write_text", "load_checkpoint", "rng_state", "set_rng_state",
-           "non_finite_tensors"]
+__all__ = ["CheckpointError", "atomic_save", "atomic_link", "atomic_write_text", "atomic_write_json", "load_checkpoint",
+           "rng_state", "set_rng_state", "non_finite_tensors"]
 
 
 def atomic_save(payload: dict, path: str | os.PathLike) -> None:
@@ -66,6 +67,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Replace the text file ``path`` atomically (a run's config.json and metrics.jsonl): a crash or a full disk
     leaves the previous version, never a truncated one."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, suffix=".tmp", delete=False)
     try:
         with handle:
@@ -81,6 +83,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     finally:
         if os.path.exists(handle.name):
             os.unlink(handle.name)
+
+
+def atomic_write_json(path: str | os.PathLike, payload, **options) -> None:
+    """:func:`atomic_write_text` of ``json.dumps(payload, **options)`` (run files, results, a batch's status)."""
+    atomic_write_text(path, json.dumps(payload, **options))
 
 
 def _disk_full(error: BaseException | None) -> bool:

@@ -3,8 +3,12 @@ line can catch them without importing torch)."""
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError"]
+__all__ = ["CheckpointError", "TrainingDiverged"]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be written or read; the message names the file and what to do."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or a weight) became NaN or infinite; the message says which checkpoint is kept."""

@@ -8,7 +8,7 @@ from ..data.transforms import eval_transform, normalization_of
 from ..paper.model import build_model
 from .checkpoint import CheckpointError, load_checkpoint
 from .devices import pick_device
-from .train import evaluate
+from .loop import evaluate
 
 __all__ = ["evaluate_checkpoint", "load_model", "show_predictions"]
 

@@ -35,8 +35,10 @@ from pathlib import Path
 
 import torch
 
+from ..engine.config import TrainConfig
 from ..engine.devices import OUT_OF_MEMORY, pick_device
-from ..engine.train import TrainConfig, TrainingDiverged, fit
+from ..engine.errors import TrainingDiverged
+from ..engine.loop import fit
 from ..measure import benchmark_throughput, count_params
 from .configs import ModelConfig, decode_arch, get_config
 from .model import build_model

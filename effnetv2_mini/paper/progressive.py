@@ -10,8 +10,10 @@ and inherits the weights (and optimizer, EMA, learning-rate schedule) of the sta
 with weak regularization, large images with strong regularization (the paper's Table 5 shows why).
 
     schedule = schedule_preset("efficientnetv2_s", source="paper", epochs=350, stages=4)
-    print(schedule.table())
-    fit(config, schedule)              # effnetv2_mini.engine.train: the schedule's epochs and eval size replace the config's
+    fit(config, schedule)      # effnetv2_mini.engine.loop: the schedule's epochs and eval size replace the config's
+
+Each epoch, the loop asks the schedule for its :class:`EpochPlan` (``stage_at(epoch)``) and hands it to
+:func:`apply_stage`, where the stage's size and regularization reach the model and the data loader.
 
 Two schedule presets, never mixed (docs/paper.md#table-6-and-the-papers-schedule and
 #how-the-official-code-schedules-it):
@@ -21,10 +23,10 @@ Two schedule presets, never mixed (docs/paper.md#table-6-and-the-papers-schedule
 - ``code``: the official code, ``size_i = int(128 + (train_size - 128) * (i + 1) / M)`` (V2-S: 171, 214, 257,
   300), RandAugment ``linspace(5, ram, M)``, mixup ``linspace(0, alpha, M)``, dropout fixed per model.
 
-Ablation variants (:func:`variant`): ``progressive`` (adaptive regularization, the paper's method), ``fixed``
-(largest size and strongest regularization throughout), ``progressive_fixed_reg`` (sizes grow, regularization
-stays at its final strength) and ``random`` (every ``every`` epochs a stage is drawn at random, with its own
-size and regularization).
+Ablation variants (:func:`variant`): ``fixed`` (largest size and strongest regularization throughout),
+``progressive_fixed_reg`` (sizes grow, regularization stays at its final strength), ``progressive`` (adaptive
+regularization, the paper's method) and ``random`` (every ``every`` epochs a stage is drawn at random, with its
+own size and regularization).
 """
 
 from __future__ import annotations
@@ -32,29 +34,38 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..study.reference import paper_table
-from ..study.tables import format_table
 from .configs import get_config
 
-__all__ = ["EpochSettings", "ProgressiveStage", "ProgressiveSchedule", "constant_schedule", "linear_schedule",
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from .mixing import Mixer
+
+__all__ = ["EpochPlan", "ProgressiveStage", "ProgressiveSchedule", "apply_stage", "constant_schedule", "linear_schedule",
            "schedule_preset", "variant", "VARIANTS", "PAPER_TABLE_6", "CODE_SCHEDULES"]
 
-# Paper Table 6: (min, max) per model, from the reference data file.
-PAPER_TABLE_6 = {model: {key: tuple(bounds) for key, bounds in ranges.items()}
-                 for model, ranges in paper_table("table6")["ranges"].items()}
+# Paper Table 6 (section 5.1): (min, max) of each quantity over the stages, per model. The same numbers are in
+# study/paper_numbers.yaml (the report's reference file); tests/test_progressive.py checks that they agree.
+PAPER_TABLE_6 = {
+    "efficientnetv2_s": dict(image_size=(128, 300), randaug_magnitude=(5, 15), mixup_alpha=(0, 0), dropout=(0.1, 0.3)),
+    "efficientnetv2_m": dict(image_size=(128, 380), randaug_magnitude=(5, 20), mixup_alpha=(0, 0.2), dropout=(0.1, 0.4)),
+    "efficientnetv2_l": dict(image_size=(128, 380), randaug_magnitude=(5, 25), mixup_alpha=(0, 0.4), dropout=(0.1, 0.5)),
+}
 # Official code (hparams / effnetv2_configs): final train size, RandAugment max, mixup max, fixed dropout.
 CODE_SCHEDULES = {
     "efficientnetv2_s": dict(train_size=300, randaug_max=10, mixup_max=0.0, dropout=0.2),
     "efficientnetv2_m": dict(train_size=384, randaug_max=15, mixup_max=0.2, dropout=0.3),
     "efficientnetv2_l": dict(train_size=384, randaug_max=20, mixup_max=0.5, dropout=0.4),
 }
-VARIANTS = ("progressive", "fixed", "progressive_fixed_reg", "random")
+# The ablation variants, in the order the comparison trains them (the fixed-size baseline first).
+VARIANTS = ("fixed", "progressive_fixed_reg", "progressive", "random")
 
 
 @dataclass(frozen=True)
-class EpochSettings:
-    """What the training loop needs to know about one epoch: the image size and the regularization strengths."""
+class EpochPlan:
+    """What one epoch trains with: its stage's image size and regularization strengths."""
 
     image_size: int
     dropout: float | None  # None: leave the model's dropout alone
@@ -78,7 +89,7 @@ class ProgressiveStage:
 
 @dataclass(frozen=True)
 class ProgressiveSchedule:
-    """The stages of one training run; :func:`effnetv2_mini.engine.train.fit` asks ``stage_at(epoch)`` every epoch."""
+    """The stages of one training run; :func:`effnetv2_mini.engine.loop.fit` asks ``stage_at(epoch)`` every epoch."""
 
     stages: tuple[ProgressiveStage, ...]
     eval_size: int
@@ -98,21 +109,12 @@ class ProgressiveSchedule:
             return random.Random(self.seed * 1_000_003 + epoch // self.every).randrange(len(self.stages))
         return next(s.index for s in self.stages if s.start_epoch <= epoch < s.start_epoch + s.epochs)
 
-    def stage_at(self, epoch: int) -> EpochSettings:
+    def stage_at(self, epoch: int) -> EpochPlan:
         stage = self.stages[self.stage_index(epoch)]
-        return EpochSettings(stage.image_size, stage.dropout, stage.randaug_magnitude, stage.mixup_alpha, stage.index)
+        return EpochPlan(stage.image_size, stage.dropout, stage.randaug_magnitude, stage.mixup_alpha, stage.index)
 
-    def epoch_settings(self) -> list[EpochSettings]:
+    def epoch_plans(self) -> list[EpochPlan]:
         return [self.stage_at(e) for e in range(self.total_epochs)]
-
-    def table(self) -> str:
-        rows = [{"stage": s.index + 1, "epochs": f"{s.start_epoch + 1}-{s.start_epoch + s.epochs}",
-                 "size": s.image_size, "dropout": s.dropout, "randaug": s.randaug_magnitude, "mixup": s.mixup_alpha}
-                for s in self.stages]
-        header = f"{self.variant} schedule ({self.source}), eval at {self.eval_size}px"
-        if self.variant == "random":
-            header += f"; a stage drawn at random every {self.every} epoch(s)"
-        return header + "\n" + format_table(rows, ["stage", "epochs", "size", "dropout", "randaug", "mixup"])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -171,6 +173,41 @@ def linear_schedule(epochs: int, stages: int, image_size: tuple[int, int], eval_
     return ProgressiveSchedule(tuple(result), eval_size, source)
 
 
+def apply_stage(plan: EpochPlan, model, loaders, epoch: int, skip_batches: int = 0, cutmix_alpha: float = 0.0,
+                cutmix_with_mixup: bool = False) -> tuple[DataLoader, Mixer | None]:
+    """Algorithm 1's "train with S_i and R_i" for one epoch: the stage's regularization is set on the model, and
+    the loader and the batch mixer that carry its image size and augmentation are returned as ``(loader, mixer)``
+    (the mixer is None when nothing is mixed). The training loop calls this at the start of every epoch.
+
+    Algorithm 1 (paper section 4), in our words::
+
+        given: a first image size S_0 and regularization strengths {phi_k^0}, a last size S_e and strengths
+               {phi_k^e}, N training steps split into M stages
+        for stage i = 0 .. M-1:
+            image size      S_i = S_0 + (S_e - S_0) * i / (M - 1)
+            regularization  R_i = {phi_k^i = phi_k^0 + (phi_k^e - phi_k^0) * i / (M - 1)}
+            train the model for N / M steps at size S_i with regularization R_i
+
+    The interpolation is done when the schedule is built (:func:`linear_schedule`, :func:`schedule_preset`);
+    ``plan`` is this epoch's stage (:meth:`ProgressiveSchedule.stage_at`). Here each value reaches training:
+
+    - dropout rate: the model's dropout before the classifier (None leaves the model's own rate);
+    - mixup alpha: the mixer applied to every batch; CutMix goes with it at the same alpha when
+      ``cutmix_with_mixup`` (the official code), else it stays at the run's fixed ``cutmix_alpha``;
+    - image size S_i and RandAugment magnitude: the training loader's transform (random crop to S_i, then
+      RandAugment at that magnitude); ``loaders.train`` rebuilds the loader only when they change, and skips the
+      ``skip_batches`` an interrupted epoch already trained.
+    """
+    from .mixing import make_mixer  # torch: imported when training, so that schedules stay light to import
+
+    if plan.dropout is not None:
+        model.set_dropout(plan.dropout)
+    cutmix = plan.mixup_alpha if cutmix_with_mixup else cutmix_alpha
+    mixer = make_mixer(loaders.num_classes, plan.mixup_alpha, cutmix)
+    loader = loaders.train(plan.image_size, plan.randaug_magnitude, epoch, skip_batches)
+    return loader, mixer
+
+
 def schedule_preset(model_name: str, source: str = "paper", epochs: int = 350, stages: int = 4,
                     eval_size: int | None = None) -> ProgressiveSchedule:
     """The paper's (Table 6) or the official code's schedule for EfficientNetV2-S, -M or -L."""
@@ -212,48 +249,3 @@ def variant(schedule: ProgressiveSchedule, name: str, every: int = 1, seed: int 
     else:
         stages = schedule.stages
     return dataclasses.replace(schedule, stages=stages, variant=name, every=every, seed=seed)
-
-
-SPEC_KEYS = {"stages": "number of stages", "size": "first:last image size", "randaug": "first:last RandAugment magnitude",
-             "mixup": "first:last mixup alpha", "dropout": "first:last dropout", "round": "round middle sizes to a multiple"}
-
-
-def parse_schedule(text: str, config, variant_name: str = "progressive") -> ProgressiveSchedule:
-    """The schedule the command line asks for (``effnetv2 train --progressive ...``) over ``config.epochs``:
-    ``paper`` or ``code`` (the presets, for efficientnetv2_s/m/l) or a SPEC such as
-    ``"stages=4 size=128:300 randaug=5:15 mixup=0:0 dropout=0.1:0.3"`` (first:last value; Algorithm 1 in between).
-    ``config`` must be resolved (its eval size known)."""
-    if text in ("paper", "code"):
-        schedule = schedule_preset(config.model, text, epochs=config.epochs, stages=4, eval_size=config.eval_size)
-    else:
-        spec = _parse_spec(text)
-        if "size" not in spec:
-            raise ValueError(f"--progressive {text!r}: a SPEC needs size=FIRST:LAST (e.g. size=128:300)")
-        schedule = linear_schedule(config.epochs, int(spec.get("stages", 4)), _int_pair(spec["size"]), config.eval_size,
-                                   dropout=spec.get("dropout"), randaug_magnitude=spec.get("randaug", (0.0, 0.0)),
-                                   mixup_alpha=spec.get("mixup", (0.0, 0.0)), round_to=int(spec.get("round", 8)),
-                                   source=f"command line: {text}")
-    return variant(schedule, variant_name, seed=config.seed)
-
-
-def _parse_spec(text: str) -> dict:
-    spec = {}
-    for token in text.replace(",", " ").split():
-        key, _, value = token.partition("=")
-        if key not in SPEC_KEYS or not value:
-            known = "; ".join(f"{k}: {v}" for k, v in SPEC_KEYS.items())
-            raise ValueError(f"--progressive: cannot read {token!r}; write key=value pairs, keys: {known}")
-        try:
-            spec[key] = float(value) if key in ("stages", "round") else tuple(float(v) for v in value.split(":"))
-        except ValueError:
-            raise ValueError(f"--progressive: {token!r} is not a number{'' if key in ('stages', 'round') else ' pair'}") from None
-        if key not in ("stages", "round") and len(spec[key]) != 2:
-            raise ValueError(f"--progressive: {key} takes FIRST:LAST, got {value!r}")
-    return spec
-
-
-def _int_pair(pair: tuple[float, float]) -> tuple[int, int]:
-    first, last = int(pair[0]), int(pair[1])
-    if first < 1 or last < first:
-        raise ValueError(f"--progressive: size={first}:{last} must grow from a positive size")
-    return first, last

@@ -1,6 +1,6 @@
 """The training recipe as data (paper section 5.1 and the official ``hparams.py``; docs/paper.md, "Training recipe").
 
-``RECIPES`` holds each recipe's defaults; :class:`effnetv2_mini.engine.train.TrainConfig` fills every field left None
+``RECIPES`` holds each recipe's defaults; :class:`effnetv2_mini.engine.config.TrainConfig` fills every field left None
 from its ``recipe``. :func:`explain` lists a resolved config's recipe items with what each one does, leaving out
 items the recipe does not use (a cosine schedule has no decay rate).
 """
@@ -79,7 +79,7 @@ MEANINGS = {
 
 
 def explain(config) -> list[dict]:
-    """``[{"setting", "value", "meaning"}]`` for a resolved :class:`~effnetv2_mini.engine.train.TrainConfig`."""
+    """``[{"setting", "value", "meaning"}]`` for a resolved :class:`~effnetv2_mini.engine.config.TrainConfig`."""
     unused = set() if config.schedule == "exponential" else {"decay_rate", "decay_epochs"}
     unused |= set() if config.ema_decay else {"ema_reference_batch"}
     unused |= set() if config.crop_scale else {"crop_scale"}

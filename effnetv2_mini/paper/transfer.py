@@ -36,7 +36,7 @@ import math
 from ..compat import LoadReport, load_pretrained
 from ..data.datasets import get_dataset, is_built_in
 from ..data.loaders import ClassSubset
-from ..engine.train import TrainConfig
+from ..engine.config import TrainConfig
 from ..study.reference import paper_table
 from .model import EfficientNet, build_model
 

@@ -21,6 +21,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from .experiments.results import FINAL_EMA
 from .reference import paper_table, paper_value
 
 __all__ = ["Claim", "Verdict", "comparable", "accuracy_noise", "difference_noise", "PAPER_SETTINGS",
@@ -29,7 +30,6 @@ __all__ = ["Claim", "Verdict", "comparable", "accuracy_noise", "difference_noise
            "conclusion", "time_to_accuracy_claim", "progressive_each_claim", "table11_claim", "time_ratio_verdict"]
 
 AGREES, CONTRADICTS, NO_SIGNAL, NOT_APPLICABLE = "agrees", "contradicts", "no signal", "n/a"
-FINAL_EMA = "final epoch, EMA weights"
 GPU_OR_TPU_TIMED = ("V100", "TPU")  # the devices the paper timed (Tables 2, 3)
 
 

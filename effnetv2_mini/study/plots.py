@@ -169,13 +169,13 @@ def plot_regularization_grid(grid: dict, paper: dict | None = None):
 
 def plot_schedule(schedule, title: str = ""):
     """Image size and each regularizer across epochs (Algorithm 1)."""
-    settings = schedule.epoch_settings()
-    epochs = range(1, len(settings) + 1)
+    plans = schedule.epoch_plans()
+    epochs = range(1, len(plans) + 1)
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
-    series = [("image size (px)", [s.image_size for s in settings]),
-              ("dropout", [s.dropout if s.dropout is not None else float("nan") for s in settings]),
-              ("RandAugment magnitude", [s.randaug_magnitude for s in settings]),
-              ("mixup alpha", [s.mixup_alpha for s in settings])]
+    series = [("image size (px)", [s.image_size for s in plans]),
+              ("dropout", [s.dropout if s.dropout is not None else float("nan") for s in plans]),
+              ("RandAugment magnitude", [s.randaug_magnitude for s in plans]),
+              ("mixup alpha", [s.mixup_alpha for s in plans])]
     for ax, (label, values) in zip(axes, series):
         ax.step(list(epochs), values, where="post")
         ax.set_xlabel("epoch")

@@ -29,6 +29,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from ..paper.progressive import VARIANTS
+
 __all__ = ["PROFILES", "NOTEBOOKS", "settings", "notebook_settings", "parameter_names", "check_value", "SettingsError"]
 
 
@@ -39,7 +41,6 @@ class SettingsError(ValueError):
 V2_MODELS = ["efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l", "efficientnetv2_xl", "efficientnetv2_b0",
              "efficientnetv2_b1", "efficientnetv2_b2", "efficientnetv2_b3"]
 V1_MODELS = [f"efficientnet_b{i}" for i in range(8)]
-VARIANTS = ["fixed", "progressive_fixed_reg", "progressive", "random"]
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What every experiment's trainings share: the data fields of a :class:`~effnetv2_mini.engine.train.TrainConfig` from a
+"""What every experiment's trainings share: the data fields of a :class:`~effnetv2_mini.engine.config.TrainConfig` from a
 notebook's settings (the built-in set's options, a photo subset, the decoded-image cache, rehearsal step caps)."""
 
 from __future__ import annotations

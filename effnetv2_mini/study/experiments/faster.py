@@ -25,8 +25,10 @@ from pathlib import Path
 
 from ...baselines import is_baseline
 from ...data.datasets import dataset_or_fallback
+from ...engine.config import TrainConfig
 from ...engine.devices import pick_device
-from ...engine.train import TrainConfig, launch, reported_top1
+from ...engine.launch import launch
+from ...engine.rundir import reported_top1
 from ...measure import benchmark_throughput
 from ...paper.configs import get_config
 from ...paper.model import build_model

@@ -5,12 +5,12 @@ progressive learning with adaptive regularization, random resizing; same epochs)
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ...data.datasets import dataset_or_fallback
-from ...engine.train import TrainConfig, launch, reported_top1
+from ...engine.config import TrainConfig
+from ...engine.launch import launch
+from ...engine.rundir import read_history, reported_top1
 from ...paper.progressive import ProgressiveSchedule, linear_schedule, schedule_preset, variant
 from .common import data_fields
 from .results import Result, result_type
@@ -103,7 +103,7 @@ def progressive_comparison(settings, output_dir: str) -> ProgressiveResult:
             nproc = 1 if settings.rehearse and rows else settings.nproc
             summary = launch(config, nproc=nproc, schedule=run_schedule)
             last = (config, summary, run_schedule)
-            history = _history(config.out_dir)
+            history = read_history(config.out_dir)
             rows.append(_row(name, seed, summary, history, config.out_dir))
             curves[f"{name}-s{seed}"] = [{"epoch": m["epoch"], "wall_time": m["wall_time"], "top1": reported_top1(m)}
                                          for m in history]
@@ -112,10 +112,6 @@ def progressive_comparison(settings, output_dir: str) -> ProgressiveResult:
     conditions = run_conditions(settings, *last, notice, seeds=settings.seeds)
     conditions.schedule, conditions.image_sizes = schedule.source, sorted({s.image_size for s in schedule.stages})
     return ProgressiveResult(conditions, schedule.to_dict(), rows, curves, per_stage)
-
-
-def _history(out_dir: str) -> list[dict]:
-    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines() if line]
 
 
 def _row(name: str, seed: int, summary: dict, history: list[dict], out_dir: str) -> dict:

@@ -21,12 +21,12 @@ import dataclasses
 import datetime as _dt
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ...engine.checkpoint import atomic_write_json
 from ...engine.devices import device_name
 
 __all__ = ["Conditions", "Result", "ReportResult", "RESULT_TYPES", "save_results", "load_results", "RESULTS_SCHEMA",
@@ -109,10 +109,7 @@ def save_results(output_dir: str | os.PathLike, notebook: str, results: dict[str
     payload = {"notebook": notebook, "profile": profile, "rehearsal": rehearsal, "schema": RESULTS_SCHEMA,
                "results": {name: result.to_dict() for name, result in results.items()}}
     path = out / f"{notebook}.json"
-    with tempfile.NamedTemporaryFile("w", dir=out, delete=False, suffix=".tmp") as handle:
-        json.dump(payload, handle, indent=1, default=str)
-        tmp = handle.name
-    os.replace(tmp, path)
+    atomic_write_json(path, payload, indent=1, default=str)
     return path
 
 

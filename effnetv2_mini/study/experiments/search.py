@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...data.datasets import dataset_or_fallback
+from ...engine.config import TrainConfig
 from ...engine.devices import pick_device
-from ...engine.train import TrainConfig, launch
+from ...engine.launch import launch
 from ...paper.nas import SPACES, failures, pareto_front, run_search, summarize
 from .common import data_fields
 from .results import FINAL_RAW, Result, measure_conditions, result_type

@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...data.datasets import dataset_or_fallback
-from ...engine.train import TrainConfig, launch
-from ...paper.progressive import ProgressiveSchedule, parse_schedule
+from ...engine.config import TrainConfig
+from ...engine.launch import launch
+from ...engine.rundir import read_history
+from ...engine.schedule_spec import parse_schedule
+from ...paper.progressive import ProgressiveSchedule
 from .common import data_fields
 from .results import FINAL_EMA, FINAL_RAW, Result, measure_conditions, result_type
 
@@ -48,7 +51,7 @@ def train_model(settings, output_dir: str) -> TrainingResult:
     summary = launch(config, nproc=settings.nproc, schedule=schedule)
     return TrainingResult(run_conditions(settings, config, summary, schedule, notice), summary["top1"],
                           summary["final"].get("ema_top5" if summary["top1_weights"] == "EMA" else "val_top5"),
-                          _history(config.out_dir), _recorded(config.out_dir)["config"],
+                          read_history(config.out_dir), _recorded(config.out_dir)["config"],
                           schedule.to_dict() if schedule else None, config.out_dir)
 
 
@@ -65,10 +68,6 @@ def run_conditions(settings, config: TrainConfig, summary: dict, schedule: Progr
         schedule=schedule.source if schedule else None, recipe=config.recipe,
         seeds=list(seeds) if seeds is not None else [config.seed], steps_per_epoch=config.max_steps_per_epoch,
         wall_clock_s=summary["wall_time"], accuracy=FINAL_EMA if summary["top1_weights"] == "EMA" else FINAL_RAW, **more)
-
-
-def _history(out_dir: str) -> list[dict]:
-    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines() if line]
 
 
 def _recorded(out_dir: str) -> dict:

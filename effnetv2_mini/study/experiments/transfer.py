@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...data.datasets import dataset_or_fallback
+from ...engine.config import TrainConfig
 from ...engine.devices import pick_device
-from ...engine.train import TrainConfig, launch
+from ...engine.launch import launch
+from ...engine.rundir import read_history
 from ...paper.transfer import PAPER_TABLE_8, finetune_config, imagenet21k_config
 from .common import data_fields
 from .results import FINAL_EMA, FINAL_RAW, Result, measure_conditions, result_type
@@ -46,7 +48,7 @@ def transfer(settings, output_dir: str) -> TransferResult:
             for start_from, source in (("pretrained", pretraining[model]["source"]), ("scratch", None)):
                 config = _finetune(model, dataset, source, settings, str(runs / f"{model}-{dataset}-{start_from}"))
                 summary = launch(config, nproc=settings.nproc)
-                curves[f"{model}/{dataset}/{start_from}"] = _history(config.out_dir)
+                curves[f"{model}/{dataset}/{start_from}"] = read_history(config.out_dir)
                 rows.append({"model": model, "dataset": dataset, "start": start_from, "epochs": config.epochs,
                              "top1": summary["top1"], "paper_top1": PAPER_TABLE_8.get(model, {}).get(dataset),
                              **_run_facts(config.out_dir), "run_dir": config.out_dir,
@@ -95,10 +97,6 @@ def _finetune(model: str, dataset: str, source: str | None, settings, out_dir: s
         options["eval_size"] = options["image_size"]
     return finetune_config(model, dataset, source, finetune_recipe=settings.finetune_recipe, steps=settings.steps,
                            out_dir=out_dir, **fields, **options)
-
-
-def _history(out_dir: str) -> list[dict]:
-    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines() if line]
 
 
 def _run_facts(out_dir: str) -> dict:

@@ -1,0 +1,157 @@
+"""What a training run is: :class:`TrainConfig`, its recipe resolution and its validation (paper section 5.1;
+docs/paper.md#training-recipe-section-51).
+
+    config = TrainConfig(model="demo_v2_tiny", dataset="synthetic", epochs=3, recipe="simple", out_dir="runs/demo")
+    config.resolved()          # every value the recipe leaves to None filled in, and checked
+
+Recipes (every value can be overridden field by field):
+
+- ``paper``: RMSProp (decay 0.9, momentum 0.9, TF-style epsilon 1e-3 inside the square root), lr 0.016 per 256
+  images, 5 warm-up epochs then x0.97 every 2.4 epochs, label smoothing 0.1, weight decay 1e-5 off BN and
+  biases, EMA 0.9999, stochastic depth 0.2, BN momentum 0.01 (the paper's 0.99).
+- ``simple``: AdamW, lr 0.016 per 256, 1 warm-up epoch then cosine, weight decay 0.05 off BN and biases,
+  label smoothing 0.1, no EMA, BN momentum 0.1: for short CPU runs and small experiments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..data.datasets import is_built_in
+from ..paper.recipe import RECIPES
+
+__all__ = ["TrainConfig", "config_from_dict", "ema_decay_per_step"]
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. ``None`` means: take it from the recipe (or the model / data set)."""
+
+    model: str = "demo_v2_tiny"
+    model_overrides: dict = field(default_factory=dict)  # passed to build_model, e.g. {"fused_stages": 3}
+    init_from: str | None = None  # fine-tuning: our checkpoint path, "torchvision" (its ImageNet weights), a state dict file
+    freeze_backbone: bool = False  # train the classifier only (BatchNorm statistics still adapt)
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    download: bool = False
+    out_dir: str = "runs/train"
+    epochs: int = 10
+    batch_size: int = 64
+    image_size: int | None = None  # training size; None: 64 for synthetic, else the model's train size
+    eval_size: int | None = None
+    recipe: str = "paper"
+    optimizer: str | None = None  # rmsprop | adamw | sgd
+    lr: float | None = None  # None: base_lr * batch_size * world_size / 256
+    base_lr: float | None = None  # learning rate per 256 images (None: the recipe's, 0.016)
+    warmup_epochs: float | None = None
+    schedule: str | None = None  # exponential | cosine | constant
+    decay_rate: float | None = None
+    decay_epochs: float | None = None
+    weight_decay: float | None = None
+    label_smoothing: float | None = None
+    ema_decay: float | None = None  # 0 turns EMA off
+    ema_reference_batch: int | None = None  # the decay is per step at this global batch; None: per step as given
+    drop_path_rate: float | None = None
+    dropout: float | None = None  # None: the model's
+    bn_momentum: float | None = None
+    sync_bn: bool | None = None  # pool BatchNorm statistics over GPUs under DDP
+    preprocessing: str | None = None  # official | torchvision | finetune (effnetv2_mini.data.transforms)
+    normalize: str | None = None  # official | imagenet | finetune; None: the preprocessing's own
+    randaug_magnitude: float = 0.0
+    randaug_reference: int | None = None  # None: official absolute pixels in RandAugment; N: scaled as for N px
+    # training crop area range; None: the preprocessing's (synthetic sets: effnetv2_mini.data.loaders.SYNTHETIC_CROP_SCALE)
+    crop_scale: tuple[float, float] | None = None
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    cutmix_with_mixup: bool | None = None  # CutMix on half of each batch at the mixup alpha (the official code)
+    init_from_ema: bool = True  # fine-tuning from our checkpoint starts from its EMA weights (the official ft_init_ema)
+    num_classes: int | None = None  # None: from the data set
+    classes: list[int] | None = None  # train and evaluate on these classes of the data set only (relabelled 0..k-1)
+    images_per_class: int | None = None  # train on this many images per class (few-shot fine-tuning)
+    device: str = "auto"
+    amp: bool | None = None  # None: on for CUDA
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False
+    workers: int = 2
+    seed: int = 0
+    skip_corrupt: bool = False
+    cache: bool | str | None = None  # folder data sets: decoded images pre-resized per stage size (effnetv2_mini.data.cache)
+    # folder data sets: workers read JPEG bytes, the training device decodes (nvjpeg on CUDA) and augments them, same
+    # seeds and draws as the CPU path (effnetv2_mini.data.devicedecode); preprocessing official or finetune; eval stays on CPU
+    decode_on_device: bool = False
+    max_steps_per_epoch: int | None = None
+    eval_every: int = 1  # evaluate every N epochs (and always after the last)
+    synthetic: dict = field(default_factory=dict)  # options of the synthetic set (num_samples, difficulty, ...)
+    imagenette_size: str = "320px"
+    quiet: bool = False
+    resume_with_changes: bool = False  # continue a run directory with changed hyper-parameters (e.g. a lower lr)
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every recipe value filled in (the lr still needs the world size, see
+        :func:`effnetv2_mini.engine.rundir.open_run`)."""
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; recipes: {', '.join(RECIPES)}")
+        recipe = RECIPES[self.recipe]
+        values = {k: (recipe[k] if getattr(self, k) is None else getattr(self, k)) for k in recipe if hasattr(self, k)}
+        config = dataclasses.replace(self, **values)
+        if config.preprocessing not in ("official", "torchvision", "finetune"):
+            raise ValueError(f"unknown preprocessing {config.preprocessing!r}; choose official, torchvision or finetune")
+        if config.optimizer not in ("rmsprop", "adamw", "sgd"):
+            raise ValueError(f"unknown optimizer {config.optimizer!r}; choose rmsprop, adamw or sgd")
+        if config.schedule not in ("exponential", "cosine", "constant"):
+            raise ValueError(f"unknown schedule {config.schedule!r}; choose exponential, cosine or constant")
+        from ..paper.model import default_sizes  # torch only when a run is resolved
+
+        if config.image_size is None:
+            config.image_size = 64 if is_built_in(config.dataset) else default_sizes(config.model)[0]
+        if config.eval_size is None:
+            config.eval_size = config.image_size if is_built_in(config.dataset) else default_sizes(config.model)[1]
+        _validate(config)
+        return config
+
+
+# (fields, test, what they must be): checked on every resolved config, so that library callers get the CLI's errors
+_RULES = [
+    (("epochs", "batch_size", "image_size", "eval_size", "eval_every"), lambda v: v >= 1, "a whole number >= 1"),
+    (("max_steps_per_epoch", "num_classes", "images_per_class", "ema_reference_batch", "randaug_reference"),
+     lambda v: v is None or v >= 1, "None or >= 1"),
+    (("workers",), lambda v: v >= 0, ">= 0"),
+    (("lr", "base_lr"), lambda v: v is None or v > 0, "None or > 0"),
+    (("warmup_epochs", "weight_decay", "randaug_magnitude", "mixup_alpha", "cutmix_alpha", "decay_epochs"),
+     lambda v: v is None or v >= 0, ">= 0"),
+    (("ema_decay", "label_smoothing", "drop_path_rate", "bn_momentum"), lambda v: v is None or 0 <= v < 1, "in [0, 1)"),
+    (("dropout",), lambda v: v is None or 0 <= v < 1, "None or in [0, 1)"),
+    (("decay_rate",), lambda v: v is None or 0 < v <= 1, "in (0, 1]"),
+    (("crop_scale",), lambda v: v is None or 0 < v[0] <= v[1] <= 1, "None or (low, high) with 0 < low <= high <= 1"),
+]
+
+
+def _validate(config: TrainConfig) -> None:
+    for names, test, meaning in _RULES:
+        for name in names:
+            value = getattr(config, name)
+            ok = False
+            try:
+                ok = bool(test(value))
+            except TypeError:
+                pass
+            if not ok or isinstance(value, bool):
+                raise ValueError(f"{name} must be {meaning}, got {value!r} (CLI: --{name.replace('_', '-')})")
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """A :class:`TrainConfig` from its JSON form (``dataclasses.asdict``; JSON turns tuples into lists)."""
+    values = dict(values)
+    if values.get("crop_scale") is not None:
+        values["crop_scale"] = tuple(values["crop_scale"])
+    return TrainConfig(**values)
+
+
+def ema_decay_per_step(config: TrainConfig, world: int = 1) -> float:
+    """The EMA decay per optimizer step. The recipes' 0.9999 was set for a global batch of 4096
+    (``ema_reference_batch``); at batch B it becomes ``0.9999 ** (B / 4096)``, so that the EMA averages over the
+    same number of images whatever the batch (docs/paper.md, "EMA")."""
+    if not config.ema_reference_batch:
+        return config.ema_decay
+    return config.ema_decay ** (config.batch_size * world / config.ema_reference_batch)

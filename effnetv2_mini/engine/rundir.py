@@ -1,0 +1,332 @@
+"""A run's directory, and resuming it: everything the training loop leaves to others.
+
+A run owns a directory: ``config.json`` (every resolved setting, library version, device), ``metrics.jsonl``
+(one line per epoch), ``last.pt`` (written atomically every epoch and on Ctrl-C) and ``best.pt``. Rerunning
+a directory resumes where it stopped (mid-epoch too); a finished run is a no-op. Each training sample's
+augmentation is seeded by (seed, epoch, index), so a resumed run matches an uninterrupted one exactly on CPU.
+
+- :func:`open_run`: check the directory's settings, build data, model, optimizer and EMA, restore the checkpoint.
+- :func:`append_metrics`, :func:`save_checkpoint`: what the loop writes at the end of an epoch, atomically.
+- :func:`read_history`, :func:`read_summary`: a run directory read back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..data.loaders import Loaders
+from ..paper.model import build_model
+from ..paper.optim import build_optimizer, lr_factor, make_ema
+from .checkpoint import (
+    atomic_link,
+    atomic_save,
+    atomic_write_json,
+    atomic_write_text,
+    load_checkpoint,
+    non_finite_tensors,
+    rng_state,
+    set_rng_state,
+)
+from .config import TrainConfig, ema_decay_per_step
+from .devices import device_name
+from .distributed import DistInfo, setup
+from .errors import TrainingDiverged
+
+__all__ = ["Run", "RunState", "open_run", "append_metrics", "save_checkpoint", "diverged_note", "reported_top1",
+           "summarize_metrics", "read_summary", "read_history", "IDENTITY_FIELDS", "FIXED_FIELDS"]
+
+# Settings that define a run: resuming a directory with different values is refused.
+IDENTITY_FIELDS = (
+    "model", "model_overrides", "init_from", "freeze_backbone", "dataset", "epochs", "batch_size", "image_size",
+    "eval_size", "recipe", "optimizer", "lr", "base_lr", "warmup_epochs", "schedule", "weight_decay", "label_smoothing",
+    "ema_decay", "seed", "num_classes", "randaug_magnitude", "mixup_alpha", "cutmix_alpha", "dropout", "drop_path_rate",
+    "classes", "images_per_class", "bn_momentum", "preprocessing", "normalize", "randaug_reference", "cutmix_with_mixup",
+    "ema_reference_batch", "cache", "decode_on_device",
+)
+# What a run is: even --resume-with-changes cannot change these (the weights and data would not fit).
+FIXED_FIELDS = ("model", "model_overrides", "init_from", "freeze_backbone", "dataset", "num_classes", "classes",
+                "images_per_class", "batch_size")
+
+
+@dataclass
+class RunState:
+    """Where a run stands: what a checkpoint records besides the weights."""
+
+    epoch: int = 0  # epochs completed
+    batches_done: int = 0  # batches of the current epoch already trained (an interrupted epoch)
+    best_top1: float = -1.0
+    elapsed: float = 0.0  # training seconds so far
+    partial: dict = field(default_factory=lambda: {"loss_sum": 0.0, "seen": 0, "skipped": 0})
+
+
+@dataclass(kw_only=True)
+class Run:
+    """Everything one training needs, built once by :func:`open_run`."""
+
+    config: TrainConfig
+    info: DistInfo
+    device: torch.device
+    out: Path
+    data: Loaders
+    model: nn.Module
+    forward: nn.Module  # the model as called in training: DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    ema: nn.Module | None
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    amp: bool
+    channels_last: bool
+    steps_per_epoch: int
+    state: RunState = field(default_factory=RunState)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Opening a run: settings check, building, resuming
+# ------------------------------------------------------------------------------------------------------------
+
+
+def open_run(config: TrainConfig, extra_config: dict | None = None) -> Run | dict:
+    """Open the run in ``config.out_dir``: check its settings against the directory's, then either return the
+    summary of a finished run, or build data, model, optimizer, EMA and restore the checkpoint if one exists."""
+    config = config.resolved()
+    info, device = setup(config.device)
+    out = Path(config.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the run directory {out} (--out) is a file: give a directory (it holds config.json, "
+                         "metrics.jsonl and the checkpoints)")
+    changed = _check_settings(out / "config.json", config)
+    checkpoint = load_checkpoint(out / "last.pt") if (out / "last.pt").exists() else None
+    if checkpoint is not None and checkpoint.get("finished") and checkpoint["epoch"] >= config.epochs:
+        if info.main and not config.quiet:
+            print(f"{out}: run already finished ({checkpoint['epoch']} epochs); nothing to do")
+        return checkpoint["summary"]
+    if changed:
+        extra_config = {**(extra_config or {}), "changes": _changes(out / "config.json", config, changed, checkpoint)}
+    torch.manual_seed(config.seed)
+    data = Loaders(config, info, device)
+    config.num_classes = data.num_classes
+    run = _build(config, info, device, out, data, fresh=checkpoint is None)
+    if checkpoint is not None:
+        _restore(run, checkpoint, changed)
+    if info.main:
+        _write_run_files(run, extra_config)
+    return run
+
+
+def _check_settings(path: Path, config: TrainConfig) -> list[str]:
+    """Refuse to continue a run directory with other settings (before anything else, finished runs included),
+    unless ``resume_with_changes`` asks for it; return the fields that change."""
+    if not path.exists():
+        return []
+    try:
+        previous = json.loads(path.read_text())["config"]
+    except (ValueError, KeyError, TypeError) as error:  # truncated or edited by hand
+        raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error}): it records the settings of the run in "
+                         f"{path.parent}. Restore it, or use another output directory") from None
+    current = dataclasses.asdict(config)
+    differing = [k for k in IDENTITY_FIELDS if previous.get(k, getattr(TrainConfig, k, None)) != current.get(k)  # absent: default
+                 and not (k == "num_classes" and current.get(k) is None)]
+    changes = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in differing)
+    fixed = [k for k in differing if k in FIXED_FIELDS]
+    if differing and (fixed or not config.resume_with_changes):
+        hint = "" if fixed else ("; to continue it from its last checkpoint with the new values (e.g. a lower --lr after "
+                                 "a NaN), add --resume-with-changes")
+        raise ValueError(f"{path.parent} holds a run with different settings ({changes}); use another output "
+                         f"directory, or delete this one to start over{hint}")
+    return differing
+
+
+def _changes(config_path: Path, config: TrainConfig, changed: list[str], checkpoint: dict | None) -> list[dict]:
+    """The run's history of --resume-with-changes, this one added (kept in config.json): [old, new] per field."""
+    previous = json.loads(config_path.read_text())
+    entry = {"at_epoch": checkpoint["epoch"] if checkpoint else 0,
+             "fields": {k: [previous["config"].get(k), getattr(config, k)] for k in changed}}
+    return previous.get("changes", []) + [entry]
+
+
+def _build(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, data: Loaders, fresh: bool) -> Run:
+    """Model, optimizer, learning-rate schedule, EMA and loss of a run (section 5.1's recipe, from ``config``)."""
+    amp = device.type == "cuda" if config.amp is None else config.amp
+    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+    model = _build_model(config, info, fresh).to(device)
+    if info.world > 1 and config.sync_bn and device.type == "cuda":  # SyncBatchNorm needs GPUs
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    steps_per_epoch = data.steps_per_epoch()
+    lr = config.lr if config.lr is not None else config.base_lr * config.batch_size * info.world / 256
+    optimizer = build_optimizer(model, config.optimizer, lr, config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step / steps_per_epoch, config))
+    forward = model
+    if info.world > 1:
+        forward = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        forward = torch.compile(forward)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    ema = make_ema(model, ema_decay_per_step(config, info.world)) if config.ema_decay else None
+    return Run(config=config, info=info, device=device, out=out, data=data, model=model, forward=forward,
+               optimizer=optimizer, scheduler=scheduler, ema=ema, scaler=scaler,
+               criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), amp=amp,
+               channels_last=channels_last, steps_per_epoch=steps_per_epoch)
+
+
+def _build_model(config: TrainConfig, info: DistInfo, fresh: bool) -> nn.Module:
+    overrides = dict(config.model_overrides, num_classes=config.num_classes, drop_path_rate=config.drop_path_rate,
+                     bn_momentum=config.bn_momentum)
+    if config.dropout is not None:
+        overrides["dropout"] = config.dropout
+    model = build_model(config.model, **overrides)
+    if config.init_from and fresh:  # fine-tuning; a resumed run has its weights
+        from ..compat import load_pretrained, load_torchvision_pretrained
+
+        source = load_torchvision_pretrained(config.model) if config.init_from == "torchvision" else config.init_from
+        model.init_report = load_pretrained(model, source, prefer_ema=config.init_from_ema)
+        if info.main and not config.quiet:
+            print(f"initialized {config.model} {model.init_report}")
+    if config.freeze_backbone:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = name.startswith("classifier.")
+    return model
+
+
+def _restore(run: Run, checkpoint: dict, changed: list[str] = ()) -> None:
+    """Load the checkpoint into the run; with changed hyper-parameters (--resume-with-changes) the new learning
+    rate, weight decay and schedule take over (and a new optimizer starts with fresh state)."""
+    run.model.load_state_dict(checkpoint["model"])
+    if "optimizer" not in changed:
+        run.optimizer.load_state_dict(checkpoint["optimizer"])
+    new_lrs = list(run.scheduler.base_lrs)
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    if changed:
+        run.scheduler.base_lrs = new_lrs
+        factor = lr_factor(run.scheduler.last_epoch / run.steps_per_epoch, run.config)
+        for group, weight_decay in zip(run.optimizer.param_groups, (run.config.weight_decay, 0.0)):
+            group.update(initial_lr=new_lrs[0], lr=new_lrs[0] * factor, weight_decay=weight_decay)
+    run.scaler.load_state_dict(checkpoint["scaler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(checkpoint["ema"])
+    set_rng_state(checkpoint["rng"])
+    run.state = RunState(epoch=checkpoint["epoch"], batches_done=checkpoint["batches_done"],
+                         best_top1=checkpoint["best_top1"], elapsed=checkpoint["elapsed"], partial=checkpoint["partial_epoch"])
+    if run.info.main and not run.config.quiet:
+        print(f"resuming {run.out} at epoch {run.state.epoch + 1}, batch {run.state.batches_done}")
+
+
+def _write_run_files(run: Run, extra_config: dict | None) -> None:
+    """``config.json`` (every resolved setting), ``init_report.json`` (fine-tuning), and ``metrics.jsonl`` cut
+    back to the epochs the checkpoint covers."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    config = run.config
+    payload = {"config": dataclasses.asdict(config), "library_version": __version__, "torch": torch.__version__,
+               "device": str(run.device), "device_name": device_name(run.device), "world_size": run.info.world,
+               "peak_lr": run.scheduler.base_lrs[0], "steps_per_epoch": run.steps_per_epoch, "amp": run.amp,
+               "channels_last": run.channels_last,
+               "ema_decay_per_step": ema_decay_per_step(config, run.info.world) if config.ema_decay else 0.0,
+               "sync_bn_active": any(isinstance(m, nn.SyncBatchNorm) for m in run.model.modules()),
+               "train_images": len(run.data.train_set), "val_images": len(run.data.val_set), **(extra_config or {})}
+    for stale in (p for pattern in ("*.pt*.tmp", "*.json*.tmp", "*.jsonl*.tmp") for p in run.out.glob(pattern)):
+        stale.unlink(missing_ok=True)  # a partial write of a killed process (kill -9 while saving)
+    atomic_write_json(run.out / "config.json", payload, indent=2, default=str)
+    report = getattr(run.model, "init_report", None)
+    if report is not None:
+        (run.out / "init_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    if run.metrics_path.exists():  # drop lines of epochs that the checkpoint does not cover
+        lines = [ln for ln in run.metrics_path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= run.state.epoch]
+        atomic_write_text(run.metrics_path, "".join(line + "\n" for line in lines))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Writing an epoch's results
+# ------------------------------------------------------------------------------------------------------------
+
+
+def append_metrics(run: Run, metrics: dict) -> None:
+    """Add one epoch's line to ``metrics.jsonl``, rewriting the file atomically: never a torn line (full disk)."""
+    before = run.metrics_path.read_text() if run.metrics_path.exists() else ""
+    atomic_write_text(run.metrics_path, before + json.dumps(metrics) + "\n")
+
+
+def save_checkpoint(run: Run, paths: list[Path], finished: bool = False) -> None:
+    """Write the checkpoint to ``paths`` in order, unless a weight is not finite (then the old files stay). The
+    first is written, the others become hard links to it (each replaced atomically): one write, not two."""
+    payload = _payload(run, finished)
+    bad = non_finite_tensors(payload["model"]) + non_finite_tensors(payload["ema"])
+    if bad:
+        raise TrainingDiverged(f"{len(bad)} tensor(s) of the model became NaN or infinite (e.g. {bad[0]}) at epoch "
+                               f"{run.state.epoch}; they were not saved: {diverged_note(run)}")
+    atomic_save(payload, paths[0])
+    for path in paths[1:]:
+        atomic_link(paths[0], path)
+
+
+def _payload(run: Run, finished: bool) -> dict:
+    state = run.state
+    return {"partial_epoch": state.partial, "model": run.model.state_dict(),
+            "ema": run.ema.state_dict() if run.ema is not None else {}, "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "epoch": state.epoch,
+            "batches_done": state.batches_done, "best_top1": state.best_top1, "elapsed": state.elapsed,
+            "rng": rng_state(), "finished": finished,
+            "summary": summarize_metrics(run.out, state.best_top1, state.elapsed) if finished else {},
+            "model_name": run.config.model, "model_overrides": dict(run.config.model_overrides),
+            "num_classes": run.data.num_classes, "classes": run.data.class_names, "eval_size": run.config.eval_size,
+            "preprocessing": run.config.preprocessing, "normalize": run.config.normalize}
+
+
+def diverged_note(run: Run) -> str:
+    """What a diverged run leaves, and how to go on."""
+    if run.last_path.exists():
+        epoch = load_checkpoint(run.last_path)["epoch"]
+        return (f"the last good checkpoint {run.last_path} (end of epoch {epoch}, every tensor finite) is kept. To "
+                "continue from it with a lower learning rate, rerun with e.g. --lr <lower> --resume-with-changes "
+                "(Python: TrainConfig(..., resume_with_changes=True)); or check the data.")
+    return (f"no checkpoint was written before this point: {run.out} holds nothing to resume from; start again with "
+            "a lower --lr (delete the directory or use another --out).")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Reading a run directory back
+# ------------------------------------------------------------------------------------------------------------
+
+
+def reported_top1(row: dict) -> float | None:
+    """The accuracy an epoch reports: the EMA weights' when the run keeps an EMA, else the raw weights' (None for
+    an epoch that was not evaluated, see ``eval_every``)."""
+    return row["ema_top1"] if row.get("ema_top1") is not None else row.get("val_top1")
+
+
+def read_history(out_dir: str | Path) -> list[dict]:
+    """The run's ``metrics.jsonl``: one dict per epoch."""
+    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def summarize_metrics(out_dir: str | Path, best_top1: float, elapsed: float) -> dict:
+    """A run's summary: ``top1`` is the final epoch's reported accuracy (EMA weights when the run keeps an EMA;
+    never the best epoch chosen on the validation set, which would flatter it); ``best_top1`` is kept for
+    ``best.pt``."""
+    history = read_history(out_dir)
+    final = history[-1] if history else {}
+    return {"epochs": len(history), "top1": reported_top1(final) if final else None,
+            "top1_weights": "EMA" if final.get("ema_top1") is not None else "raw",
+            "best_top1": best_top1, "final": final, "wall_time": elapsed, "metrics_path": str(Path(out_dir) / "metrics.jsonl")}
+
+
+def read_summary(out_dir: str | Path) -> dict:
+    """The summary of the run in ``out_dir`` (finished or not) from its checkpoint and metrics."""
+    checkpoint = load_checkpoint(Path(out_dir) / "last.pt")
+    return checkpoint["summary"] or summarize_metrics(out_dir, checkpoint["best_top1"], checkpoint["elapsed"])
