@@ -25,7 +25,7 @@ from pathlib import Path
 
 from effnetv2_mini.study.experiments import progressive_comparison
 from effnetv2_mini.study.experiments.progressive import comparison_schedule
-from effnetv2_mini.study.profiles import settings
+from effnetv2_mini.study.profiles import notebook_profile
 from effnetv2_mini.study.tables import schedule_table
 
 
@@ -54,12 +54,12 @@ def parse(argv=None):
 
 
 def run(args) -> dict:
-    cfg = settings("05_progressive_learning", "smoke", device="cpu", dataset=args.dataset, data_root=args.data_root,
-                   model=args.model, recipe=args.recipe, epochs=args.epochs, stages=args.stages, min_size=args.min_size,
-                   max_size=args.size, eval_size=args.eval_size or args.size, randaug_range=list(args.randaug),
-                   dropout_range=list(args.dropout), mixup_range=[0.0, 0.0], variants=["fixed", "progressive"],
-                   seeds=args.seeds, batch_size=args.batch_size, images_per_class=args.images_per_class,
-                   train_samples=args.train_samples, cache=args.cache, workers=args.workers)
+    cfg = notebook_profile("05_progressive_learning", "smoke", device="cpu", dataset=args.dataset, data_root=args.data_root,
+                           model=args.model, recipe=args.recipe, epochs=args.epochs, stages=args.stages, min_size=args.min_size,
+                           max_size=args.size, eval_size=args.eval_size or args.size, randaug_range=list(args.randaug),
+                           dropout_range=list(args.dropout), mixup_range=[0.0, 0.0], variants=["fixed", "progressive"],
+                           seeds=args.seeds, batch_size=args.batch_size, images_per_class=args.images_per_class,
+                           train_samples=args.train_samples, cache=args.cache, workers=args.workers)
     cfg = dataclasses.replace(cfg, profile="bench")  # labelled as what it is (smoke defaults fill the rest)
     print(schedule_table(comparison_schedule(cfg)), flush=True)
     result = progressive_comparison(cfg, args.out or tempfile.mkdtemp(prefix="bench-progressive-"))

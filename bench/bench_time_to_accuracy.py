@@ -33,7 +33,7 @@ from pathlib import Path
 from effnetv2_mini.paper.recipe import RECIPES
 from effnetv2_mini.study.claims import claims_for
 from effnetv2_mini.study.experiments.faster import faster_settings, table11_speed, time_to_accuracy
-from effnetv2_mini.study.profiles import settings
+from effnetv2_mini.study.profiles import notebook_profile
 
 
 def parse(argv=None):
@@ -86,7 +86,7 @@ def run(args) -> dict:
                "machine": f"{result.conditions.device_name}, torch {result.conditions.torch}",
                "claims": [_claim(c) for c in claims_for(result)], "result": result.to_dict()}
     if args.table11:
-        speed_settings = settings("03_training_efficiency", "smoke", device=args.device, scaling_image_size=None,
+        speed_settings = notebook_profile("03_training_efficiency", "smoke", device=args.device, scaling_image_size=None,
                                   scaling_batch_size=args.speed_batch, timing_repeats=5)
         speed = table11_speed(speed_settings)
         summary.update(table11=speed.rows, claims=summary["claims"] + [_claim(c) for c in claims_for(speed)])

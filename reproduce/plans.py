@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from effnetv2_mini.study.profiles import NOTEBOOKS, SettingsError, check_value
+from effnetv2_mini.study.profiles import NOTEBOOKS, ParameterError, check_value
 
 ROOT = Path(__file__).resolve().parent.parent
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # plan and notebook names become file names
@@ -203,5 +203,5 @@ def _check_type(notebook: str, key: str, value, fail) -> None:
     if key in hints and value is not None:
         try:
             check_value(f"parameter {key!r} of {notebook}", value, hints[key])
-        except SettingsError as error:
+        except ParameterError as error:
             fail(str(error))

@@ -74,12 +74,12 @@ def _torchvision_weights(data_root: Path, model: str) -> str:
 def rehearsal_parameters(notebook: str, parameters: dict, data_root: Path) -> dict:
     """The parameters a notebook gets in a rehearsal: ``rehearse``, the miniature data folder, and local weights
     in place of downloads."""
-    from effnetv2_mini.study.profiles import settings
+    from effnetv2_mini.study.profiles import notebook_profile
 
     changed = dict(parameters, rehearse=True, data_root=str(data_root))
     if notebook == "06_transfer":
         given = {k: v for k, v in parameters.items() if k not in ("profile", "output_dir", "rehearse", "data_root")}
-        values = settings(notebook, parameters.get("profile"), rehearse=True, **given)
+        values = notebook_profile(notebook, parameters.get("profile"), rehearse=True, **given)
         if values.init_from == "torchvision":  # a rehearsal fine-tunes one model (see profiles.rehearsal)
             changed["init_from"] = _torchvision_weights(data_root, values.models[0])
     return changed

@@ -294,12 +294,12 @@ def _swap_dataset(entry: PlanEntry, dataset: str) -> dict:
     """``--dataset X``: the photo data set of the plan's profile becomes X wherever the notebook uses it (its data
     set, the pretraining set, the transfer sets); the built-in sets stay."""
     from effnetv2_mini.data.datasets import is_built_in
-    from effnetv2_mini.study.profiles import NOTEBOOKS, settings
+    from effnetv2_mini.study.profiles import NOTEBOOKS, notebook_profile
 
     if entry.name not in NOTEBOOKS:
         return {"dataset": dataset}
     given = {k: v for k, v in entry.parameters.items() if k not in ("profile", "output_dir", "rehearse")}
-    values = settings(entry.name, entry.parameters.get("profile"), **given)
+    values = notebook_profile(entry.name, entry.parameters.get("profile"), **given)
     swapped = {}
     for field in ("dataset", "pretrain_dataset"):
         if getattr(values, field, None) and not is_built_in(getattr(values, field)):

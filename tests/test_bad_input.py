@@ -415,13 +415,13 @@ def test_an_unreadable_status_json_is_set_aside_with_a_warning(tmp_path, capsys,
 
 
 def test_a_papermill_parameter_the_notebook_lacks_is_an_error():
-    """papermill -p epoch 2 only logs a warning; the notebook's settings cell refuses the unknown name."""
-    from effnetv2_mini.study.profiles import SettingsError, notebook_settings
+    """papermill -p epoch 2 only logs a warning; the notebook's first code cell refuses the unknown name."""
+    from effnetv2_mini.study.profiles import ParameterError, profile_from_globals
 
     injected = "# Parameters\nprofile = \"smoke\"\nbatch_sise = 8\n"
     namespace = {"In": ["", "profile = None", injected], "profile": "smoke", "batch_sise": 8}
-    with pytest.raises(SettingsError, match="no parameter 'batch_sise'; did you mean 'batch_size'"):
-        notebook_settings("02_training", namespace)
+    with pytest.raises(ParameterError, match="no parameter 'batch_sise'; did you mean 'batch_size'"):
+        profile_from_globals("02_training", namespace)
 
 
 def test_metrics_of_a_resumed_run_keep_only_epochs_the_checkpoint_covers(runs, tmp_path):

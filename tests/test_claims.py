@@ -11,6 +11,7 @@ from effnetv2_mini.study.claims import (
     claims_for,
     comparable,
     difference_noise,
+    explain_speedup,
     speedup_claim,
     table5_claim,
     training_claim,
@@ -133,3 +134,14 @@ def test_one_seed_comparisons_say_that_the_run_to_run_spread_is_unknown():
                                     rows=rows))
     assert one[0].verdict.label == two[0].verdict.label == "agrees"
     assert "one seed" in one[0].verdict.why and "one seed" not in two[0].verdict.why
+
+
+def test_the_speedup_is_explained_from_the_runs_own_stage_costs():
+    result = comparison([row("fixed", 0, 40.0, 1.0), row("progressive", 0, 38.0, 0.8)])
+    result.per_stage = [{"variant": "fixed", "seed": 0, "stage": 1, "image_size": 96, "images_per_sec": 200.0},
+                        {"variant": "progressive", "seed": 0, "stage": 1, "image_size": 48, "images_per_sec": 400.0},
+                        {"variant": "progressive", "seed": 0, "stage": 2, "image_size": 96, "images_per_sec": 200.0}]
+    text = explain_speedup(result)
+    assert "**0.80x** the fixed-size" in text and "**-2.0 points**" in text
+    assert "A 48 px image cost **0.50** of a 96 px image's" in text and "predicts 0.25" in text and "do not shrink" in text
+    assert explain_speedup(comparison([])).startswith("- No fixed-size")

@@ -6,7 +6,7 @@ import pytest
 
 from effnetv2_mini import experiments
 from effnetv2_mini.study.experiments import load_results, save_results
-from effnetv2_mini.study.profiles import settings
+from effnetv2_mini.study.profiles import notebook_profile
 
 TINY_TRAINING = dict(train_samples=128, batch_size=32)
 
@@ -18,8 +18,8 @@ def assert_conditions(c, **expected):
 
 
 def test_architecture_counts_and_times(tmp_path):
-    cfg = settings("01_architecture", "smoke", models=["efficientnetv2_s", "efficientnet_b0"], throughput_models=["demo_v2_tiny"],
-                   throughput_image_size=32, throughput_batch_size=2)
+    cfg = notebook_profile("01_architecture", "smoke", models=["efficientnetv2_s", "efficientnet_b0"],
+                           throughput_models=["demo_v2_tiny"], throughput_image_size=32, throughput_batch_size=2)
     result = experiments.architecture(cfg)
     assert [m["name"] for m in result.models] == ["efficientnetv2_s", "efficientnet_b0"]
     s = result.models[0]
@@ -31,7 +31,7 @@ def test_architecture_counts_and_times(tmp_path):
 
 
 def test_training_reports_the_final_ema_accuracy(tmp_path):
-    cfg = settings("02_training", "smoke", epochs=2, image_size=32, eval_size=32, ema_decay=0.9, **TINY_TRAINING)
+    cfg = notebook_profile("02_training", "smoke", epochs=2, image_size=32, eval_size=32, ema_decay=0.9, **TINY_TRAINING)
     result = experiments.train_model(cfg, str(tmp_path))
     final = result.history[-1]
     assert result.top1 == final["ema_top1"] and len(result.history) == 2  # final epoch, EMA weights: not the best epoch
@@ -42,16 +42,17 @@ def test_training_reports_the_final_ema_accuracy(tmp_path):
 
 
 def test_training_with_a_progressive_schedule_records_it(tmp_path):
-    cfg = settings("02_training", "smoke", epochs=2, eval_size=32, progressive="stages=2 size=24:32 randaug=0:5",
-                   **TINY_TRAINING)
+    cfg = notebook_profile("02_training", "smoke", epochs=2, eval_size=32, progressive="stages=2 size=24:32 randaug=0:5",
+                           **TINY_TRAINING)
     result = experiments.train_model(cfg, str(tmp_path))
     assert result.conditions.image_sizes == [24, 32] and result.conditions.schedule.startswith("command line")
     assert [r["image_size"] for r in result.history] == [24, 32] and result.schedule["variant"] == "progressive"
 
 
 def test_efficiency_tables(tmp_path):
-    cfg = settings("03_training_efficiency", "smoke", table2_sizes=[32, 48], memory_budget_mb=64, max_batch_limit=4,
-                   table3_image_size=32, table3_batch_size=2, timing_repeats=1, scaling_image_size=32, scaling_batch_size=2)
+    cfg = notebook_profile("03_training_efficiency", "smoke", table2_sizes=[32, 48], memory_budget_mb=64, max_batch_limit=4,
+                           table3_image_size=32, table3_batch_size=2, timing_repeats=1, scaling_image_size=32,
+                           scaling_batch_size=2)
     table2 = experiments.table2_memory(cfg)
     assert [r["image_size"] for r in table2.rows] == [32, 48] and table2.memory_budget_bytes == 64 * 2**20
     table3 = experiments.table3_fused_stages(cfg, str(tmp_path))
@@ -67,8 +68,8 @@ def test_efficiency_tables(tmp_path):
 
 
 def test_nas_search_reports_percent_accuracy_and_its_conditions(tmp_path):
-    cfg = settings("04_nas", "smoke", trials=2, epochs=1, image_size=32, batch_size=32, train_samples=128, retrain_top=2,
-                   retrain_epochs=1)
+    cfg = notebook_profile("04_nas", "smoke", trials=2, epochs=1, image_size=32, batch_size=32, train_samples=128, retrain_top=2,
+                           retrain_epochs=1)
     result = experiments.nas_search(cfg, str(tmp_path))
     assert len(result.ranked) == 2 and all(0 <= r["accuracy"] <= 100 for r in result.ranked)
     assert len(result.retrained) == 2 and result.proxy_vs_longer_spearman in (-1.0, 1.0)
@@ -76,9 +77,9 @@ def test_nas_search_reports_percent_accuracy_and_its_conditions(tmp_path):
 
 
 def test_table5_grid_and_the_progressive_comparison(tmp_path):
-    cfg = settings("05_progressive_learning", "smoke", grid_sizes=[24, 32], grid_magnitudes=[0.0, 10.0], grid_epochs=1,
-                   grid_seeds=[0, 1], epochs=2, stages=2, min_size=24, max_size=32, eval_size=32,
-                   variants=["fixed", "progressive"], **TINY_TRAINING)
+    cfg = notebook_profile("05_progressive_learning", "smoke", grid_sizes=[24, 32], grid_magnitudes=[0.0, 10.0], grid_epochs=1,
+                           grid_seeds=[0, 1], epochs=2, stages=2, min_size=24, max_size=32, eval_size=32,
+                           variants=["fixed", "progressive"], **TINY_TRAINING)
     table5 = experiments.table5_grid(cfg, str(tmp_path))
     assert len(table5.per_seed) == 2 and len(table5.top1) == 2 and len(table5.top1[0]) == 2
     assert table5.top1[0][0] == pytest.approx((table5.per_seed[0][0][0] + table5.per_seed[1][0][0]) / 2)
@@ -94,7 +95,7 @@ def test_table5_grid_and_the_progressive_comparison(tmp_path):
 
 
 def test_transfer_fine_tunes_and_trains_from_scratch(tmp_path):
-    cfg = settings("06_transfer", "smoke", pretrain_epochs=1, steps=4, batch_size=32, image_size=32, train_samples=128)
+    cfg = notebook_profile("06_transfer", "smoke", pretrain_epochs=1, steps=4, batch_size=32, image_size=32, train_samples=128)
     result = experiments.transfer(cfg, str(tmp_path))
     assert [(r["start"], r["dataset"]) for r in result.rows] == [("pretrained", "synthetic_b"), ("scratch", "synthetic_b")]
     assert result.pretraining["demo_v2_tiny"]["source"].endswith("last.pt")

@@ -35,7 +35,7 @@ from effnetv2_mini.study.experiments.faster import (
     time_to_reach,
     v2_progressive_time_to_v1_fixed_accuracy,
 )
-from effnetv2_mini.study.profiles import settings
+from effnetv2_mini.study.profiles import notebook_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -145,7 +145,7 @@ def test_time_to_accuracy_trains_interleaved_pairs_and_records_its_conditions(tm
 
 
 def test_table11_speed_times_both_generations_beside_the_paper():
-    cfg = settings("03_training_efficiency", "smoke", scaling_image_size=32, scaling_batch_size=2, timing_repeats=1)
+    cfg = notebook_profile("03_training_efficiency", "smoke", scaling_image_size=32, scaling_batch_size=2, timing_repeats=1)
     result = table11_speed(cfg, pairs=[("efficientnetv2_b0", "efficientnet_b0")])
     (row,) = result.rows
     assert row["v2_params"] > row["v1_params"] > 0 and row["v2_size"] == row["v1_size"] == 32

@@ -1,4 +1,4 @@
-"""The profile registry: every notebook's settings, checked at the edge; rehearsals shrink them."""
+"""The profile registry: every notebook's parameters, checked at the edge; rehearsals shrink them."""
 
 from pathlib import Path
 
@@ -8,10 +8,10 @@ import pytest
 from effnetv2_mini.study.profiles import (
     NOTEBOOKS,
     PROFILES,
-    SettingsError,
-    notebook_settings,
+    ParameterError,
+    notebook_profile,
     parameter_names,
-    settings,
+    profile_from_globals,
 )
 from reproduce.plans import notebook_parameters
 
@@ -26,9 +26,9 @@ def test_each_notebook_declares_exactly_its_registry_parameters(notebook):
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_every_profile_resolves_and_rehearses(profile):
     for notebook in PROFILES[profile]:
-        values = settings(notebook, profile)
+        values = notebook_profile(notebook, profile)
         assert values.profile == profile and not values.rehearse
-        small = settings(notebook, profile, rehearse=True)
+        small = notebook_profile(notebook, profile, rehearse=True)
         assert small.rehearse
         assert getattr(small, "max_steps_per_epoch", 2) == 2
         for field in ("image_size", "eval_size", "table3_image_size", "throughput_image_size", "proxy_image_size"):
@@ -37,8 +37,8 @@ def test_every_profile_resolves_and_rehearses(profile):
 
 
 def test_unknown_parameter_is_an_error_that_suggests_the_name():
-    with pytest.raises(SettingsError, match="no parameter 'epoch'; did you mean 'epochs'"):
-        settings("02_training", "smoke", epoch=2)
+    with pytest.raises(ParameterError, match="no parameter 'epoch'; did you mean 'epochs'"):
+        notebook_profile("02_training", "smoke", epoch=2)
 
 
 @pytest.mark.parametrize("name, value, message", [
@@ -51,31 +51,31 @@ def test_unknown_parameter_is_an_error_that_suggests_the_name():
     ("data_root", 3, "'data_root' must be str | None"),
 ])
 def test_wrong_types_and_ranges_are_errors(name, value, message):
-    with pytest.raises(SettingsError, match=message):
-        settings("02_training", "smoke", **{name: value})
+    with pytest.raises(ParameterError, match=message):
+        notebook_profile("02_training", "smoke", **{name: value})
 
 
 def test_floats_accept_integers_and_lists_are_checked_item_by_item():
-    assert settings("02_training", "smoke", randaug_magnitude=10).randaug_magnitude == 10
-    with pytest.raises(SettingsError, match="grid_sizes"):
-        settings("05_progressive_learning", "smoke", grid_sizes=[32, "48"])
+    assert notebook_profile("02_training", "smoke", randaug_magnitude=10).randaug_magnitude == 10
+    with pytest.raises(ParameterError, match="grid_sizes"):
+        notebook_profile("05_progressive_learning", "smoke", grid_sizes=[32, "48"])
 
 
 def test_a_profile_without_the_notebook_says_which_have_it():
-    with pytest.raises(SettingsError, match="full_transfer.*no settings for 02_training"):
-        settings("02_training", "full_transfer")
-    with pytest.raises(SettingsError, match="unknown profile 'smokey'"):
-        settings("02_training", "smokey")
+    with pytest.raises(ParameterError, match="full_transfer.*no parameters for 02_training"):
+        notebook_profile("02_training", "full_transfer")
+    with pytest.raises(ParameterError, match="unknown profile 'smokey'"):
+        notebook_profile("02_training", "smokey")
 
 
 def test_a_parameter_papermill_injected_must_exist():
-    """papermill only logs a warning for ``-p epoch 2``; the notebook's settings cell refuses it."""
+    """papermill only logs a warning for ``-p epoch 2``; the notebook's first code cell refuses it."""
     injected = "# Parameters\nprofile = \"smoke\"\nepoch = 2\n"
     namespace = {"In": ["", "profile = None\nepochs = None", injected], "profile": "smoke", "epochs": None, "epoch": 2}
-    with pytest.raises(SettingsError, match="no parameter 'epoch'; did you mean 'epochs'"):
-        notebook_settings("02_training", namespace)
+    with pytest.raises(ParameterError, match="no parameter 'epoch'; did you mean 'epochs'"):
+        profile_from_globals("02_training", namespace)
     namespace["In"][2] = "# Parameters\nepochs = 3\n"
-    assert notebook_settings("02_training", dict(namespace, epochs=3)).epochs == 3
+    assert profile_from_globals("02_training", dict(namespace, epochs=3)).epochs == 3
 
 
 def test_the_parameters_cell_is_the_first_code_cell_and_lists_output_dir():

@@ -178,3 +178,16 @@ def test_probing_this_machine_gives_a_plan_and_a_reason(tmp_path):
     chosen, why = choose_plan(tmp_path)  # nothing under tmp_path: quick only if Imagenette downloads here and a GPU is
     expected = "quick" if imagenette_source(tmp_path) and accelerator() else "smoke"
     assert chosen == expected and why
+
+
+def test_the_report_names_its_glance_rows_and_a_comparison_names_its_curves(tmp_path):
+    from effnetv2_mini.study import plots
+
+    run = write_run(tmp_path / "smoke", "smoke", "synthetic")
+    report = build_report("smoke", "", list(SECTIONS), run, draw=False)
+    first_table = next(block for block in report.sections[0].blocks if block[0] == "table")
+    assert report.sections[0].title == "At a glance" and report.glance and report.glance is first_table[1]
+    comparison = results("smoke", "synthetic")["05_progressive_learning"]["progressive"]
+    assert plots.comparison_curve(comparison, "progressive", 0) is comparison.curves["progressive-s0"]
+    ax = plots.plot_progressive_comparison(comparison)
+    assert len(ax.lines) == len(comparison.rows) + 1  # one curve per run, and chance

@@ -98,15 +98,16 @@ def test_malformed_yaml_names_the_file_and_line(workspace):
 
 
 def test_shipped_full_plans_use_torchrun_and_separate_transfer_runs():
-    from effnetv2_mini.study.profiles import settings
+    from effnetv2_mini.study.profiles import notebook_profile
 
     full = load_plan("full")
     assert {e.name for e in full.entries} >= {"01_architecture", "02_training", "05_progressive_learning", "07_report"}
     profile = full.entries[0].parameters["profile"]
-    assert settings("02_training", profile).nproc == 8 and settings("05_progressive_learning", profile).nproc == 8
-    assert settings("02_training", profile).progressive == "paper"  # Table 7 trains with progressive learning
+    assert notebook_profile("02_training", profile).nproc == 8 and notebook_profile("05_progressive_learning", profile).nproc == 8
+    assert notebook_profile("02_training", profile).progressive == "paper"  # Table 7 trains with progressive learning
     assert [e.name for e in load_plan("full_transfer").entries] == ["06_transfer", "07_report"]
-    assert settings("06_transfer", load_plan("full_imagenet21k").entries[0].parameters["profile"]).init_from == "imagenet21k"
+    profile_21k = load_plan("full_imagenet21k").entries[0].parameters["profile"]
+    assert notebook_profile("06_transfer", profile_21k).init_from == "imagenet21k"
     smoke = load_plan("smoke")
     notebooks = Path(__file__).parent.parent / "notebooks"
     assert [e.name for e in smoke.entries] == sorted(p.stem for p in notebooks.glob("0*.ipynb"))

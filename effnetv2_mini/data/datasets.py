@@ -1,6 +1,10 @@
-"""Data sets, transforms and loaders (paper section 5.1 recipe; ``torchvision.transforms.v2`` throughout).
+"""Data sets by name: the built-in ones, Imagenette, ImageNet, class-per-folder trees and the transfer sets.
 
-``get_dataset(name, split, root)`` is the one entry point. Names:
+``get_dataset(name, split, root)`` is the one entry point; ``dataset_or_fallback`` falls back to the built-in set,
+loudly, when a data set is missing and cannot be downloaded. What is applied to the images lives elsewhere: the
+transforms in :mod:`effnetv2_mini.data.transforms`, the training and evaluation loaders in
+:mod:`effnetv2_mini.data.loaders`, the decoded-image cache in :mod:`effnetv2_mini.data.cache`, decoding itself in
+:mod:`effnetv2_mini.data.images` (on a GPU, :mod:`effnetv2_mini.data.devicedecode`). Names:
 
 =============== ===========================================================================================
 ``synthetic``   the built-in data set (:mod:`effnetv2_mini.data.synthetic`): no download, for smoke runs and tests

@@ -7,8 +7,9 @@ import math
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch, Rectangle
 
-__all__ = ["BLOCK_COLORS", "draw_architecture", "plot_params_vs_flops", "plot_training_curves", "show_images",
-           "plot_regularization_grid", "plot_schedule", "plot_accuracy_vs_time", "plot_nas_candidates",
+__all__ = ["BLOCK_COLORS", "draw_architecture", "plot_training_curves", "show_images",
+           "plot_regularization_grid", "plot_schedule", "plot_accuracy_vs_time", "comparison_curve",
+           "plot_progressive_comparison", "plot_nas_candidates",
            "plot_finetune_curves", "plot_relative_throughput", "plot_per_stage", "plot_lr_schedule", "chance_line"]
 
 BLOCK_COLORS = {"Fused-MBConv": "#f28e2b", "MBConv": "#4e79a7", "other": "#bab0ac"}
@@ -51,28 +52,6 @@ def draw_architecture(stage_rows: list[dict], title: str = "", ax=None):
     )
     if title:
         ax.set_title(title)
-    return ax
-
-
-def plot_params_vs_flops(rows: list[dict], ax=None):
-    """Params (M) against multiply-adds (B), one line per family (``rows`` need name, family, params, macs)."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
-    for family, style in (("v1", "o--"), ("v2", "s-")):
-        points = sorted((r for r in rows if r["family"] == family), key=lambda r: r["macs"])
-        if not points:
-            continue
-        label = "EfficientNet (V1)" if family == "v1" else "EfficientNetV2"
-        ax.plot([p["macs"] / 1e9 for p in points], [p["params"] / 1e6 for p in points], style, label=label)
-        for p in points:
-            ax.annotate(p["name"].split("_")[-1].upper(), (p["macs"] / 1e9, p["params"] / 1e6), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("FLOPs at eval size (billions of multiply-adds, measured)")
-    ax.set_ylabel("parameters (millions)")
-    ax.legend()
-    ax.grid(True, which="both", alpha=0.3)
     return ax
 
 
@@ -200,6 +179,18 @@ def plot_accuracy_vs_time(rows: list[dict], ax=None, chance: float | None = None
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+def comparison_curve(result, variant: str, seed: int) -> list[dict]:
+    """One run of a progressive comparison (``experiments.progressive_comparison``), asked for by its variant and
+    seed: its ``{epoch, wall_time, top1}`` per epoch."""
+    return result.curves[f"{variant}-s{seed}"]  # the key progressive_comparison files each run's curve under
+
+
+def plot_progressive_comparison(result, ax=None):
+    """Top-1 against training wall-clock for every run of a progressive comparison, with chance dashed."""
+    runs = [dict(row, curve=comparison_curve(result, row["variant"], row["seed"])) for row in result.rows]
+    return plot_accuracy_vs_time(runs, ax=ax, chance=result.conditions.chance)
 
 
 def plot_nas_candidates(ranked: list[dict], front: list[dict] | None = None, ax=None, chance: float | None = None):

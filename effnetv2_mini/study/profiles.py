@@ -1,9 +1,11 @@
-"""One registry of profiles: every notebook's settings, for every way of running it.
+"""One registry of profiles: every notebook's parameters, for every way of running it.
 
-A notebook asks :func:`notebook_settings` for its settings; the profile fills them and papermill parameters
-override single fields. Each notebook's settings are a dataclass below whose defaults are the ``smoke`` profile;
-every other profile lists what it changes. A parameter the notebook does not have, or a value of the wrong type
-or range, is an error before anything runs (papermill itself would only log a warning).
+A *profile* (``smoke``, ``laptop``, ...) says how big a run is. A notebook's parameters in a profile are a
+:class:`NotebookProfile`: one dataclass per notebook below (:class:`TrainingProfile`, ...), whose defaults are the
+``smoke`` profile; every other profile lists what it changes. :func:`notebook_profile` gives them for a notebook,
+a profile and field-by-field overrides; a notebook calls :func:`profile_from_globals` with its ``globals()``,
+where papermill injected its parameters. A parameter the notebook does not have, or a value of the wrong type or
+range, is a :class:`ParameterError` before anything runs (papermill itself would only log a warning).
 
 Profiles:
 
@@ -31,10 +33,11 @@ from dataclasses import dataclass, field
 
 from ..paper.progressive import VARIANTS
 
-__all__ = ["PROFILES", "NOTEBOOKS", "settings", "notebook_settings", "parameter_names", "check_value", "SettingsError"]
+__all__ = ["PROFILES", "NOTEBOOKS", "NotebookProfile", "notebook_profile", "profile_from_globals", "parameter_names",
+           "check_value", "ParameterError"]
 
 
-class SettingsError(ValueError):
+class ParameterError(ValueError):
     """A notebook parameter that does not exist or has a wrong type or range; the message names it."""
 
 
@@ -44,20 +47,21 @@ V1_MODELS = [f"efficientnet_b{i}" for i in range(8)]
 
 
 @dataclass
-class Settings:
-    """What every notebook's settings record: the profile they came from, and whether this is a rehearsal."""
+class NotebookProfile:
+    """One notebook's parameters in a profile. Every one records the profile it came from and whether this is a
+    rehearsal; each notebook's subclass adds its own fields."""
 
     profile: str = "smoke"
     rehearse: bool = False
 
 
 @dataclass
-class Common(Settings):
+class DeviceProfile(NotebookProfile):
     device: str = "cpu"  # auto | cpu | cuda | cuda:N | mps
 
 
 @dataclass
-class ArchitectureSettings(Common):  # 01_architecture: Tables 4 and 7 (params, FLOPs), throughput
+class ArchitectureProfile(DeviceProfile):  # 01_architecture: Tables 4 and 7 (params, FLOPs), throughput
     models: list[str] = field(default_factory=lambda: V2_MODELS + V1_MODELS)
     summary_model: str = "efficientnetv2_s"
     throughput_models: list[str] = field(default_factory=lambda: ["demo_v2_tiny", "demo_v1_tiny"])
@@ -66,7 +70,7 @@ class ArchitectureSettings(Common):  # 01_architecture: Tables 4 and 7 (params, 
 
 
 @dataclass
-class DataSettings(Common):
+class DataProfile(DeviceProfile):
     dataset: str = "synthetic"  # synthetic | imagenette | imagenet | imagefolder | ...
     data_root: str | None = None
     download: bool = False
@@ -80,7 +84,7 @@ class DataSettings(Common):
 
 
 @dataclass
-class TrainingSettings(DataSettings):  # 02_training: the recipe, Table 7 accuracy
+class TrainingProfile(DataProfile):  # 02_training: the recipe, Table 7 accuracy
     model: str = "demo_v2_tiny"
     epochs: int = 6
     batch_size: int = 64
@@ -98,7 +102,7 @@ class TrainingSettings(DataSettings):  # 02_training: the recipe, Table 7 accura
 
 
 @dataclass
-class EfficiencySettings(DataSettings):  # 03_training_efficiency: Tables 2 and 3, per-stage speed, scaling
+class EfficiencyProfile(DataProfile):  # 03_training_efficiency: Tables 2 and 3, per-stage speed, scaling
     table2_model: str = "demo_v1_tiny"
     table2_sizes: list[int] = field(default_factory=lambda: [64, 96, 128])
     memory_budget_mb: int | None = 200  # None on a GPU: 90% of its free memory
@@ -116,7 +120,7 @@ class EfficiencySettings(DataSettings):  # 03_training_efficiency: Tables 2 and 
 
 
 @dataclass
-class NasSettings(DataSettings):  # 04_nas: section 3.3
+class NasProfile(DataProfile):  # 04_nas: section 3.3
     space: str = "cpu"  # cpu | b4
     trials: int = 4
     epochs: int = 3
@@ -133,7 +137,7 @@ class NasSettings(DataSettings):  # 04_nas: section 3.3
 
 
 @dataclass
-class ProgressiveSettings(DataSettings):  # 05_progressive_learning: Tables 5 and 6, the speed-up
+class ProgressiveProfile(DataProfile):  # 05_progressive_learning: Tables 5 and 6, the speed-up
     model: str = "demo_v2_tiny"
     recipe: str = "simple"
     batch_size: int = 64
@@ -158,14 +162,14 @@ class ProgressiveSettings(DataSettings):  # 05_progressive_learning: Tables 5 an
 
 
 @dataclass
-class TransferSettings(DataSettings):  # 06_transfer: Table 8, section 5.2
+class TransferProfile(DataProfile):  # 06_transfer: Table 8, section 5.2
     models: list[str] = field(default_factory=lambda: ["demo_v2_tiny"])
     transfer_sets: list[str] = field(default_factory=lambda: ["synthetic_b"])
     init_from: str = "pretrain"  # "pretrain" (here, on pretrain_dataset), "torchvision", a checkpoint, "imagenet21k"
     pretrain_dataset: str = "synthetic"
     pretrain_classes: list[int] | None = None  # a subset of the pretraining set's classes (None: the built-in six)
     transfer_classes: list[int] | None = None  # a subset of the transfer set's classes
-    # images_per_class (DataSettings) applies to the fine-tuning only: few-shot transfer
+    # images_per_class (DataProfile) applies to the fine-tuning only: few-shot transfer
     pretrain_epochs: int = 8
     finetune_recipe: str = "paper"  # paper | code
     steps: int = 60
@@ -177,14 +181,14 @@ class TransferSettings(DataSettings):  # 06_transfer: Table 8, section 5.2
 
 
 @dataclass
-class ReportSettings(Settings):  # 07_report
+class ReportProfile(NotebookProfile):  # 07_report
     plan: str | None = None  # the plan whose run this is; None: guessed from the directory name
 
 
 NOTEBOOKS: dict[str, type] = {
-    "01_architecture": ArchitectureSettings, "02_training": TrainingSettings, "03_training_efficiency": EfficiencySettings,
-    "04_nas": NasSettings, "05_progressive_learning": ProgressiveSettings, "06_transfer": TransferSettings,
-    "07_report": ReportSettings,
+    "01_architecture": ArchitectureProfile, "02_training": TrainingProfile, "03_training_efficiency": EfficiencyProfile,
+    "04_nas": NasProfile, "05_progressive_learning": ProgressiveProfile, "06_transfer": TransferProfile,
+    "07_report": ReportProfile,
 }
 
 _GPU = {"device": "auto", "workers": 8}
@@ -276,25 +280,25 @@ PROFILES: dict[str, dict[str, dict]] = {
 
 
 def parameter_names(notebook: str) -> list[str]:
-    """Every papermill parameter of ``notebook``: ``output_dir`` and its settings' fields (profile, rehearse, ...)."""
-    return ["output_dir", *(f.name for f in dataclasses.fields(_settings_class(notebook)))]
+    """Every papermill parameter of ``notebook``: ``output_dir`` and its profile's fields (profile, rehearse, ...)."""
+    return ["output_dir", *(f.name for f in dataclasses.fields(_profile_class(notebook)))]
 
 
-def settings(notebook: str, profile: str | None = None, rehearse: bool = False, **overrides):
-    """The settings of ``notebook`` in ``profile`` (None: ``$EFFNETV2_PROFILE`` or ``smoke``), with ``overrides``
+def notebook_profile(notebook: str, profile: str | None = None, rehearse: bool = False, **overrides):
+    """The parameters of ``notebook`` in ``profile`` (None: ``$EFFNETV2_PROFILE`` or ``smoke``), with ``overrides``
     (None values are ignored), checked: unknown names, wrong types and impossible values are errors."""
-    cls = _settings_class(notebook)
+    cls = _profile_class(notebook)
     profile = profile or os.environ.get("EFFNETV2_PROFILE") or "smoke"
     if profile not in PROFILES:
-        raise SettingsError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+        raise ParameterError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
     if notebook not in PROFILES[profile]:
         usable = [p for p, notebooks in PROFILES.items() if notebook in notebooks]
-        raise SettingsError(f"profile {profile!r} has no settings for {notebook}; use one of {', '.join(usable)}")
+        raise ParameterError(f"profile {profile!r} has no parameters for {notebook}; use one of {', '.join(usable)}")
     hints = typing.get_type_hints(cls)
     for name, value in overrides.items():
         if name not in hints or name in ("profile", "rehearse"):
             close = difflib.get_close_matches(name, hints, n=1)
-            raise SettingsError(f"{notebook} has no parameter {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+            raise ParameterError(f"{notebook} has no parameter {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                                 + f" Its parameters: {', '.join(parameter_names(notebook))}")
         if value is not None:
             check_value(f"{notebook} parameter {name!r}", value, hints[name])
@@ -304,20 +308,20 @@ def settings(notebook: str, profile: str | None = None, rehearse: bool = False, 
     return rehearsal(result) if rehearse else result
 
 
-def notebook_settings(notebook: str, namespace: dict):
-    """:func:`settings` from a notebook's globals, after papermill injected its parameters. The names papermill
+def profile_from_globals(notebook: str, namespace: dict):
+    """:func:`notebook_profile` from a notebook's globals, after papermill injected its parameters. The names papermill
     injected (its cell starts with ``# Parameters``, IPython keeps the source in ``In``) must all be parameters
     of the notebook: ``papermill -p epoch 2`` is an error here, not a warning lost in a log."""
     known = parameter_names(notebook)
     unknown = sorted(_injected_names(namespace.get("In", [])) - set(known))
     if unknown:
         close = difflib.get_close_matches(unknown[0], known, n=1)
-        raise SettingsError(f"{notebook} has no parameter {unknown[0]!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+        raise ParameterError(f"{notebook} has no parameter {unknown[0]!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                             + f" Its parameters: {', '.join(known)}")
     values = {name: namespace[name] for name in known if name in namespace and name != "output_dir"}
     profile, rehearse = values.pop("profile", None), values.pop("rehearse", False)
     check_value(f"{notebook} parameter 'rehearse'", rehearse, bool)
-    return settings(notebook, profile, rehearse, **values)
+    return notebook_profile(notebook, profile, rehearse, **values)
 
 
 def _injected_names(history: list[str]) -> set[str]:
@@ -333,17 +337,17 @@ def _injected_names(history: list[str]) -> set[str]:
     return names
 
 
-def _settings_class(notebook: str) -> type:
+def _profile_class(notebook: str) -> type:
     if notebook not in NOTEBOOKS:
-        raise SettingsError(f"unknown notebook {notebook!r}; notebooks: {', '.join(NOTEBOOKS)}")
+        raise ParameterError(f"unknown notebook {notebook!r}; notebooks: {', '.join(NOTEBOOKS)}")
     return NOTEBOOKS[notebook]
 
 
 def check_value(what: str, value, annotation) -> None:
-    """Raise :class:`SettingsError` unless ``value`` fits ``annotation`` (int, float, str, bool, list[...], X | None)."""
+    """Raise :class:`ParameterError` unless ``value`` fits ``annotation`` (int, float, str, bool, list[...], X | None)."""
     if not _fits(value, annotation):
         shown = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-        raise SettingsError(f"{what} must be {shown}, got {value!r} ({type(value).__name__})")
+        raise ParameterError(f"{what} must be {shown}, got {value!r} ({type(value).__name__})")
 
 
 def _fits(value, annotation) -> bool:
@@ -362,7 +366,7 @@ def _fits(value, annotation) -> bool:
     return isinstance(value, annotation)
 
 
-# Range checks: (field, test, what it must be). Applied to whichever settings class has the field.
+# Range checks: (field, test, what it must be). Applied to whichever profile class has the field.
 _RANGES = [
     (("epochs", "grid_epochs", "batch_size", "image_size", "eval_size", "trials", "stages", "min_size", "max_size",
       "steps", "table3_image_size", "table3_batch_size", "scaling_batch_size", "throughput_batch_size", "nproc",
@@ -386,11 +390,11 @@ def _check_ranges(notebook: str, values) -> None:
         for name in names:
             value = getattr(values, name, None)
             if value is not None and not test(value):
-                raise SettingsError(f"{notebook} parameter {name!r} must be {meaning}, got {value!r}")
+                raise ParameterError(f"{notebook} parameter {name!r} must be {meaning}, got {value!r}")
 
 
 def rehearsal(values):
-    """The same settings shrunk for a rehearsal: one or two steps per stage, tiny images, small grids; the same
+    """The same parameters shrunk for a rehearsal: one or two steps per stage, tiny images, small grids; the same
     models, data sets, recipes, schedules and process counts (torchrun where the profile uses it, at most 2
     processes on a CPU). Table 2 keeps 64 px and more: a batch of one image needs BatchNorm inputs larger than the
     1 x 1 feature map 32 px leaves at EfficientNet-B6's end."""
@@ -408,14 +412,14 @@ def rehearsal(values):
             "images_per_class": 2 if getattr(values, "images_per_class", None) else None,
             "nproc": min(getattr(values, "nproc", 1), 2), "rehearse": True}
     changes = {k: v for k, v in tiny.items() if hasattr(values, k)}
-    if isinstance(values, ProgressiveSettings):  # two stages of one epoch; a grid of one size and two magnitudes
+    if isinstance(values, ProgressiveProfile):  # two stages of one epoch; a grid of one size and two magnitudes
         changes.update(stages=2, epochs=2, eval_size=48, grid_sizes=[32], grid_magnitudes=values.grid_magnitudes[:2])
         if values.schedule_source is not None:
             changes.update(schedule_source=None)  # the presets' sizes (128-300 px) shrink to min_size..max_size
-    if isinstance(values, ArchitectureSettings):  # timing two models exercises the path; all are still counted
+    if isinstance(values, ArchitectureProfile):  # timing two models exercises the path; all are still counted
         changes.update(throughput_models=values.throughput_models[:2])
-    if isinstance(values, TransferSettings):  # one model and one transfer set exercise every path
+    if isinstance(values, TransferProfile):  # one model and one transfer set exercise every path
         changes.update(models=values.models[:1], transfer_sets=values.transfer_sets[:1])
-    if isinstance(values, TrainingSettings) and values.progressive is not None:  # the presets' sizes are 128-300 px
+    if isinstance(values, TrainingProfile) and values.progressive is not None:  # the presets' sizes are 128-300 px
         changes.update(progressive="stages=4 size=24:32 randaug=5:15 dropout=0.1:0.3", epochs=4)
     return dataclasses.replace(values, **changes)

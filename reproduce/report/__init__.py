@@ -38,7 +38,8 @@ def build_report(plan_name: str, description: str, notebooks: list[str], out_dir
             sections.append(section)
             glance += [_glance_row(claim, status.get(name, {}).get("seconds")) for claim in section.claims]
         drawers.update(figures)
-    report = Report(plan_name, description, _notices(out_dir, notebooks), _head(glance, notebooks, status) + sections)
+    report = Report(plan_name, description, _notices(out_dir, notebooks), _head(glance, notebooks, status) + sections,
+                    glance=glance)
     if draw:
         report.figures = _draw(drawers)
         for section in report.sections:  # a figure that could not be drawn is left out, not left dangling

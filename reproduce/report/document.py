@@ -37,6 +37,7 @@ class Report:
     notices: list[str]
     sections: list[Section]
     figures: dict[str, bytes] = field(default_factory=dict)  # name -> PNG
+    glance: list[dict] = field(default_factory=list)  # the at-a-glance rows: one per claim (the first section's table)
 
     def markdown(self) -> str:
         lines = [f"# Reproduction report: plan `{self.plan}`", "", self.description, ""]

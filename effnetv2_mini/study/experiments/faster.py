@@ -34,7 +34,7 @@ from ...paper.configs import get_config
 from ...paper.model import build_model
 from ...paper.progressive import variant
 from ...zoo import model_counts
-from ..profiles import ProgressiveSettings, settings
+from ..profiles import ProgressiveProfile, notebook_profile
 from ..reference import paper_table
 from .common import data_fields
 from .progressive import comparison_schedule
@@ -50,7 +50,7 @@ TABLE11_PAIRS = [(f"efficientnetv2_b{i}", f"efficientnet_b{i}") for i in range(4
 
 
 @dataclass
-class FasterSettings(ProgressiveSettings):
+class FasterSettings(ProgressiveProfile):
     """Notebook 05's settings (data, recipe, epochs, stages, sizes, regularization ranges, seeds) plus the networks
     to compare. ``v2_model`` / ``v1_model``: the pair behind the headline; None: the first V2-style and the first
     V1-style network of ``models`` (see :func:`generation`)."""
@@ -62,8 +62,8 @@ class FasterSettings(ProgressiveSettings):
 
 def faster_settings(profile: str | None = None, rehearse: bool = False, models: list[str] | None = None,
                     v2_model: str | None = None, v1_model: str | None = None, **overrides) -> FasterSettings:
-    """:class:`FasterSettings` from notebook 05's profile (``study.profiles.settings``) and ``overrides``."""
-    base = settings("05_progressive_learning", profile, rehearse, **overrides)
+    """:class:`FasterSettings` from notebook 05's profile (``study.profiles.notebook_profile``) and ``overrides``."""
+    base = notebook_profile("05_progressive_learning", profile, rehearse, **overrides)
     values = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
     return FasterSettings(**values, models=list(models or ["demo_v2_tiny", "demo_v1_tiny"]), v2_model=v2_model,
                           v1_model=v1_model)
