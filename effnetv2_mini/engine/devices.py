@@ -1,7 +1,7 @@
 """Where a model runs: picking the device, mixed precision, memory, and the errors that mean "out of memory".
 
-One place for what training, measurement and the experiments all need (DESIGN: the device is picked once,
-``cuda`` then ``mps`` then ``cpu``, and can be forced; on CUDA, AMP in bfloat16 where supported).
+One place for what training, measurement and the experiments all need: the device is picked once, ``cuda`` then
+``mps`` then ``cpu``, and can be forced; on CUDA, AMP in bfloat16 where supported.
 """
 
 from __future__ import annotations

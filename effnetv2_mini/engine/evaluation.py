@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from ..data.datasets import get_dataset, is_built_in
 from ..data.loaders import make_loader
-from ..data.transforms import eval_transform, normalization_of
+from ..data.transforms import eval_transform
 from ..paper.model import build_model
 from .checkpoint import CheckpointError, load_checkpoint
 from .devices import pick_device
 from .loop import evaluate
 
-__all__ = ["evaluate_checkpoint", "load_model", "show_predictions"]
+__all__ = ["evaluate_checkpoint", "load_model", "checkpoint_eval_transform"]
 
 
 def load_model(checkpoint_path: str, ema: bool = False):
@@ -40,13 +40,13 @@ def evaluate_checkpoint(checkpoint_path: str, dataset: str, data_root: str | Non
     options = {"resolution": size} if is_built_in(dataset) else {}
     data = get_dataset(dataset, "val", root=data_root, skip_corrupt=skip_corrupt, **options)
     _check_classes(checkpoint_path, checkpoint, data.classes)
-    data.transform = _eval_transform(checkpoint, size, dataset)
+    data.transform = checkpoint_eval_transform(checkpoint, size, dataset)
     loader = make_loader(data, batch_size, workers, run_device)
     result = evaluate(model.to(run_device), loader, run_device, amp=run_device.type == "cuda")
     return {**result, "image_size": size, "images": result["count"], "weights": "EMA" if ema else "raw"}
 
 
-def _eval_transform(checkpoint: dict, size: int, dataset: str):
+def checkpoint_eval_transform(checkpoint: dict, size: int, dataset: str):
     """The evaluation transform the run itself used (its preprocessing and normalization)."""
     return eval_transform(size, checkpoint.get("preprocessing") or "official", crop=not is_built_in(dataset),
                           normalize=checkpoint.get("normalize"))
@@ -62,38 +62,3 @@ def _check_classes(path: str, checkpoint: dict, classes) -> None:
     if trained and list(trained) != names:
         raise ValueError(f"{path} was trained on classes {trained[:5]}... but this data set's are {names[:5]}...: the "
                          "labels would not match")
-
-
-def show_predictions(checkpoint_path: str, dataset: str, data_root: str | None = None, options: dict | None = None,
-                     classes: list[int] | None = None, count: int = 16):
-    """A grid of the first ``count`` validation images with the model's predicted class; wrong ones framed red."""
-    import torch
-
-    from ..data.loaders import ClassSubset
-    from ..study.plots import show_images
-
-    model, checkpoint = load_model(checkpoint_path)
-    size = checkpoint.get("eval_size") or model.config.eval_size
-    extra = dict(options or {}, resolution=size) if is_built_in(dataset) else {}
-    val = get_dataset(dataset, "val", root=data_root, **extra)
-    if classes is not None:
-        val = ClassSubset(val, classes)
-    val.transform = _eval_transform(checkpoint, size, dataset)
-    step = max(1, len(val) // count)
-    items = [val[i * step] for i in range(min(count, len(val)))]
-    images, truth = torch.stack([x[0] for x in items]), [x[1] for x in items]
-    with torch.no_grad():
-        predicted = model.eval()(images).argmax(1).tolist()
-    names = [c if isinstance(c, str) else c[0] for c in val.classes]
-    right = sum(p == t for p, t in zip(predicted, truth))
-    normalization = normalization_of(checkpoint.get("preprocessing"), checkpoint.get("normalize"))
-    fig = show_images(images, torch.tensor(predicted), names, normalization=normalization,
-                      title=f"{len(items)} validation images: predicted class (title), red frame = wrong ({right} right)")
-    for ax, p, t in zip(fig.axes, predicted, truth):
-        if p != t:
-            ax.axis("on")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set(visible=True, color="red", linewidth=3)
-    return fig

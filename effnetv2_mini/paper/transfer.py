@@ -37,11 +37,9 @@ from ..compat import LoadReport, load_pretrained
 from ..data.datasets import get_dataset, is_built_in
 from ..data.loaders import ClassSubset
 from ..engine.config import TrainConfig
-from ..study.reference import paper_table
 from .model import EfficientNet, build_model
 
-__all__ = ["FINETUNE_RECIPES", "IMAGENET21K_CLASSES", "finetune_config", "imagenet21k_config", "from_21k_to_1k",
-           "PAPER_TABLE_8"]
+__all__ = ["FINETUNE_RECIPES", "IMAGENET21K_CLASSES", "finetune_config", "imagenet21k_config", "from_21k_to_1k"]
 
 IMAGENET21K_CLASSES = 21_841
 _FINETUNE = dict(recipe="paper", optimizer="rmsprop", batch_size=512, base_lr=0.0005, warmup_epochs=1.0, ema_decay=0.9996,
@@ -51,8 +49,6 @@ FINETUNE_RECIPES = {
     "paper": dict(_FINETUNE, schedule="cosine", weight_decay=0.0, steps=10_000, min_epochs=0),
     "code": dict(_FINETUNE, schedule="constant", weight_decay=1e-5, steps=10_000, min_epochs=15),
 }
-# Paper Table 8 (top-1 %, models pretrained on ImageNet-1k), from the reference file.
-PAPER_TABLE_8 = paper_table("table8")["top1"]
 
 
 def finetune_config(model: str, dataset: str, init_from: str | None, finetune_recipe: str = "paper", steps: int | None = None,

@@ -10,7 +10,8 @@ from matplotlib.patches import Patch, Rectangle
 __all__ = ["BLOCK_COLORS", "draw_architecture", "plot_training_curves", "show_images",
            "plot_regularization_grid", "plot_schedule", "plot_accuracy_vs_time", "comparison_curve",
            "plot_progressive_comparison", "plot_nas_candidates",
-           "plot_finetune_curves", "plot_relative_throughput", "plot_per_stage", "plot_lr_schedule", "chance_line"]
+           "plot_finetune_curves", "plot_relative_throughput", "plot_per_stage", "plot_lr_schedule", "chance_line",
+           "show_predictions"]
 
 BLOCK_COLORS = {"Fused-MBConv": "#f28e2b", "MBConv": "#4e79a7", "other": "#bab0ac"}
 
@@ -385,4 +386,41 @@ def plot_scaling(rows: list[dict], speed_key: str, device: str = ""):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def show_predictions(checkpoint_path: str, dataset: str, data_root: str | None = None, options: dict | None = None,
+                     classes: list[int] | None = None, count: int = 16):
+    """A grid of the first ``count`` validation images with the model's predicted class; wrong ones framed red."""
+    import torch
+
+    from ..data.datasets import get_dataset, is_built_in
+    from ..data.loaders import ClassSubset
+    from ..data.transforms import normalization_of
+    from ..engine.evaluation import checkpoint_eval_transform, load_model
+
+    model, checkpoint = load_model(checkpoint_path)
+    size = checkpoint.get("eval_size") or model.config.eval_size
+    extra = dict(options or {}, resolution=size) if is_built_in(dataset) else {}
+    val = get_dataset(dataset, "val", root=data_root, **extra)
+    if classes is not None:
+        val = ClassSubset(val, classes)
+    val.transform = checkpoint_eval_transform(checkpoint, size, dataset)
+    step = max(1, len(val) // count)
+    items = [val[i * step] for i in range(min(count, len(val)))]
+    images, truth = torch.stack([x[0] for x in items]), [x[1] for x in items]
+    with torch.no_grad():
+        predicted = model.eval()(images).argmax(1).tolist()
+    names = [c if isinstance(c, str) else c[0] for c in val.classes]
+    right = sum(p == t for p, t in zip(predicted, truth))
+    normalization = normalization_of(checkpoint.get("preprocessing"), checkpoint.get("normalize"))
+    fig = show_images(images, torch.tensor(predicted), names, normalization=normalization,
+                      title=f"{len(items)} validation images: predicted class (title), red frame = wrong ({right} right)")
+    for ax, p, t in zip(fig.axes, predicted, truth):
+        if p != t:
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set(visible=True, color="red", linewidth=3)
     return fig

@@ -5,12 +5,12 @@ records its own conditions (:mod:`.results`). The notebooks call these; the repo
 paper                              function                                          notebook
 =================================  ================================================  ==========
 Tables 4, 7 (params, FLOPs)        :func:`.architecture.architecture`                01
-Section 6 recipe, Table 7 top-1    :func:`.training.train_model`                     02
+Section 5.1 recipe, Table 7 top-1  :func:`.training.train_model`                     02
 Table 2 (batch vs image size)      :func:`.efficiency.table2_memory`                 03
 Table 3 (fused stages)             :func:`.efficiency.table3_fused_stages`           03
-Section 3.1 per-stage speed        :func:`.efficiency.per_stage_speed`               03
+Section 3.2 per-stage speed        :func:`.efficiency.per_stage_speed`               03
 Scaling: speed across models       :func:`.efficiency.scaling_speed`                 03
-Section 3.2 NAS                    :func:`.search.nas_search`                        04
+Section 3.3 NAS                    :func:`.search.nas_search`                        04
 Table 5 (size x RandAugment)       :func:`.progressive.table5_grid`                  05
 Progressive speed-up, ablations    :func:`.progressive.progressive_comparison`       05
 Table 8 (transfer)                 :func:`.transfer.transfer`                        06

@@ -13,7 +13,8 @@ from ...engine.config import TrainConfig
 from ...engine.devices import pick_device
 from ...engine.launch import launch
 from ...engine.rundir import read_history
-from ...paper.transfer import PAPER_TABLE_8, finetune_config, imagenet21k_config
+from ...paper.transfer import finetune_config, imagenet21k_config
+from ..reference import paper_table
 from .common import data_fields
 from .results import FINAL_EMA, FINAL_RAW, Result, measure_conditions, result_type
 
@@ -50,7 +51,7 @@ def transfer(settings, output_dir: str) -> TransferResult:
                 summary = launch(config, nproc=settings.nproc)
                 curves[f"{model}/{dataset}/{start_from}"] = read_history(config.out_dir)
                 rows.append({"model": model, "dataset": dataset, "start": start_from, "epochs": config.epochs,
-                             "top1": summary["top1"], "paper_top1": PAPER_TABLE_8.get(model, {}).get(dataset),
+                             "top1": summary["top1"], "paper_top1": paper_table("table8")["top1"].get(model, {}).get(dataset),
                              **_run_facts(config.out_dir), "run_dir": config.out_dir,
                              "accuracy": FINAL_EMA if summary["top1_weights"] == "EMA" else FINAL_RAW})
     conditions = measure_conditions(device, settings.profile, settings.rehearse, processes=settings.nproc,
