@@ -382,7 +382,7 @@ def test_nas_trials_below_one_and_a_missing_search_are_refused(tmp_path, capsys)
     ("name: ../../escaped\nnotebooks: [01_architecture]\n", "plan name '../../escaped' must be letters"),
     ("name: t\nnotebooks:\n  - name: ../../evil/x\n", "notebook name '../../evil/x' must name a notebook"),
     ("name: t\ntimeout: ten minutes\nnotebooks: [01_architecture]\n",
-     "timeout must be a number of seconds > 0, got 'ten minutes'"),
+     "timeout must be a finite number of seconds > 0, got 'ten minutes'"),
     ("name: t\nnotebooks:\n  - name: 02_training\n    parameters: {batch_size: '32'}\n",
      "parameter 'batch_size' of 02_training must be int, got '32'"),
 ])
