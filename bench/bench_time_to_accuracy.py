@@ -33,7 +33,6 @@ from pathlib import Path
 from effnetv2_mini.paper.recipe import RECIPES
 from effnetv2_mini.study.claims import claims_for
 from effnetv2_mini.study.experiments.faster import faster_settings, table11_speed, time_to_accuracy
-from effnetv2_mini.study.profiles import notebook_profile
 
 
 def parse(argv=None):
@@ -73,7 +72,8 @@ def run(args) -> dict:
                           eval_size=args.eval_size or args.size, randaug_range=list(args.randaug),
                           dropout_range=list(args.dropout), mixup_range=[0.0, 0.0], seeds=args.seeds,
                           batch_size=args.batch_size, images_per_class=args.images_per_class,
-                          train_samples=args.train_samples, cache=args.cache, workers=args.workers)
+                          train_samples=args.train_samples, cache=args.cache, workers=args.workers,
+                          scaling_image_size=None, scaling_batch_size=args.speed_batch, timing_repeats=5)
     cfg.profile = "bench"  # labelled as what it is (smoke defaults fill the rest)
     result = time_to_accuracy(cfg, args.out or tempfile.mkdtemp(prefix="bench-time-to-accuracy-"))
     head = result.v2_progressive_time_to_v1_fixed_accuracy
@@ -86,9 +86,7 @@ def run(args) -> dict:
                "machine": f"{result.conditions.device_name}, torch {result.conditions.torch}",
                "claims": [_claim(c) for c in claims_for(result)], "result": result.to_dict()}
     if args.table11:
-        speed_settings = notebook_profile("03_training_efficiency", "smoke", device=args.device, scaling_image_size=None,
-                                  scaling_batch_size=args.speed_batch, timing_repeats=5)
-        speed = table11_speed(speed_settings)
+        speed = table11_speed(cfg)
         summary.update(table11=speed.rows, claims=summary["claims"] + [_claim(c) for c in claims_for(speed)])
     return summary
 

@@ -16,6 +16,8 @@ from effnetv2_mini.paper.progressive import linear_schedule
 from effnetv2_mini.study.claims import (
     ONE_SEED,
     claims_for,
+    explain_time_to_accuracy,
+    leaderboard_line,
     progressive_each_claim,
     table11_claim,
     time_ratio_verdict,
@@ -323,3 +325,48 @@ def test_the_benchmark_trains_a_resnet_on_photos_of_any_size(tmp_path):
     assert summary["result"]["conditions"]["dataset"] == "imagefolder" and summary["result"]["conditions"]["num_classes"] == 2
     assert set(summary["progressive_time_ratio"]) == {"demo_v2_tiny", "resnet18"}
     assert summary["v2_progressive_time_to_v1_fixed_accuracy"] is None  # no V1 network among the models
+
+
+# ---- what the notebook prints beside the verdicts ----------------------------------------------------------------
+
+def sized(model, variant, seed, seconds, final, points):
+    """(image size, images/s, cumulative seconds, top-1) per epoch -> a run."""
+    return {"model": model, "variant": variant, "seed": seed, "train_seconds": seconds, "final_top1": final,
+            "curve": [{"epoch": i + 1, "image_size": s, "images_per_sec": v, "wall_time": t, "top1": a}
+                      for i, (s, v, t, a) in enumerate(points)]}
+
+
+def test_explanation_sets_the_time_ratio_beside_pixels_and_the_last_stage_beside_the_fixed_run():
+    rows = [sized("m", "fixed", 0, 40.0, 70.0, [(128, 50.0, 20.0, 60.0), (128, 50.0, 40.0, 70.0)]),
+            sized("m", "progressive", 0, 30.0, 69.0, [(64, 200.0, 10.0, 55.0), (128, 40.0, 30.0, 69.0)])]
+    result = TimeToAccuracyResult(small(), models=["m"], rows=rows, per_model=progressive_effect(rows),
+                                  v2_progressive_time_to_v1_fixed_accuracy={"per_seed": [
+                                      {"seed": 0, "ratio": None, "v2_progressive_final_top1": 69.0, "target_top1": 71.5}]})
+    text = explain_time_to_accuracy(result)
+    # 30 / 40 = 0.75x; pixels: mean of (64/128)^2 = 0.25 and 1 -> 0.625; -1.0 points
+    assert "**0.75x** the fixed-size time (pixels predict 0.62x)" in text and "**-1.0 points**" in text
+    assert "its last stage (128 px) ran at 40 images/s against the fixed run's 50; its first (64 px) at 200" in text
+    assert "ended at 69.0%, below V1 fixed-size's 71.5%" in text
+
+
+def test_leaderboard_line_only_for_photos_and_at_the_nearest_size():
+    board = {"rows": [{"size": 128, "epochs": 5, "top1": 85.77, "runs": "5, mean", "entry": "a"},
+                      {"size": 192, "epochs": 5, "top1": 86.76, "runs": "5, mean", "entry": "b"}]}
+    rows = [sized("m", "fixed", 0, 40.0, 70.0, []), sized("m", "progressive", 1, 30.0, 72.5, [])]
+    result = TimeToAccuracyResult(small(image_sizes=[56, 128], epochs=5), rows=rows)
+    line = leaderboard_line(result, board)
+    assert "m progressive (seed 1), **72.5%** after 5 epochs at 128 px" in line and "128 px, 5-epoch row: 85.77%" in line
+    assert leaderboard_line(TimeToAccuracyResult(small(dataset="synthetic", image_sizes=[32]), rows=rows), board) == ""
+
+
+def test_notebook_07_profiles_train_the_papers_pairs():
+    laptop = notebook_profile("07_faster_training", "laptop")
+    assert (laptop.models, laptop.recipe, laptop.min_size, laptop.max_size, laptop.seeds) == (
+        ["efficientnetv2_b0", "efficientnet_b0"], "short", 56, 128, [0])
+    assert laptop.dataset == "imagenette" and laptop.train_samples is None and laptop.images_per_class is None
+    assert notebook_profile("07_faster_training", "quick").models == ["efficientnetv2_s", "efficientnet_b4"]
+    full = notebook_profile("07_faster_training", "full")
+    assert (full.models, full.epochs, full.nproc) == (["efficientnetv2_m", "efficientnet_b7"], 350, 8)
+    rehearsal = notebook_profile("07_faster_training", "laptop", rehearse=True)
+    assert (rehearsal.epochs, rehearsal.stages, rehearsal.max_steps_per_epoch, rehearsal.models) == (
+        2, 2, 2, laptop.models)

@@ -101,11 +101,11 @@ def test_shipped_full_plans_use_torchrun_and_separate_transfer_runs():
     from effnetv2_mini.study.profiles import notebook_profile
 
     full = load_plan("full")
-    assert {e.name for e in full.entries} >= {"01_architecture", "02_training", "05_progressive_learning", "07_report"}
+    assert {e.name for e in full.entries} >= {"01_architecture", "02_training", "05_progressive_learning", "08_report"}
     profile = full.entries[0].parameters["profile"]
     assert notebook_profile("02_training", profile).nproc == 8 and notebook_profile("05_progressive_learning", profile).nproc == 8
     assert notebook_profile("02_training", profile).progressive == "paper"  # Table 7 trains with progressive learning
-    assert [e.name for e in load_plan("full_transfer").entries] == ["06_transfer", "07_report"]
+    assert [e.name for e in load_plan("full_transfer").entries] == ["06_transfer", "08_report"]
     profile_21k = load_plan("full_imagenet21k").entries[0].parameters["profile"]
     assert notebook_profile("06_transfer", profile_21k).init_from == "imagenet21k"
     smoke = load_plan("smoke")

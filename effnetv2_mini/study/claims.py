@@ -21,6 +21,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from ..data.datasets import is_built_in
 from .experiments.results import FINAL_EMA
 from .reference import paper_table, paper_value
 
@@ -28,7 +29,7 @@ __all__ = ["Claim", "Verdict", "comparable", "accuracy_noise", "difference_noise
            "counts_claim", "training_claim", "table2_claim", "table3_claim", "per_stage_claim", "nas_claims",
            "table5_claim", "table6_claim", "speedup_claim", "explain_speedup", "adaptive_claim", "transfer_claim",
            "claims_for", "conclusion", "time_to_accuracy_claim", "progressive_each_claim", "table11_claim",
-           "time_ratio_verdict"]
+           "time_ratio_verdict", "explain_time_to_accuracy", "leaderboard_line"]
 
 AGREES, CONTRADICTS, NO_SIGNAL, NOT_APPLICABLE = "agrees", "contradicts", "no signal", "n/a"
 GPU_OR_TPU_TIMED = ("V100", "TPU")  # the devices the paper timed (Tables 2, 3)
@@ -520,6 +521,59 @@ def time_to_accuracy_claim(result) -> Claim:
             f"{statistics.mean(v1_final):.1f}% in {shown} its time ({len(ratios) - missed} of {len(ratios)} seed(s))")
     return Claim("time_to_accuracy", "Fig. 1a, Tables 7, 10", statement, paper, ours, _describe(c),
                  _timed_training_comparable(c), verdict)
+
+
+def _speed_by_size(curve: list[dict]) -> dict[int, float]:
+    """Mean training images/s per image size over a run's epochs (``curve`` points with ``images_per_sec``)."""
+    sizes = sorted({p["image_size"] for p in curve if p.get("images_per_sec")})
+    return {s: statistics.mean(p["images_per_sec"] for p in curve if p["image_size"] == s and p.get("images_per_sec"))
+            for s in sizes}
+
+
+def explain_time_to_accuracy(result) -> str:
+    """Why a time-to-accuracy run's ratios are what they are, from its own numbers, as Markdown lines: per network,
+    progressive learning's time against fixed-size training beside what counting pixels predicts (the schedule's
+    mean of (size / last size)^2), and the last stage's images/s beside the fixed run's at the same size (a last
+    stage slower than the fixed run eats the speed-up). Where a V1 target was never reached, says by how much."""
+    lines = []
+    for model, effect in result.per_model.items():
+        rows = {(r["variant"], r["seed"]): r for r in result.rows if r["model"] == model}
+        for p in effect["per_seed"]:
+            fixed, prog = rows[("fixed", p["seed"])], rows[("progressive", p["seed"])]
+            sizes = [q["image_size"] for q in prog["curve"]]
+            predicted = statistics.mean((s / max(sizes)) ** 2 for s in sizes) if sizes else None
+            speed_p, speed_f = _speed_by_size(prog["curve"]), _speed_by_size(fixed["curve"])
+            line = f"- {model}, seed {p['seed']}: progressive took **{p['time_ratio']:.2f}x** the fixed-size time"
+            if predicted:
+                line += f" (pixels predict {predicted:.2f}x)"
+            if p["top1_diff"] is not None:
+                line += f" and ended **{p['top1_diff']:+.1f} points** from it"
+            last = max(speed_p) if speed_p else None
+            if last in speed_f:
+                line += (f"; its last stage ({last} px) ran at {speed_p[last]:.0f} images/s against the fixed run's "
+                         f"{speed_f[last]:.0f}; its first ({min(speed_p)} px) at {speed_p[min(speed_p)]:.0f}")
+            lines.append(line + ".")
+    for p in result.v2_progressive_time_to_v1_fixed_accuracy.get("per_seed", []):
+        if p["ratio"] is None:
+            lines.append(f"- Seed {p['seed']}: V2 with Algorithm 1 ended at {p['v2_progressive_final_top1']:.1f}%, "
+                         f"below V1 fixed-size's {p['target_top1']:.1f}%: the headline ratio needs more epochs or a "
+                         "stronger V2 run at this scale.")
+    return "\n".join(lines) or "- No fixed-size and progressive runs to compare in this result."
+
+
+def leaderboard_line(result, board: dict) -> str:
+    """The best final top-1 of ``result`` beside the leaderboard rows (``board``: a reference table of rows with
+    size, epochs, top1) at the nearest size, when the run trained on photos; "" for the built-in data set."""
+    c = result.conditions
+    finals = [r for r in result.rows if r["final_top1"] is not None]
+    if not finals or is_built_in(c.dataset) or not board.get("rows"):
+        return ""
+    best = max(finals, key=lambda r: r["final_top1"])
+    size = max(c.image_sizes)
+    near = min(board["rows"], key=lambda r: (abs(r["size"] - size), r["epochs"]))
+    return (f"- Best run: {best['model']} {best['variant']} (seed {best['seed']}), **{best['final_top1']:.1f}%** after "
+            f"{c.epochs} epochs at {size} px on {c.device_name}; the Imagenette leaderboard's {near['size']} px, "
+            f"{near['epochs']}-epoch row: {near['top1']}% ({near['entry']}, {near['runs']} runs, on GPUs).")
 
 
 def _progressive_verdict(model: str, effect: dict, c) -> Verdict:

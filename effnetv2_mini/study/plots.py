@@ -9,7 +9,7 @@ from matplotlib.patches import Patch, Rectangle
 
 __all__ = ["BLOCK_COLORS", "draw_architecture", "plot_training_curves", "show_images",
            "plot_regularization_grid", "plot_schedule", "plot_accuracy_vs_time", "comparison_curve",
-           "plot_progressive_comparison", "plot_nas_candidates",
+           "plot_progressive_comparison", "plot_time_to_accuracy", "plot_nas_candidates",
            "plot_finetune_curves", "plot_relative_throughput", "plot_per_stage", "plot_lr_schedule", "chance_line",
            "show_predictions"]
 
@@ -192,6 +192,40 @@ def plot_progressive_comparison(result, ax=None):
     """Top-1 against training wall-clock for every run of a progressive comparison, with chance dashed."""
     runs = [dict(row, curve=comparison_curve(result, row["variant"], row["seed"])) for row in result.rows]
     return plot_accuracy_vs_time(runs, ax=ax, chance=result.conditions.chance)
+
+
+def plot_time_to_accuracy(result, paper: dict | None = None):
+    """Figure 1a's question on this machine: top-1 against training minutes, one curve per run of
+    ``experiments.time_to_accuracy`` (colour: network, solid: Algorithm 1, dashed: fixed size), the V1 fixed-size
+    final accuracy the headline measures against as a dotted line; beside it the paper's Table 7 (``paper``: top-1
+    against training hours, EfficientNet and EfficientNetV2)."""
+    fig, axes = plt.subplots(1, 2 if paper else 1, figsize=(12 if paper else 6.5, 4.2), squeeze=False)
+    ax = axes[0][0]
+    colours = dict(zip(result.models, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for row in result.rows:
+        points = [p for p in row["curve"] if p["top1"] is not None]
+        style = "-" if row["variant"] == "progressive" else "--"
+        ax.plot([p["wall_time"] / 60 for p in points], [p["top1"] for p in points], style, marker="o", markersize=3,
+                color=colours[row["model"]], label=f"{row['model']} {row['variant']} (seed {row['seed']})")
+    for p in result.v2_progressive_time_to_v1_fixed_accuracy.get("per_seed", []):
+        ax.axhline(p["target_top1"], color="grey", linestyle=":", linewidth=1)
+    chance_line(ax, result.conditions.chance)
+    ax.set(xlabel="training wall-clock (minutes)", ylabel="val top-1 (%)", title=f"this run ({result.conditions.device_name})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if paper:
+        ax = axes[0][1]
+        for family, marker in (("efficientnet_", "s"), ("efficientnetv2_", "o")):
+            rows = [r for r in paper["rows"] if r["model"].startswith(family) and not r["model"].endswith("21k")]
+            ax.plot([r["train_hours"] for r in rows], [r["top1"] for r in rows], marker=marker, label=family.rstrip("_"))
+            for r in rows:
+                ax.annotate(_short(r["model"]), (r["train_hours"], r["top1"]), fontsize=7, xytext=(3, -9),
+                            textcoords="offset points")
+        ax.set(xlabel="training hours (32 TPU cores)", ylabel="ImageNet top-1 (%)", title="the paper, Table 7")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def plot_nas_candidates(ranked: list[dict], front: list[dict] | None = None, ax=None, chance: float | None = None):

@@ -11,7 +11,7 @@ Profiles:
 
 =================== ===========================================================================================
 ``smoke``           built-in data, tiny models, CPU, seconds per notebook: what CI and nbval run
-``laptop``          real photos (Imagenette 160 px, or any class-per-folder tree), small models, a CPU, < 1 hour
+``laptop``          real photos (Imagenette 160 px, or any class-per-folder tree), small models, a CPU, about 2 hours
 ``quick``           Imagenette on one GPU, EfficientNetV2-S, a few hours
 ``full``            ImageNet with the paper's settings, 8 GPUs per node through torchrun
 ``full_transfer``   notebook 06 only: paper Table 8 (V2-S/M/L on CIFAR-10/100, Flowers, Cars)
@@ -181,14 +181,44 @@ class TransferProfile(DataProfile):  # 06_transfer: Table 8, section 5.2
 
 
 @dataclass
-class ReportProfile(NotebookProfile):  # 07_report
+class FasterProfile(DataProfile):  # 07_faster_training: Figure 1a, Tables 7 and 10-12, Table 11's speed
+    """The networks to compare, each trained at a fixed size and with Algorithm 1 (same data, epochs, recipe and
+    schedule shape); ``v2_model`` / ``v1_model``: the pair behind the headline (None: the first V2-style and the
+    first V1-style of ``models``)."""
+
+    models: list[str] = field(default_factory=lambda: ["demo_v2_tiny", "demo_v1_tiny"])
+    v2_model: str | None = None
+    v1_model: str | None = None
+    recipe: str = "simple"  # paper | code | simple | short
+    batch_size: int = 64
+    train_samples: int | None = 800
+    num_classes: int | None = 4  # the built-in set's four plain shapes (chance 25%): signal in a few epochs
+    epochs: int = 6
+    stages: int = 3
+    schedule_source: str | None = None  # "paper" (Table 6) or "code" for V2-S/M/L; None: the ranges below
+    min_size: int = 32
+    max_size: int = 64
+    eval_size: int = 64
+    randaug_range: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    dropout_range: list[float] | None = field(default_factory=lambda: [0.05, 0.2])
+    mixup_range: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    nproc: int = 1
+    table11: bool = True  # also time V2-B0..B3 against V1-B0..B3 (training and inference images/s)
+    scaling_image_size: int | None = 64  # Table 11's timing size (None: each model's eval size)
+    scaling_batch_size: int = 4
+    timing_repeats: int = 3
+
+
+@dataclass
+class ReportProfile(NotebookProfile):  # 08_report
     plan: str | None = None  # the plan whose run this is; None: guessed from the directory name
 
 
 NOTEBOOKS: dict[str, type] = {
     "01_architecture": ArchitectureProfile, "02_training": TrainingProfile, "03_training_efficiency": EfficiencyProfile,
     "04_nas": NasProfile, "05_progressive_learning": ProgressiveProfile, "06_transfer": TransferProfile,
-    "07_report": ReportProfile,
+    "07_faster_training": FasterProfile, "08_report": ReportProfile,
 }
 
 _GPU = {"device": "auto", "workers": 8}
@@ -223,7 +253,14 @@ PROFILES: dict[str, dict[str, dict]] = {
         "06_transfer": {**_LAPTOP, "transfer_sets": ["imagenette"], "pretrain_dataset": "imagenette",
                         "pretrain_classes": [0, 1, 2, 3, 4], "transfer_classes": [5, 6, 7, 8, 9], "images_per_class": 20,
                         "pretrain_epochs": 6, "steps": 60, "batch_size": 25, "lr": None, "image_size": 96},
-        "07_report": {},
+        # Figure 1a and Table 12 at laptop scale: V2-B0 against EfficientNet-B0 on every training photo, each fixed
+        # at 128 px and with Algorithm 1 from 56 px (the sizes whose cost follows their pixels on a CPU). One seed: the
+        # four trainings took 78 minutes on a 2-core CPU (docs/benchmarks.md); a second seed: --seeds / -p seeds
+        "07_faster_training": {**_LAPTOP, "models": ["efficientnetv2_b0", "efficientnet_b0"], "recipe": "short",
+                               "workers": 0, "epochs": 5, "stages": 4, "min_size": 56, "max_size": 128, "eval_size": 128,
+                               "randaug_range": [0.0, 10.0], "dropout_range": [0.05, 0.2], "seeds": [0],
+                               "scaling_image_size": 128, "scaling_batch_size": 8},
+        "08_report": {},
     },
     "quick": {
         "01_architecture": {"device": "auto", "throughput_models": ["efficientnetv2_s", "efficientnetv2_m",
@@ -243,7 +280,12 @@ PROFILES: dict[str, dict[str, dict]] = {
         "06_transfer": {**_GPU, "data_root": "data", "models": ["efficientnetv2_s"], "transfer_sets": ["cifar10"],
                         "init_from": "torchvision", "steps": 2000, "batch_size": 128, "lr": None, "image_size": 224,
                         "pretrain_epochs": 0, "train_samples": None},
-        "07_report": {},
+        # Tables 7 and 10 at one-GPU scale: V2-S against EfficientNet-B4 (the paper's pair of similar accuracy)
+        "07_faster_training": {**_GPU, **_IMAGENETTE, "models": ["efficientnetv2_s", "efficientnet_b4"], "recipe": "paper",
+                               "epochs": 40, "stages": 4, "min_size": 128, "max_size": 256, "eval_size": 256,
+                               "randaug_range": [5.0, 15.0], "dropout_range": [0.1, 0.3], "mixup_range": [0.0, 0.0],
+                               "scaling_image_size": None, "scaling_batch_size": 32, "timing_repeats": 10},
+        "08_report": {},
     },
     "full": {
         "01_architecture": {"device": "auto", "throughput_models": V2_MODELS + V1_MODELS, "throughput_image_size": None,
@@ -260,21 +302,26 @@ PROFILES: dict[str, dict[str, dict]] = {
                                     "grid_sizes": [128, 192, 300], "grid_magnitudes": [5.0, 10.0, 15.0],
                                     "grid_epochs": 350, "epochs": 350, "schedule_source": "paper", "eval_size": 384,
                                     "nproc": 8},
-        "07_report": {},
+        # Table 10: EfficientNetV2-M and EfficientNet-B7 trained with the same progressive learning, and each fixed
+        "07_faster_training": {**_GPU, **_IMAGENET, "models": ["efficientnetv2_m", "efficientnet_b7"], "recipe": "paper",
+                               "epochs": 350, "stages": 4, "min_size": 128, "max_size": 380, "eval_size": 480,
+                               "randaug_range": [5.0, 15.0], "dropout_range": [0.1, 0.3], "mixup_range": [0.0, 0.2],
+                               "nproc": 8, "scaling_image_size": None, "scaling_batch_size": 32, "timing_repeats": 10},
+        "08_report": {},
     },
     "full_transfer": {
         "06_transfer": {**_GPU, "data_root": "data", "models": ["efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l"],
                         "transfer_sets": ["cifar10", "cifar100", "flowers102", "stanford_cars"],
                         "init_from": "torchvision", "steps": 10_000, "batch_size": 512, "lr": None, "image_size": None,
                         "pretrain_epochs": 0, "train_samples": None, "nproc": 8},
-        "07_report": {},
+        "08_report": {},
     },
     "full_imagenet21k": {
         "06_transfer": {**_GPU, "data_root": "data", "models": ["efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l",
                                                                 "efficientnetv2_xl"],
                         "transfer_sets": ["imagenet"], "init_from": "imagenet21k", "steps": 37_535, "batch_size": 512,
                         "lr": None, "image_size": None, "pretrain_epochs": 0, "train_samples": None, "nproc": 8},
-        "07_report": {},
+        "08_report": {},
     },
 }
 
@@ -416,6 +463,8 @@ def rehearsal(values):
         changes.update(stages=2, epochs=2, eval_size=48, grid_sizes=[32], grid_magnitudes=values.grid_magnitudes[:2])
         if values.schedule_source is not None:
             changes.update(schedule_source=None)  # the presets' sizes (128-300 px) shrink to min_size..max_size
+    if isinstance(values, FasterProfile):  # two stages of one epoch, both networks
+        changes.update(stages=2, epochs=2, eval_size=48, schedule_source=None)
     if isinstance(values, ArchitectureProfile):  # timing two models exercises the path; all are still counted
         changes.update(throughput_models=values.throughput_models[:2])
     if isinstance(values, TransferProfile):  # one model and one transfer set exercise every path

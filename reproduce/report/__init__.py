@@ -4,7 +4,7 @@ Wherever the paper makes a claim, the report sets side by side the paper's numbe
 measured under, whether ours is **comparable** (the paper's setting, decided from the recorded conditions, fail
 closed) and a **verdict** (agrees / contradicts / no signal, against the noise we know of). The claims and their
 judging live in the library (:mod:`effnetv2_mini.study.claims`), so the notebooks conclude with the same verdicts.
-``notebooks/07_report.ipynb`` shows the same report from a run directory.
+``notebooks/08_report.ipynb`` shows the same report from a run directory.
 """
 
 from __future__ import annotations

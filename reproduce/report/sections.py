@@ -199,10 +199,39 @@ def transfer_sections(results: dict, figures: dict) -> list[Section]:
     ], claims)]
 
 
+def faster_sections(results: dict, figures: dict) -> list[Section]:
+    r, speed = results["time_to_accuracy"], results.get("table11")
+    c, claims = r.conditions, claims_for(r)
+    head = r.v2_progressive_time_to_v1_fixed_accuracy
+    figures["time_to_accuracy"] = lambda: plots.plot_time_to_accuracy(r, paper_table("table7"))
+    effect = [{"model": m, **p} for m, e in r.per_model.items() for p in e["per_seed"]]
+    blocks = _fallback(c) + [
+        ("p", conditions_text(c) + " Each network trained at a fixed size and with Algorithm 1, same data, epochs and "
+              f"recipe, every epoch evaluated; training seconds exclude evaluation. Top-1 is the {c.accuracy}. The "
+              f"headline pair: {head.get('v2_model')} with Algorithm 1 against {head.get('v1_model')} at a fixed size."),
+        ("table", r.rows, ["model", "variant", "seed", "final_top1", "train_seconds"],
+         ["model", "variant", "seed", "top-1 % (final)", "training s"]),
+        ("table", effect, ["model", "seed", "time_ratio", "top1_diff"],
+         ["model", "seed", "progressive / fixed time", "progressive - fixed top-1 (points)"]),
+        ("table", r.pairs, ["seed", "a", "b", "target_top1", "a_seconds", "b_seconds", "ratio"],
+         ["seed", "run a", "run b", "common top-1 %", "a: s to reach it", "b: s to reach it", "b / a"]),
+        ("figure", "time_to_accuracy", "top-1 against training minutes, one curve per run (solid: Algorithm 1, dashed: "
+                                       "fixed size); right: the paper's Table 7 in training hours"),
+    ]
+    if speed is not None:
+        claims = claims + claims_for(speed)
+        blocks.append(("table", speed.rows, ["v2_model", "v1_model", "train_speedup", "eval_speedup", "paper_speedup"],
+                       ["V2", "V1", "training V2 / V1", "inference V2 / V1", "paper (V100 inference)"]))
+    blocks.append(_verdicts(claims))
+    return [Section("Faster training: time to accuracy (paper Figure 1a, Tables 7, 10, 11, 12)", blocks, claims)]
+
+
 SECTIONS = {"01_architecture": architecture_sections, "02_training": training_sections,
             "03_training_efficiency": efficiency_sections, "04_nas": nas_sections,
-            "05_progressive_learning": progressive_sections, "06_transfer": transfer_sections}
+            "05_progressive_learning": progressive_sections, "06_transfer": transfer_sections,
+            "07_faster_training": faster_sections}
 # What each section reproduces, for the "not run" line when its notebook has no results yet.
 COVERS = {"01_architecture": "Tables 4 and 7 (params, FLOPs)", "02_training": "Table 7 accuracy",
           "03_training_efficiency": "Tables 2 and 3", "04_nas": "section 3.3",
-          "05_progressive_learning": "Tables 5 and 6, the progressive speed-up", "06_transfer": "Table 8"}
+          "05_progressive_learning": "Tables 5 and 6, the progressive speed-up", "06_transfer": "Table 8",
+          "07_faster_training": "Figure 1a, Tables 7, 10, 11 and 12: time to accuracy"}

@@ -34,14 +34,14 @@ from ...paper.configs import get_config
 from ...paper.model import build_model
 from ...paper.progressive import variant
 from ...zoo import model_counts
-from ..profiles import ProgressiveProfile, notebook_profile
+from ..profiles import FasterProfile, notebook_profile
 from ..reference import paper_table
 from .common import data_fields
 from .progressive import comparison_schedule
 from .results import Result, measure_conditions, result_type
 from .training import run_conditions
 
-__all__ = ["FasterSettings", "faster_settings", "TimeToAccuracyResult", "Table11Result", "time_to_accuracy",
+__all__ = ["faster_settings", "TimeToAccuracyResult", "Table11Result", "time_to_accuracy",
            "table11_speed", "time_to_reach", "progressive_effect", "common_accuracy_times", "pair_times",
            "v2_progressive_time_to_v1_fixed_accuracy", "generation", "TABLE11_PAIRS"]
 
@@ -49,24 +49,9 @@ VARIANTS = ("fixed", "progressive")  # the order within each (seed, model): fixe
 TABLE11_PAIRS = [(f"efficientnetv2_b{i}", f"efficientnet_b{i}") for i in range(4)]
 
 
-@dataclass
-class FasterSettings(ProgressiveProfile):
-    """Notebook 05's settings (data, recipe, epochs, stages, sizes, regularization ranges, seeds) plus the networks
-    to compare. ``v2_model`` / ``v1_model``: the pair behind the headline; None: the first V2-style and the first
-    V1-style network of ``models`` (see :func:`generation`)."""
-
-    models: list[str] = field(default_factory=lambda: ["demo_v2_tiny", "demo_v1_tiny"])
-    v2_model: str | None = None
-    v1_model: str | None = None
-
-
-def faster_settings(profile: str | None = None, rehearse: bool = False, models: list[str] | None = None,
-                    v2_model: str | None = None, v1_model: str | None = None, **overrides) -> FasterSettings:
-    """:class:`FasterSettings` from notebook 05's profile (``study.profiles.notebook_profile``) and ``overrides``."""
-    base = notebook_profile("05_progressive_learning", profile, rehearse, **overrides)
-    values = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
-    return FasterSettings(**values, models=list(models or ["demo_v2_tiny", "demo_v1_tiny"]), v2_model=v2_model,
-                          v1_model=v1_model)
+def faster_settings(profile: str | None = None, rehearse: bool = False, **overrides) -> FasterProfile:
+    """Notebook 07's settings (``study.profiles.notebook_profile("07_faster_training", ...)``) with ``overrides``."""
+    return notebook_profile("07_faster_training", profile, rehearse, **overrides)
 
 
 @result_type
@@ -207,7 +192,7 @@ def _pick(models: list[str], wanted: str | None, kind: str) -> str | None:
     return next((m for m in models if generation(m) == kind), None)
 
 
-def time_to_accuracy(settings: FasterSettings, output_dir: str) -> TimeToAccuracyResult:
+def time_to_accuracy(settings: FasterProfile, output_dir: str) -> TimeToAccuracyResult:
     """Train every model of ``settings.models`` at a fixed size and with Algorithm 1 (same data, epochs, stages,
     eval size and recipe; the fixed run uses the last stage's size and regularization throughout), for each seed,
     interleaved (for seed: for model: fixed, then progressive) so that a machine's drift hits all alike. Run
@@ -220,7 +205,7 @@ def time_to_accuracy(settings: FasterSettings, output_dir: str) -> TimeToAccurac
     models = list(settings.models)
     v2_model, v1_model = _pick(models, settings.v2_model, "v2"), _pick(models, settings.v1_model, "v1")
     runs = Path(output_dir) / "time_to_accuracy_runs"
-    schedules = {m: comparison_schedule(dataclasses.replace(settings, model=m)) for m in models}
+    schedules = {m: comparison_schedule(settings, model=m) for m in models}
     rows, last = [], None
     for seed in settings.seeds:
         for model in models:
@@ -247,8 +232,8 @@ def _run_row(model: str, name: str, seed: int, order: int, summary: dict, out_di
     """One run: its final top-1 (EMA weights when the run keeps an EMA, see ``reported_top1``), training seconds
     and per-epoch curve (``wall_time``: cumulative training seconds at the epoch's end, evaluation excluded)."""
     history = [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines() if line]
-    curve = [{"epoch": m["epoch"], "wall_time": m["wall_time"], "top1": reported_top1(m), "image_size": m["image_size"]}
-             for m in history]
+    curve = [{"epoch": m["epoch"], "wall_time": m["wall_time"], "top1": reported_top1(m), "image_size": m["image_size"],
+              "images_per_sec": m.get("images_per_sec")} for m in history]
     return {"model": model, "variant": name, "seed": seed, "order": order, "final_top1": summary["top1"],
             "train_seconds": summary["wall_time"], "weights": summary["top1_weights"], "curve": curve, "run_dir": out_dir}
 

@@ -72,11 +72,12 @@ def table5_grid(settings, output_dir: str) -> Table5Result:
                         per_seed)
 
 
-def comparison_schedule(settings, eval_size: int | None = None) -> ProgressiveSchedule:
-    """Algorithm 1's schedule for the comparison: the paper's or the official code's preset (V2-S/M/L), or the
-    settings' ranges (sizes ``min_size`` -> ``max_size``, RandAugment, dropout, mixup first -> last)."""
+def comparison_schedule(settings, eval_size: int | None = None, model: str | None = None) -> ProgressiveSchedule:
+    """Algorithm 1's schedule for the comparison: the paper's or the official code's preset (V2-S/M/L) for ``model``
+    (default ``settings.model``), or the settings' ranges (sizes ``min_size`` -> ``max_size``, RandAugment, dropout,
+    mixup first -> last)."""
     if settings.schedule_source is not None:
-        return schedule_preset(settings.model, settings.schedule_source, epochs=settings.epochs, stages=settings.stages,
+        return schedule_preset(model or settings.model, settings.schedule_source, epochs=settings.epochs, stages=settings.stages,
                                eval_size=eval_size or settings.eval_size)
     return linear_schedule(settings.epochs, settings.stages, (settings.min_size, settings.max_size), settings.eval_size,
                            dropout=tuple(settings.dropout_range) if settings.dropout_range else None,

@@ -130,7 +130,7 @@ def load_results(path: str | os.PathLike) -> dict[str, Result]:
 @result_type
 @dataclass
 class ReportResult(Result):
-    """What notebook 07 reported: the run directory, the notebooks found, and the at-a-glance rows."""
+    """What notebook 08 reported: the run directory, the notebooks found, and the at-a-glance rows."""
 
     run_dir: str = ""
     reported: list[str] = field(default_factory=list)
