@@ -17,8 +17,8 @@ from effnetv2_mini.study.experiments import (
     Table2Result,
     Table3Result,
     Table5Result,
-    TrainingResult,
     TimeToAccuracyResult,
+    TrainingResult,
     TransferResult,
     save_results,
 )
