@@ -17,6 +17,7 @@ Every value is checked here, before any work starts: a wrong one is an error tha
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -109,7 +110,7 @@ def _train(args) -> None:
     from .engine.distributed import Rendezvous
     from .engine.errors import TrainingDiverged
     from .engine.launch import launch
-    from .engine.schedule_spec import parse_schedule
+    from .engine.schedule_spec import fixed_size_regularization, parse_schedule
 
     synthetic = {k: v for k, v in (("num_samples", args.train_samples), ("difficulty", args.difficulty)) if v is not None}
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
@@ -117,6 +118,15 @@ def _train(args) -> None:
     schedule = None
     if args.progressive:
         schedule = parse_schedule(args.progressive, config.resolved(), args.variant)
+    elif (preset := fixed_size_regularization(config.resolved())) is not None:
+        # the paper's recipe at a fixed size trains with the regularization of its last stage (recorded in config.json)
+        chosen = {k: v for k, v in preset[0].items() if k not in fields}
+        config = dataclasses.replace(config, **chosen)
+        if chosen and int(os.environ.get("RANK", "0")) == 0:
+            print(f"recipe {config.recipe} at a fixed size: "
+                  + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in chosen.items())
+                  + f" from {preset[1]} (--progressive {config.recipe} trains Algorithm 1 instead; set the options to "
+                    "choose other values)")
     rendezvous = Rendezvous(args.nnodes, args.node_rank, args.rdzv_endpoint)
     try:
         summary = launch(config, nproc=args.nproc, schedule=schedule, rendezvous=rendezvous)
@@ -268,8 +278,11 @@ def _add_recipe_options(p) -> None:
     p.add_argument("--ema-decay", type=fraction, help="EMA of the weights per step; 0 turns it off (default: the recipe's)")
     p.add_argument("--dropout", type=fraction, help="head dropout (default: the model's)")
     p.add_argument("--drop-path-rate", type=fraction, help="stochastic depth of the last block (default: the recipe's)")
-    p.add_argument("--randaug-magnitude", type=non_negative_float, default=0.0, help="RandAugment strength; 0: off")
-    p.add_argument("--mixup-alpha", type=non_negative_float, default=0.0, help="MixUp strength; 0: off")
+    p.add_argument("--randaug-magnitude", type=non_negative_float,
+                   help="RandAugment strength; 0: off (default: 0; with --recipe paper/code on efficientnetv2_s/m/l "
+                        "and no --progressive, the last stage's of the recipe's schedule)")
+    p.add_argument("--mixup-alpha", type=non_negative_float,
+                   help="MixUp strength; 0: off (default: as --randaug-magnitude)")
     p.add_argument("--cutmix-alpha", type=non_negative_float, default=0.0, help="CutMix strength; 0: off")
 
 

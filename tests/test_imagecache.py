@@ -306,6 +306,22 @@ def test_the_pool_hands_over_whole_chunks_in_order(tmp_path):
         assert list(ordered_map(abs, list(range(-300, 0)))) == list(range(300, 0, -1))
 
 
+def _sigterm_is_default(_) -> bool:
+    return signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_the_pools_workers_die_on_sigterm_when_the_parent_defers_it_as_a_training_run_does():
+    """A training run installs a SIGTERM handler (stop at a batch end) before it builds its caches. Workers that
+    inherited it ignored the pool's terminate, and a build hung at its end on a worker blocked on the pool's queue
+    lock (seen on Imagenette: 'decoding 9,469 images ... 100%', then nothing)."""
+    previous = signal.signal(signal.SIGTERM, lambda *args: None)
+    try:
+        with imagecache._ordered_map(2) as ordered_map:
+            assert all(ordered_map(_sigterm_is_default, list(range(64))))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_a_dangling_link_with_cache_and_skip_corrupt_is_skipped_and_named_without_it(tree, tmp_path):
     (tree / "train" / "dog" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     dataset = cached(tree, tmp_path)  # skip_corrupt=True: dropped and counted, no raw ENOENT

@@ -93,6 +93,12 @@ def test_finetune_recipes_follow_the_official_ft_config_and_the_paper():
     assert paper.normalize == "imagenet"  # torchvision's weights were trained on ImageNet-normalized inputs
     code = finetune_config("efficientnetv2_s", "cifar10", "torchvision", finetune_recipe="code", train_size=50_000)
     assert (code.schedule, code.weight_decay, code.epochs) == ("constant", 1e-5, 103)
+    # the official ft preprocessing (isize=1.0) trains and evaluates at the eval size, 384 px for V2-S
+    for config in (paper, code):
+        resolved = config.resolved()
+        assert (resolved.image_size, resolved.eval_size) == (384, 384)
+        assert resolved.ema_reference_batch == 512  # 0.9996 per step at the recipe's own batch, not rescaled to 4096
+    assert (paper.resolved().bn_momentum, code.resolved().bn_momentum) == (0.01, 0.1)  # TF decay 0.99 (paper), 0.9 (code)
     assert finetune_config("efficientnetv2_s", "flowers102", None, finetune_recipe="code", train_size=1020).epochs == 5020
     assert finetune_config("efficientnetv2_s", "cifar10", None, finetune_recipe="code", train_size=10**6).epochs == 15
     ours = finetune_config("efficientnetv2_s", "cifar10", "runs/x/last.pt", train_size=50_000)

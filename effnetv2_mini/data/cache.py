@@ -146,8 +146,12 @@ def decode_to_side(path: str, side: int, skip_corrupt: bool = False) -> np.ndarr
     return np.ascontiguousarray(np.asarray(shrink_to_short_side(image, side)).transpose(2, 0, 1))
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends the pool
+def _pool_worker_signals() -> None:
+    """Ctrl-C reaches the parent, which ends the pool; SIGTERM (the pool's own ``terminate``) ends the worker
+    even when the parent had installed a handler of its own (a training run defers SIGTERM to a batch end: a
+    worker inheriting that handler would ignore ``terminate`` and the build would wait for it forever)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -159,7 +163,7 @@ def _ordered_map(workers: int):
     if workers <= 0:
         yield map
         return
-    with multiprocessing.Pool(workers, initializer=_ignore_sigint) as pool:
+    with multiprocessing.Pool(workers, initializer=_pool_worker_signals) as pool:
         def chunked(function, items):
             for start in range(0, len(items), 64 * workers):
                 yield from pool.map(function, items[start:start + 64 * workers], chunksize=16)

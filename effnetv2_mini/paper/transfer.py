@@ -10,14 +10,16 @@ Sources to fine-tune from (``init_from``): a checkpoint of our training engine (
 (ours, torchvision's; DDP/EMA prefixes stripped). What was loaded, newly initialized and ignored is printed and
 written to the run's ``init_report.json`` (see :func:`effnetv2_mini.compat.load_pretrained`).
 
-Fine-tuning recipes (docs/paper.md#transfer-learning-section-53 and #paper-official-code-and-our-presets), both
-from the official ``ImagenetFt`` config where the paper is silent: RMSProp, 0.001 at batch 512 (0.0005 per 256
-images, scaled with the batch), 1 warm-up epoch, EMA 0.9996, label smoothing 0.1, dropout 0, stochastic depth 0.2,
-the official fine-tuning preprocessing (the whole image resized to the training size, flip, a noise-filled cutout
-of half the side), starting from the checkpoint's EMA weights (``ft_init_ema``):
+Fine-tuning recipes (docs/paper.md#transfer-learning-section-53 and #paper-official-code-and-our-presets), both from
+the official ``ImagenetFt`` config where the paper is silent: RMSProp, 0.001 at batch 512 (0.0005 per 256 images,
+scaled with the batch), 1 warm-up epoch, EMA 0.9996 per step at batch 512, label smoothing 0.1, dropout 0, stochastic
+depth 0.2, the official fine-tuning preprocessing (the whole image resized to the training size, flip, a noise-filled
+cutout of half the side), starting from the checkpoint's EMA weights (``ft_init_ema``), training *and* evaluating at
+the model's evaluation size (384 px for V2-S: the official ``ft`` preprocessing uses ``isize=1.0`` of it):
 
-- ``paper``: the paper's schedule: cosine decay over 10,000 steps, no weight decay.
-- ``code``: the official code's: constant lr, weight decay 1e-5, max(10,000 steps, 15 epochs).
+- ``paper``: the paper's schedule: cosine decay over 10,000 steps, no weight decay, BN momentum 0.01 (decay 0.99).
+- ``code``: the official code's: constant lr, weight decay 1e-5, max(10,000 steps, 15 epochs), BN momentum 0.1
+  (TensorFlow decay 0.9).
 
 Torchvision's ImageNet weights were trained on ImageNet mean/std inputs, so fine-tuning them keeps that
 normalization (the official code's checkpoints use its own, which the recipes use otherwise).
@@ -37,17 +39,18 @@ from ..compat import LoadReport, load_pretrained
 from ..data.datasets import get_dataset, is_built_in
 from ..data.loaders import ClassSubset
 from ..engine.config import TrainConfig
-from .model import EfficientNet, build_model
+from .model import EfficientNet, build_model, default_sizes
 
 __all__ = ["FINETUNE_RECIPES", "IMAGENET21K_CLASSES", "finetune_config", "imagenet21k_config", "from_21k_to_1k"]
 
 IMAGENET21K_CLASSES = 21_841
 _FINETUNE = dict(recipe="paper", optimizer="rmsprop", batch_size=512, base_lr=0.0005, warmup_epochs=1.0, ema_decay=0.9996,
-                 ema_reference_batch=None, label_smoothing=0.1, dropout=0.0, drop_path_rate=0.2, preprocessing="finetune",
+                 ema_reference_batch=512, label_smoothing=0.1, dropout=0.0, drop_path_rate=0.2, preprocessing="finetune",
                  randaug_magnitude=0.0, mixup_alpha=0.0, cutmix_alpha=0.0, cutmix_with_mixup=False, init_from_ema=True)
 FINETUNE_RECIPES = {
-    "paper": dict(_FINETUNE, schedule="cosine", weight_decay=0.0, steps=10_000, min_epochs=0),
-    "code": dict(_FINETUNE, schedule="constant", weight_decay=1e-5, steps=10_000, min_epochs=15),
+    "paper": dict(_FINETUNE, schedule="cosine", weight_decay=0.0, bn_momentum=0.01, steps=10_000, min_epochs=0),
+    "code": dict(_FINETUNE, schedule="constant", weight_decay=1e-5, bn_momentum=0.1, steps=10_000,
+                 min_epochs=15),
 }
 
 
@@ -67,6 +70,10 @@ def finetune_config(model: str, dataset: str, init_from: str | None, finetune_re
     values.pop("steps", None)
     min_epochs = values.pop("min_epochs")
     extra = {k: v for k, v in overrides.items() if k not in values and k != "steps"}
+    if extra.get("image_size") is None and not is_built_in(dataset):
+        extra["image_size"] = default_sizes(model)[1]  # the official fine-tuning trains at the eval size (isize=1.0)
+    if extra.get("image_size") is not None and extra.get("eval_size") is None:
+        extra["eval_size"] = extra["image_size"]
     if init_from == "torchvision" and "normalize" not in extra:
         extra["normalize"] = "imagenet"  # the inputs torchvision's weights were trained on
     if train_size is None:
