@@ -1,11 +1,22 @@
-"""Benchmark: our EfficientNetV2-S against torchvision's, same machine, same run, interleaved rounds.
+"""Benchmark: our EfficientNetV2 against torchvision's, same machine, same run, interleaved rounds.
 
-    python bench/bench_vs_torchvision.py                      # CPU, 128 px, batch 16 (the issue's setting)
+    python bench/bench_vs_torchvision.py                      # CPU, V2-S, 128 px, batch 16, eager fp32 both
+    python bench/bench_vs_torchvision.py --ours-defaults --json out.json   # + ours as `effnetv2 train` runs it
+    python bench/bench_vs_torchvision.py --model efficientnet_b0 --image-size 64 --ours-defaults  # the laptop plan's scale
+    python bench/bench_vs_torchvision.py --candidates          # ours under each speed setting (picks the defaults)
     python bench/bench_vs_torchvision.py --device cuda --amp --channels-last --batch-size 64
 
-Each round times both models back to back (the order alternates), so slow drift of the machine affects
-both alike; the script prints the median images/s over rounds and the ratio ours / torchvision.
-Results are recorded in docs/benchmarks.md.
+Each round times every entry back to back (the order rotates), so slow drift of the machine affects all alike; the
+script prints the median images/s over rounds and each entry's ratio to torchvision's model. Entries:
+
+- ``ours`` and ``torchvision``: equal settings (``--amp``, ``--channels-last`` for both);
+- ``--ours-defaults``: ``ours (defaults)``, with the speed settings the training engine picks on this device
+  (:func:`effnetv2_mini.engine.devices.speed_defaults`), against ``torchvision (eager fp32)``, torchvision's model
+  as it comes (fp32, contiguous memory, not compiled);
+- ``--candidates``: ours in fp32, channels_last, bf16 autocast and both, to choose the defaults from.
+
+``--json OUT`` writes every median, ``ratio_equal_settings`` and ``ratio_defaults_vs_torchvision_eager`` (training
+steps). Results are recorded in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -19,8 +30,39 @@ import torch
 import torchvision
 
 from effnetv2_mini import build_model
-from effnetv2_mini.engine.devices import pick_device
+from effnetv2_mini.engine.devices import pick_device, speed_defaults
 from effnetv2_mini.measure import benchmark_throughput
+
+CANDIDATES = {"ours (fp32)": (False, False), "ours (channels_last)": (False, True), "ours (bf16)": (True, False),
+              "ours (bf16, channels_last)": (True, True)}
+
+
+def entries(args, device) -> dict:
+    """name -> (model, amp, channels_last); each model its own copy, built from the same seed."""
+    from effnetv2_mini.compat import TORCHVISION_NAMES
+
+    if args.model not in TORCHVISION_NAMES:
+        raise SystemExit(f"bench_vs_torchvision: torchvision has no twin of {args.model!r}; models with one: "
+                         f"{', '.join(TORCHVISION_NAMES)} (the laptop plan's scale: --model efficientnet_b0)")
+
+    def ours():
+        torch.manual_seed(0)
+        return build_model(args.model).to(device)
+
+    def theirs():
+        torch.manual_seed(0)
+        return torchvision.models.get_model(TORCHVISION_NAMES[args.model]).to(device)
+
+    table = {"ours": (ours(), args.amp, args.channels_last), "torchvision": (theirs(), args.amp, args.channels_last)}
+    if args.ours_defaults or args.candidates:
+        if args.amp or args.channels_last:
+            table["torchvision (eager fp32)"] = (theirs(), False, False)
+    if args.ours_defaults:
+        defaults = speed_defaults(device)
+        table["ours (defaults)"] = (ours(), defaults["amp"], defaults["channels_last"])
+    if args.candidates:
+        table.update({name: (ours(), amp, cl) for name, (amp, cl) in CANDIDATES.items()})
+    return table
 
 
 def main(argv=None) -> dict:
@@ -32,55 +74,57 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", action="store_true", help="autocast (bf16 where supported)")
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--amp", action="store_true", help="autocast (bf16 where supported), both models")
+    parser.add_argument("--channels-last", action="store_true", help="both models")
+    parser.add_argument("--ours-defaults", action="store_true", help="also ours with the engine's defaults on this device")
+    parser.add_argument("--candidates", action="store_true", help="also ours under each speed setting")
+    parser.add_argument("--modes", nargs="+", default=["train", "eval"], choices=["train", "eval"])
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
-    from effnetv2_mini.compat import TORCHVISION_NAMES
-
     device = pick_device(args.device)
-    torch.manual_seed(0)
-    models = {
-        "ours": build_model(args.model).to(device),
-        "torchvision": torchvision.models.get_model(TORCHVISION_NAMES[args.model]).to(device),
-    }
+    table = entries(args, device)
+    eager = "torchvision (eager fp32)" if "torchvision (eager fp32)" in table else "torchvision"
     results = {}
-    for mode in ("train", "eval"):
-        speeds = {name: [] for name in models}
+    for mode in args.modes:
+        speeds = {name: [] for name in table}
         for round_index in range(args.rounds):
-            order = list(models) if round_index % 2 == 0 else list(reversed(models))
+            names = list(table)
+            order = names[round_index % len(names):] + names[:round_index % len(names)]
             for name in order:
-                r = benchmark_throughput(
-                    models[name], args.image_size, args.batch_size, mode=mode, warmup=args.warmup,
-                    repeats=args.repeats, amp=args.amp, channels_last=args.channels_last,
-                )
+                model, amp, channels_last = table[name]
+                r = benchmark_throughput(model, args.image_size, args.batch_size, mode=mode, warmup=args.warmup,
+                                         repeats=args.repeats, amp=amp, channels_last=channels_last)
                 speeds[name].append(r["images_per_sec"])
-        ratios = [o / t for o, t in zip(speeds["ours"], speeds["torchvision"])]
-        results[mode] = {
-            "ours_images_per_sec": statistics.median(speeds["ours"]),
-            "torchvision_images_per_sec": statistics.median(speeds["torchvision"]),
-            "ratio_of_medians": statistics.median(speeds["ours"]) / statistics.median(speeds["torchvision"]),
-            "per_round_ratio_min": min(ratios),
-            "per_round_ratio_max": max(ratios),
-        }
+        results[mode] = {name: {"images_per_sec": statistics.median(s),
+                                "ratio_to_torchvision": statistics.median(s) / statistics.median(speeds[eager]),
+                                "per_round_ratios": [a / b for a, b in zip(s, speeds[eager])]}
+                         for name, s in speeds.items()}
+        results[mode]["ours"]["ratio_to_torchvision"] = (statistics.median(speeds["ours"])
+                                                         / statistics.median(speeds["torchvision"]))
     setting = (
         f"{args.model}, {args.image_size}px, batch {args.batch_size}, {device}"
-        f"{', AMP' if args.amp else ''}{', channels_last' if args.channels_last else ''}; "
+        f"{', AMP' if args.amp else ''}{', channels_last' if args.channels_last else ''} (equal settings); "
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads; {args.rounds} rounds x {args.repeats} steps"
     )
     print(setting)
-    print(f"{'mode':<6} {'ours img/s':>11} {'tv img/s':>9} {'ratio':>6}  per-round ratio range")
-    for mode, r in results.items():
-        print(
-            f"{mode:<6} {r['ours_images_per_sec']:>11.1f} {r['torchvision_images_per_sec']:>9.1f} "
-            f"{r['ratio_of_medians']:>6.3f}  {r['per_round_ratio_min']:.3f}..{r['per_round_ratio_max']:.3f}"
-        )
+    print(f"{'mode':<6} {'entry':<28} {'img/s':>8} {'ratio':>6}  per-round ratio range (vs {eager}; ours: vs torchvision)")
+    for mode, rows in results.items():
+        for name, r in rows.items():
+            rounds = r["per_round_ratios"]
+            print(f"{mode:<6} {name:<28} {r['images_per_sec']:>8.1f} {r['ratio_to_torchvision']:>6.3f}  "
+                  f"{min(rounds):.3f}..{max(rounds):.3f}")
+    summary = {"setting": setting, "results": results}
+    if "train" in results:
+        summary["ratio_equal_settings"] = results["train"]["ours"]["ratio_to_torchvision"]
+        if "ours (defaults)" in results["train"]:
+            summary["ratio_defaults_vs_torchvision_eager"] = results["train"]["ours (defaults)"]["ratio_to_torchvision"]
+            summary["defaults"] = speed_defaults(device)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"setting": setting, "results": results}, handle, indent=2)
-    return results
+            json.dump(summary, handle, indent=2)
+    return summary
 
 
 if __name__ == "__main__":

@@ -240,7 +240,10 @@ def _add_run_options(p) -> None:
     p.add_argument("--download", action="store_true", help="download the data set if missing (needs internet)")
     p.add_argument("--out", required=True, help="run directory: config.json, metrics.jsonl, last.pt, best.pt")
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs (with --progressive: of the whole schedule)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="images per step and process")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per batch and process")
+    p.add_argument("--accumulate", type=positive_int, default=1,
+                   help="batches per optimizer step (gradient accumulation): the global batch is batch size x "
+                        "processes x this (the paper's: 4096), and the learning rate and EMA follow it")
     p.add_argument("--image-size", type=positive_int, help="training size (default: the model's; 64 for synthetic)")
     p.add_argument("--eval-size", type=positive_int, help="evaluation size (default: the model's)")
     p.add_argument("--train-samples", type=positive_int, help="synthetic only: training set size")

@@ -22,7 +22,7 @@ from effnetv2_mini.study.experiments import Conditions, ProgressiveResult, Table
 FULL = Conditions(profile="full", device="cuda", device_name="A100", model="efficientnetv2_s", dataset="imagenet",
                   dataset_requested="imagenet", num_classes=1000, val_images=50_000, epochs=350,
                   image_sizes=[128, 184, 240, 300], eval_size=384, schedule="paper Table 6", recipe="paper", seeds=[0],
-                  accuracy="final epoch, EMA weights")
+                  accuracy="final epoch, EMA weights", global_batch=4096)
 
 
 def test_the_paper_setting_is_comparable():
@@ -41,6 +41,8 @@ def test_the_paper_setting_is_comparable():
     ({"rehearsal": True}, "a rehearsal"),
     ({"steps_per_epoch": 2}, "capped"),
     ({"fallback_notice": "fell back"}, "fell back to the built-in data set"),
+    ({"global_batch": 512}, "global_batch 512, the paper's: 4096"),
+    ({"crops_from_cache": True}, "decoded-image cache"),
 ])
 def test_anything_missing_or_different_is_not_comparable(change, reason):
     verdict = comparable(dataclasses.replace(FULL, **change), PAPER_SETTINGS["table7"])

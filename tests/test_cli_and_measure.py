@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from effnetv2_mini import build_model
@@ -90,3 +91,25 @@ def test_the_papers_recipe_at_a_fixed_size_trains_with_its_last_stages_regulariz
     assert (config["simple"]["randaug_magnitude"], config["simple"]["dropout"]) == (0.0, None)
     assert "recipe paper at a fixed size: randaug magnitude 15, mixup alpha 0, dropout 0.3 from the last stage of paper " \
            "Table 6" in capsys.readouterr().out
+
+
+def test_bench_vs_torchvision_times_ours_with_its_defaults_beside_torchvisions_eager_model(tmp_path):
+    """--ours-defaults and --candidates add entries timed in the same rounds; the JSON carries both ratios."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import bench_vs_torchvision
+
+    out = tmp_path / "tv.json"
+    summary = bench_vs_torchvision.main(["--model", "efficientnet_b0", "--image-size", "32", "--batch-size", "2",
+                                         "--rounds", "2", "--repeats", "1", "--warmup", "1", "--modes", "train",
+                                         "--ours-defaults", "--candidates", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(summary))
+    train = summary["results"]["train"]
+    assert set(train) == {"ours", "torchvision", "ours (defaults)", *bench_vs_torchvision.CANDIDATES}
+    assert all(len(r["per_round_ratios"]) == 2 and r["images_per_sec"] > 0 for r in train.values())
+    assert summary["defaults"] == {"amp": False, "channels_last": False}  # this CPU: see speed_defaults
+    assert summary["ratio_defaults_vs_torchvision_eager"] == train["ours (defaults)"]["ratio_to_torchvision"]
+    with pytest.raises(SystemExit, match="no twin of 'efficientnetv2_b0'"):
+        bench_vs_torchvision.main(["--model", "efficientnetv2_b0"])

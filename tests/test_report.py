@@ -36,7 +36,8 @@ def conditions(profile, dataset, **more):
     values = dict(profile=profile, device="cpu", device_name="test machine", torch="2.x", model="efficientnetv2_s",
                   dataset=dataset, dataset_requested=dataset, num_classes=10, val_images=1000, epochs=350,
                   image_sizes=[128, 184, 240, 300], eval_size=384, schedule="paper Table 6", recipe="paper", seeds=[0],
-                  accuracy="final epoch, EMA weights", finished_at="2026-01-01T00:00:00", wall_clock_s=3600.0)
+                  accuracy="final epoch, EMA weights", finished_at="2026-01-01T00:00:00", wall_clock_s=3600.0,
+                  global_batch=4096)
     values.update(more)
     return Conditions(**values)
 
@@ -150,6 +151,21 @@ def test_a_full_run_missing_a_condition_is_not_comparable(tmp_path):
     table7 = next(row for row in glance_rows(build_report("full", "", list(SECTIONS), run, draw=False).markdown())
                   if row.startswith("| Table 7 |"))
     assert "no (schedule not recorded)" in table7
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("global_batch", 512, "no (global_batch 512, the paper's: 4096)"),  # 8 GPUs x 64: not the paper's 4096
+    ("global_batch", None, "no (global_batch not recorded)"),
+    ("crops_from_cache", True, "no (training crops cut from the decoded-image cache"),
+])
+def test_a_full_run_at_another_global_batch_or_with_cached_crops_is_not_comparable(tmp_path, field, value, reason):
+    run = write_run(tmp_path / "full", "full", "imagenet")
+    payload = json.loads((run / "02_training.json").read_text())
+    payload["results"]["training"]["conditions"][field] = value
+    (run / "02_training.json").write_text(json.dumps(payload))
+    table7 = next(row for row in glance_rows(build_report("full", "", list(SECTIONS), run, draw=False).markdown())
+                  if row.startswith("| Table 7 |"))
+    assert reason in table7
 
 
 def test_a_rehearsal_says_so_and_its_verdicts_are_no_signal(tmp_path):

@@ -65,6 +65,24 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, work
     assert len(read_metrics(tmp_path / "straight")) == 3 and "ema_top1" in read_metrics(tmp_path / "straight")[0]
 
 
+def test_gradient_accumulation_steps_once_per_group_scales_the_lr_and_resumes_exactly(tmp_path):
+    """accumulate=2 at batch 32: global batch 64 (lr 0.016 * 64 / 256 = 0.004), 4 optimizer steps per epoch of 8
+    batches; a stop request waits for the group's end (batch 4 of epoch 2, not 3), and the resumed run equals the
+    uninterrupted one."""
+    options = dict(accumulate=2, ema_decay=0.9, ema_reference_batch=64)
+    fit(tiny_config(tmp_path / "straight", **options))
+    recorded = json.loads((tmp_path / "straight" / "config.json").read_text())
+    assert (recorded["global_batch"], recorded["peak_lr"], recorded["steps_per_epoch"]) == (64, 0.004, 8)
+    assert recorded["ema_decay_per_step"] == pytest.approx(0.9)  # 0.9 ** (64 / 64)
+    optimizer_state = load_checkpoint(tmp_path / "straight" / "last.pt")["optimizer"]["state"]
+    assert {int(state["step"]) for state in optimizer_state.values()} == {12}  # 3 epochs x 4 steps
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_config(tmp_path / "resumed", **options), stop_after_steps=11)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["batches_done"] == 4
+    fit(tiny_config(tmp_path / "resumed", **options))
+    assert without_timing(read_metrics(tmp_path / "resumed")) == without_timing(read_metrics(tmp_path / "straight"))
+
+
 def test_finished_run_is_a_noop(tmp_path):
     config = tiny_config(tmp_path, epochs=1)
     first = fit(config)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ..data.datasets import is_built_in
 from ..paper.recipe import RECIPES
 
-__all__ = ["TrainConfig", "config_from_dict", "ema_decay_per_step"]
+__all__ = ["TrainConfig", "config_from_dict", "ema_decay_per_step", "global_batch"]
 
 
 @dataclass
@@ -38,6 +38,7 @@ class TrainConfig:
     out_dir: str = "runs/train"
     epochs: int = 10
     batch_size: int = 64
+    accumulate: int = 1  # batches per optimizer step (gradient accumulation): global batch = batch x processes x this
     image_size: int | None = None  # training size; None: 64 for synthetic, else the model's train size
     eval_size: int | None = None
     recipe: str = "paper"
@@ -113,7 +114,8 @@ class TrainConfig:
 
 # (fields, test, what they must be): checked on every resolved config, so that library callers get the CLI's errors
 _RULES = [
-    (("epochs", "batch_size", "image_size", "eval_size", "eval_every"), lambda v: v >= 1, "a whole number >= 1"),
+    (("epochs", "batch_size", "accumulate", "image_size", "eval_size", "eval_every"), lambda v: v >= 1,
+     "a whole number >= 1"),
     (("max_steps_per_epoch", "num_classes", "images_per_class", "ema_reference_batch", "randaug_reference"),
      lambda v: v is None or v >= 1, "None or >= 1"),
     (("workers",), lambda v: v >= 0, ">= 0"),
@@ -154,4 +156,9 @@ def ema_decay_per_step(config: TrainConfig, world: int = 1) -> float:
     same number of images whatever the batch (docs/paper.md, "EMA")."""
     if not config.ema_reference_batch:
         return config.ema_decay
-    return config.ema_decay ** (config.batch_size * world / config.ema_reference_batch)
+    return config.ema_decay ** (global_batch(config, world) / config.ema_reference_batch)
+
+
+def global_batch(config: TrainConfig, world: int = 1) -> int:
+    """Images per optimizer step over all processes: batch x processes x accumulated batches (the paper: 4096)."""
+    return config.batch_size * world * config.accumulate

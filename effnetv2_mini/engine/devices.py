@@ -13,7 +13,8 @@ from contextlib import nullcontext
 
 import torch
 
-__all__ = ["pick_device", "synchronize", "amp_dtype", "autocast", "OUT_OF_MEMORY", "peak_memory_mb", "device_name"]
+__all__ = ["pick_device", "synchronize", "amp_dtype", "autocast", "speed_defaults", "OUT_OF_MEMORY", "peak_memory_mb",
+           "device_name"]
 
 # What an allocation that does not fit raises: CUDA's error, or the CPU allocator's.
 OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
@@ -58,6 +59,14 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
     return torch.bfloat16
+
+
+def speed_defaults(device: torch.device) -> dict:
+    """What a run uses when its config leaves ``amp`` and ``channels_last`` to the device (None): on for CUDA
+    (bf16 autocast, or fp16 with a GradScaler before Ampere); off elsewhere (measured: bench/bench_vs_torchvision.py
+    --candidates, docs/benchmarks.md)."""
+    cuda = device.type == "cuda"
+    return {"amp": cuda, "channels_last": cuda}
 
 
 def autocast(device: torch.device, enabled: bool):

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from itertools import islice
 
 import torch
@@ -94,7 +95,7 @@ def train_one_epoch(run: Run, epoch: int, plan: EpochPlan, stop: StopRequests, o
             progress.set_postfix(loss=f"{loss:.3f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.0f}",
                                  refresh=False)
         state.batches_done += 1
-        if stop.requested():
+        if stop.requested() and state.batches_done % config.accumulate == 0:  # no half-accumulated gradient is lost
             progress.close()
             _save_interrupted(run, sums, time.perf_counter() - start)
     progress.close()
@@ -117,13 +118,20 @@ def _train_step(run: Run, images: torch.Tensor | EncodedBatch, labels: torch.Ten
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch + 1}, batch {run.state.batches_done + 1}; "
                                f"{diverged_note(run)}")
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
-    run.scheduler.step()
-    if run.ema is not None:
-        run.ema.update_parameters(run.model)
+    steps = run.config.accumulate  # gradient accumulation: one optimizer step per `steps` batches
+    done = run.state.batches_done + 1
+    update = done % steps == 0 or done == run.steps_per_epoch  # an epoch's last group may be shorter
+    skip_sync = not update and hasattr(run.forward, "no_sync")  # DDP: all-reduce once per optimizer step
+    with run.forward.no_sync() if skip_sync else nullcontext():
+        run.scaler.scale(loss / steps).backward()
+    if update:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.optimizer.zero_grad(set_to_none=True)
+        for _ in range(done % steps or steps):  # the schedule counts epochs in batches, whatever the accumulation
+            run.scheduler.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
     return loss.item()
 
 

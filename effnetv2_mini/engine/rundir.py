@@ -34,8 +34,8 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
-from .config import TrainConfig, ema_decay_per_step
-from .devices import device_name
+from .config import TrainConfig, ema_decay_per_step, global_batch
+from .devices import device_name, speed_defaults
 from .distributed import DistInfo, setup
 from .errors import TrainingDiverged
 
@@ -48,7 +48,7 @@ IDENTITY_FIELDS = (
     "eval_size", "recipe", "optimizer", "lr", "base_lr", "warmup_epochs", "schedule", "weight_decay", "label_smoothing",
     "ema_decay", "seed", "num_classes", "randaug_magnitude", "mixup_alpha", "cutmix_alpha", "dropout", "drop_path_rate",
     "classes", "images_per_class", "bn_momentum", "preprocessing", "normalize", "randaug_reference", "cutmix_with_mixup",
-    "ema_reference_batch", "cache", "decode_on_device",
+    "ema_reference_batch", "cache", "decode_on_device", "accumulate",
 )
 # What a run is: even --resume-with-changes cannot change these (the weights and data would not fit).
 FIXED_FIELDS = ("model", "model_overrides", "init_from", "freeze_backbone", "dataset", "num_classes", "classes",
@@ -162,15 +162,16 @@ def _changes(config_path: Path, config: TrainConfig, changed: list[str], checkpo
 
 def _build(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, data: Loaders, fresh: bool) -> Run:
     """Model, optimizer, learning-rate schedule, EMA and loss of a run (section 5.1's recipe, from ``config``)."""
-    amp = device.type == "cuda" if config.amp is None else config.amp
-    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+    defaults = speed_defaults(device)
+    amp = defaults["amp"] if config.amp is None else config.amp
+    channels_last = defaults["channels_last"] if config.channels_last is None else config.channels_last
     model = _build_model(config, info, fresh).to(device)
     if info.world > 1 and config.sync_bn and device.type == "cuda":  # SyncBatchNorm needs GPUs
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = data.steps_per_epoch()
-    lr = config.lr if config.lr is not None else config.base_lr * config.batch_size * info.world / 256
+    lr = config.lr if config.lr is not None else config.base_lr * global_batch(config, info.world) / 256
     optimizer = build_optimizer(model, config.optimizer, lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step / steps_per_epoch, config))
     forward = model
@@ -235,7 +236,8 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
     config = run.config
     payload = {"config": dataclasses.asdict(config), "library_version": __version__, "torch": torch.__version__,
                "device": str(run.device), "device_name": device_name(run.device), "world_size": run.info.world,
-               "peak_lr": run.scheduler.base_lrs[0], "steps_per_epoch": run.steps_per_epoch, "amp": run.amp,
+               "global_batch": global_batch(config, run.info.world), "peak_lr": run.scheduler.base_lrs[0],
+               "steps_per_epoch": run.steps_per_epoch, "amp": run.amp,
                "channels_last": run.channels_last,
                "ema_decay_per_step": ema_decay_per_step(config, run.info.world) if config.ema_decay else 0.0,
                "sync_bn_active": any(isinstance(m, nn.SyncBatchNorm) for m in run.model.modules()),

@@ -64,11 +64,12 @@ class Claim:
 PAPER_SETTINGS = {
     "table7": {"profile": {"full"}, "dataset": {"imagenet"}, "model": {"efficientnetv2_s"}, "epochs": {350},
                "eval_size": {384}, "schedule": {"paper Table 6", "official code"}, "recipe": {"paper", "code"},
-               "accuracy": {FINAL_EMA}},
+               "global_batch": {4096}, "accuracy": {FINAL_EMA}},
     "table5": {"profile": {"full"}, "dataset": {"imagenet"}, "image_sizes": {(128, 192, 300)}, "recipe": {"paper", "code"}},
     "progressive": {"profile": {"full"}, "dataset": {"imagenet"}, "epochs": {350},
-                    "schedule": {"paper Table 6", "official code"}, "recipe": {"paper", "code"}},
-    "time_to_accuracy": {"profile": {"full"}, "dataset": {"imagenet"}, "epochs": {350}, "recipe": {"paper", "code"}},
+                    "schedule": {"paper Table 6", "official code"}, "recipe": {"paper", "code"}, "global_batch": {4096}},
+    "time_to_accuracy": {"profile": {"full"}, "dataset": {"imagenet"}, "epochs": {350}, "recipe": {"paper", "code"},
+                         "global_batch": {4096}},
     "transfer": {"profile": {"full_transfer"}, "dataset": {"cifar10", "cifar100", "flowers102", "stanford_cars"},
                  "recipe": {"finetune paper", "finetune code"}},
 }
@@ -84,6 +85,9 @@ def comparable(conditions, setting: dict) -> Verdict:
         return Verdict("no", f"fell back to the built-in data set instead of {conditions.dataset_requested}")
     if conditions.steps_per_epoch is not None:
         return Verdict("no", f"epochs capped at {conditions.steps_per_epoch} steps")
+    if getattr(conditions, "crops_from_cache", False):
+        return Verdict("no", "training crops cut from the decoded-image cache (photos pre-shrunk to S+32 px), not from "
+                             "the full photos: softer small crops than the official preprocessing")
     for key, allowed in setting.items():
         value = getattr(conditions, key, None)
         value = tuple(value) if isinstance(value, list) else value
@@ -155,7 +159,8 @@ def _describe(c) -> str:
     parts = [c.model, c.dataset, f"{c.epochs} epochs" if c.epochs else None,
              f"{'-'.join(map(str, c.image_sizes))} px" if c.image_sizes else None,
              f"schedule: {c.schedule}" if c.schedule else None, f"recipe {c.recipe}" if c.recipe else None,
-             f"{len(c.seeds)} seed(s)" if len(c.seeds) > 1 else None, f"{c.device} ({c.device_name})",
+             f"{len(c.seeds)} seed(s)" if len(c.seeds) > 1 else None,
+             f"global batch {c.global_batch}" if c.global_batch else None, f"{c.device} ({c.device_name})",
              f"{c.wall_clock_s:.0f} s" if c.wall_clock_s else None, f"{c.profile} profile", "REHEARSAL" if c.rehearsal else None]
     return ", ".join(p for p in parts if p)
 

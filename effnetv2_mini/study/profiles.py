@@ -98,6 +98,7 @@ class TrainingProfile(DataProfile):  # 02_training: the recipe, Table 7 accuracy
     mixup_alpha: float = 0.0
     ema_decay: float | None = 0.0  # None: the recipe's
     nproc: int = 1
+    accumulate: int = 1  # batches per optimizer step: global batch = batch_size x nproc x accumulate
     seed: int = 0
 
 
@@ -159,6 +160,7 @@ class ProgressiveProfile(DataProfile):  # 05_progressive_learning: Tables 5 and 
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     seeds: list[int] = field(default_factory=lambda: [0])
     nproc: int = 1
+    accumulate: int = 1  # batches per optimizer step: global batch = batch_size x nproc x accumulate
 
 
 @dataclass
@@ -204,6 +206,7 @@ class FasterProfile(DataProfile):  # 07_faster_training: Figure 1a, Tables 7 and
     mixup_range: list[float] = field(default_factory=lambda: [0.0, 0.0])
     seeds: list[int] = field(default_factory=lambda: [0])
     nproc: int = 1
+    accumulate: int = 1  # batches per optimizer step: global batch = batch_size x nproc x accumulate
     table11: bool = True  # also time V2-B0..B3 against V1-B0..B3 (training and inference images/s)
     scaling_image_size: int | None = 64  # Table 11's timing size (None: each model's eval size)
     scaling_batch_size: int = 4
@@ -292,7 +295,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                             "throughput_batch_size": 32},
         "02_training": {**_GPU, **_IMAGENET, "model": "efficientnetv2_s", "epochs": 350, "image_size": 300,
                         "eval_size": 384, "recipe": "paper", "progressive": "paper", "randaug_magnitude": 15.0,
-                        "ema_decay": None, "nproc": 8},
+                        "ema_decay": None, "nproc": 8, "accumulate": 8},  # global batch 64 x 8 x 8 = 4096, the paper's
         "03_training_efficiency": {**_GPU, **_IMAGENET, "table2_model": "efficientnet_b6", "table2_sizes": [380, 512],
                                    "memory_budget_mb": None, "table3_image_size": 380, "table3_batch_size": 32,
                                    "proxy_epochs": 30, "scaling_image_size": None, "scaling_batch_size": 32,
@@ -301,12 +304,13 @@ PROFILES: dict[str, dict[str, dict]] = {
         "05_progressive_learning": {**_GPU, **_IMAGENET, "model": "efficientnetv2_s", "recipe": "paper",
                                     "grid_sizes": [128, 192, 300], "grid_magnitudes": [5.0, 10.0, 15.0],
                                     "grid_epochs": 350, "epochs": 350, "schedule_source": "paper", "eval_size": 384,
-                                    "nproc": 8},
+                                    "nproc": 8, "accumulate": 8},
         # Table 10: EfficientNetV2-M and EfficientNet-B7 trained with the same progressive learning, and each fixed
         "07_faster_training": {**_GPU, **_IMAGENET, "models": ["efficientnetv2_m", "efficientnet_b7"], "recipe": "paper",
                                "epochs": 350, "stages": 4, "min_size": 128, "max_size": 380, "eval_size": 480,
                                "randaug_range": [5.0, 15.0], "dropout_range": [0.1, 0.3], "mixup_range": [0.0, 0.2],
-                               "nproc": 8, "scaling_image_size": None, "scaling_batch_size": 32, "timing_repeats": 10},
+                               "nproc": 8, "accumulate": 8, "scaling_image_size": None, "scaling_batch_size": 32,
+                               "timing_repeats": 10},
         "08_report": {},
     },
     "full_transfer": {

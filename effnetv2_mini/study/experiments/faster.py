@@ -210,8 +210,9 @@ def time_to_accuracy(settings: FasterProfile, output_dir: str) -> TimeToAccuracy
     for seed in settings.seeds:
         for model in models:
             for name in VARIANTS:
-                config = TrainConfig(model=model, batch_size=settings.batch_size, recipe=settings.recipe, seed=seed,
-                                     out_dir=str(runs / f"{model}-{name}-s{seed}"), **data_fields(settings, dataset))
+                config = TrainConfig(model=model, batch_size=settings.batch_size, accumulate=settings.accumulate,
+                                     recipe=settings.recipe, seed=seed, out_dir=str(runs / f"{model}-{name}-s{seed}"),
+                                     **data_fields(settings, dataset))
                 run_schedule = variant(schedules[model], name, seed=seed)
                 # a rehearsal goes through torchrun for its first run only: the same path, fewer process launches
                 summary = launch(config, nproc=1 if settings.rehearse and rows else settings.nproc, schedule=run_schedule)

@@ -41,8 +41,8 @@ class ProgressiveResult(Result):
 
 def base_config(settings, dataset: str, out_dir: str) -> TrainConfig:
     """The training every grid cell and every variant shares (notebook 05's settings)."""
-    return TrainConfig(model=settings.model, batch_size=settings.batch_size, recipe=settings.recipe, out_dir=out_dir,
-                       **data_fields(settings, dataset))
+    return TrainConfig(model=settings.model, batch_size=settings.batch_size, accumulate=settings.accumulate,
+                       recipe=settings.recipe, out_dir=out_dir, **data_fields(settings, dataset))
 
 
 def table5_grid(settings, output_dir: str) -> Table5Result:

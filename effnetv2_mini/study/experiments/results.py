@@ -60,6 +60,8 @@ class Conditions:
     recipe: str | None = None  # training recipe: "paper", "code", "simple"
     seeds: list[int] = field(default_factory=list)
     steps_per_epoch: int | None = None  # capped (rehearsals, quick checks); None: whole epochs
+    global_batch: int | None = None  # images per optimizer step over all processes (the paper's: 4096)
+    crops_from_cache: bool = False  # training crops cut from images pre-shrunk to S+32 px (data.cache), not full photos
     wall_clock_s: float | None = None
     accuracy: str | None = None  # which accuracy is reported (FINAL_EMA, FINAL_RAW), None if none
     finished_at: str | None = None

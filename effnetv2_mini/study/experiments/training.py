@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...data.datasets import dataset_or_fallback
+from ...data.datasets import dataset_or_fallback, is_built_in
 from ...engine.config import TrainConfig
 from ...engine.launch import launch
 from ...engine.rundir import read_history
@@ -35,7 +35,8 @@ class TrainingResult(Result):
 def training_config(settings, dataset: str, out_dir: str) -> TrainConfig:
     """The :class:`TrainConfig` notebook 02's settings describe."""
     return TrainConfig(model=settings.model, epochs=settings.epochs, batch_size=settings.batch_size,
-                       image_size=settings.image_size, eval_size=settings.eval_size, recipe=settings.recipe,
+                       accumulate=settings.accumulate, image_size=settings.image_size, eval_size=settings.eval_size,
+                       recipe=settings.recipe,
                        randaug_magnitude=settings.randaug_magnitude, mixup_alpha=settings.mixup_alpha,
                        ema_decay=settings.ema_decay, seed=settings.seed, out_dir=out_dir, **data_fields(settings, dataset))
 
@@ -67,6 +68,8 @@ def run_conditions(settings, config: TrainConfig, summary: dict, schedule: Progr
         epochs=recorded["config"]["epochs"], image_sizes=sizes, eval_size=recorded["config"]["eval_size"],
         schedule=schedule.source if schedule else None, recipe=config.recipe,
         seeds=list(seeds) if seeds is not None else [config.seed], steps_per_epoch=config.max_steps_per_epoch,
+        global_batch=recorded["config"]["batch_size"] * recorded["world_size"] * recorded["config"].get("accumulate", 1),
+        crops_from_cache=bool(config.cache) and not is_built_in(config.dataset),
         wall_clock_s=summary["wall_time"], accuracy=FINAL_EMA if summary["top1_weights"] == "EMA" else FINAL_RAW, **more)
 
 
