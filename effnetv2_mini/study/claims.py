@@ -85,9 +85,6 @@ def comparable(conditions, setting: dict) -> Verdict:
         return Verdict("no", f"fell back to the built-in data set instead of {conditions.dataset_requested}")
     if conditions.steps_per_epoch is not None:
         return Verdict("no", f"epochs capped at {conditions.steps_per_epoch} steps")
-    if getattr(conditions, "crops_from_cache", False):
-        return Verdict("no", "training crops cut from the decoded-image cache (photos pre-shrunk to S+32 px), not from "
-                             "the full photos: softer small crops than the official preprocessing")
     for key, allowed in setting.items():
         value = getattr(conditions, key, None)
         value = tuple(value) if isinstance(value, list) else value
@@ -95,6 +92,9 @@ def comparable(conditions, setting: dict) -> Verdict:
             return Verdict("no", f"{key} not recorded")
         if value not in allowed:
             return Verdict("no", f"{key} {_show(value)}, the paper's: {' or '.join(_show(a) for a in sorted(allowed, key=str))}")
+    if getattr(conditions, "crops_from_cache", False):
+        return Verdict("no", "training crops cut from the decoded-image cache (photos pre-shrunk to S+32 px), not from "
+                             "the full photos: softer small crops than the official preprocessing")
     return Verdict("yes", "")
 
 
