@@ -116,7 +116,7 @@ def _train(args) -> None:
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     config = TrainConfig(**fields, out_dir=args.out, synthetic=synthetic)
     schedule = None
-    if args.progressive:
+    if args.progressive is not None:
         schedule = parse_schedule(args.progressive, config.resolved(), args.variant)
     elif (preset := fixed_size_regularization(config.resolved())) is not None:
         # the paper's recipe at a fixed size trains with the regularization of its last stage (recorded in config.json)

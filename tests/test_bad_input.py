@@ -156,6 +156,12 @@ def test_resume_with_changes_cannot_change_the_model(runs, capsys, tmp_path):
     (["train", "--model", "demo_v2_tiny", "--dataset", "imagenett"], "unknown data set 'imagenett'. Did you mean imagenette"),
     (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 colour=3"], "--progressive: cannot read 'colour=3'"),
     (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 randaug=x"], "--progressive: 'randaug=x' is not a number"),
+    (["train", *TINY, "--epochs", "4", "--progressive", ""], "--progressive '': a SPEC needs size=FIRST:LAST"),
+    (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 stages=1.9"], "stages must be a whole number >= 1"),
+    (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 stages=inf"], "'stages=inf' must be finite"),
+    (["train", *TINY, "--epochs", "4", "--progressive", "size=16:inf"], "'size=16:inf' must be finite"),
+    (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 round=0"], "round must be a whole number >= 1"),
+    (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 dropout=0.1:5"], "a dropout rate must be below 1"),
     (["train", *TINY, "--batch-size", "1000"], "smaller than one batch of 1000 (batch size x processes): lower --batch-size"),
     (["train", *TINY, "--difficulty", "5"], "synthetic difficulty must be in [0, 1], got 5.0"),
     (["train", *TINY, "--device", "cuda:99"], "cuda"),
@@ -167,6 +173,13 @@ def test_commands_that_cannot_run_exit_2_with_the_fix(tmp_path, capsys, argv, me
     code, text = cli([*argv, "--out", out], capsys)
     assert code == 2 and message in text, text
     assert "Traceback" not in text and not out.exists()
+
+
+def test_an_empty_out_is_refused_and_nothing_lands_in_the_current_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, text = cli(["train", *TINY, "--out", ""], capsys)
+    assert code == 2 and "out_dir is empty: name the run directory (CLI: --out runs/NAME)" in text, text
+    assert not list(tmp_path.iterdir())
 
 
 def test_train_and_val_folders_with_different_classes_are_refused(tmp_path, capsys):

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from effnetv2_mini.engine import checkpoint as checkpoint_module
-from effnetv2_mini.engine.checkpoint import CheckpointError, load_checkpoint, non_finite_tensors
+from effnetv2_mini.engine.checkpoint import TEMP_SUFFIX, CheckpointError, load_checkpoint, non_finite_tensors
 from effnetv2_mini.engine.config import TrainConfig
 from effnetv2_mini.engine.errors import TrainingDiverged
 from effnetv2_mini.engine.loop import fit
@@ -167,21 +167,25 @@ def test_sigterm_during_training_checkpoints_and_resumes_identically(tmp_path, s
     assert_same_run(tmp_path / "run", straight)
 
 
+def partial_files(folder):
+    return list(folder.glob("*.tmp")) + list(folder.glob(f".*{TEMP_SUFFIX}"))
+
+
 def test_kill_9_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, straight):
-    """kill -9 mid-write of epoch 2's checkpoint (best.pt is written first, last.pt then links to it) keeps epoch 1's
-    files loadable, the partial .tmp is never read, and the rerun ends identically."""
+    """kill -9 mid-write of epoch 2's checkpoint (best.pt is written first, then last.pt) keeps epoch 1's files
+    loadable, the partial file is never read, and the rerun ends identically."""
     out = tmp_path / "run"
-    child = run_child(config(out), kill_in_save="best.pt")
+    child = run_child(config(out), kill_in_save=".best.pt.")
     assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
     assert load_checkpoint(out / "best.pt")["epoch"] == 1
-    partial = list(out.glob("best.pt*.tmp"))
+    partial = list(out.glob(f".best.pt.*{TEMP_SUFFIX}"))
     assert len(partial) == 1  # the kill really came mid-write
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(partial[0])
     fit(config(out))
     assert_same_run(out, straight)
-    assert not list(out.glob("*.tmp"))
+    assert not partial_files(out)
 
 
 def _arm_at(epoch_index: int, step: int, poison=None, loss_nan: bool = False):
@@ -263,11 +267,11 @@ def test_a_full_disk_loses_nothing_and_the_rerun_after_freeing_space_matches(tmp
     with pytest.raises(CheckpointError, match=r"disk full while writing .*metrics\.jsonl.*Free some space and rerun"):
         fit(config(out), on_epoch_start=arm)
     assert len(metrics(out)) == 1 and load_checkpoint(out / "last.pt")["epoch"] == 1
-    assert not list(out.glob("*.tmp"))
+    assert not partial_files(out)
     monkeypatch.undo()
 
     def save(obj, f, *args, **kwargs):  # now the disk fills up while best.pt of epoch 2 is being written
-        if isinstance(obj, dict) and obj.get("epoch") == 2 and os.path.basename(f.name).startswith("best.pt"):
+        if isinstance(obj, dict) and obj.get("epoch") == 2 and os.path.basename(f.name).startswith(".best.pt."):
             f.write(b"PK\x03\x04 partial")
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
@@ -276,7 +280,7 @@ def test_a_full_disk_loses_nothing_and_the_rerun_after_freeing_space_matches(tmp
     with pytest.raises(CheckpointError, match=r"disk full while writing .*best\.pt: the previous file is untouched"):
         fit(config(out))
     assert load_checkpoint(out / "last.pt")["epoch"] == 1 and load_checkpoint(out / "best.pt")["epoch"] == 1
-    assert not list(out.glob("*.tmp"))
+    assert not partial_files(out)
     monkeypatch.undo()  # space freed
     fit(config(out))
     assert (out / "best.pt").exists() and (out / "last.pt").exists()
@@ -459,3 +463,18 @@ def test_a_pruned_trial_never_releases_the_claim_of_the_trial_training_its_candi
     assert claim.read_text() == "0"
     objective.release(None, SimpleNamespace(number=0, user_attrs={"arch_key": "abc"}))
     assert not claim.exists()
+
+
+def test_a_users_own_tmp_files_survive_and_best_pt_is_its_own_file(tmp_path):
+    """The clean-up of partial files removes only this program's (``*.effnetv2-partial``), never a user's
+    ``notes.json.tmp`` in the run directory; and damaging last.pt in place leaves best.pt whole (no hard link)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("notes.json.tmp", "model.pt.tmp", "log.jsonl.tmp"):
+        (out / name).write_text("mine")
+    fit(config(out))
+    assert all((out / name).read_text() == "mine" for name in ("notes.json.tmp", "model.pt.tmp", "log.jsonl.tmp"))
+    assert (out / "best.pt").stat().st_ino != (out / "last.pt").stat().st_ino
+    with open(out / "last.pt", "r+b") as damaged:
+        damaged.write(b"garbage!" * 64)
+    assert load_checkpoint(out / "best.pt")["epoch"] >= 1

@@ -15,7 +15,6 @@ import json
 import os
 import pickle
 import re
-import shutil
 import struct
 import tempfile
 import zipfile
@@ -25,15 +24,20 @@ import torch
 
 from .errors import CheckpointError
 
-__all__ = ["CheckpointError", "atomic_save", "atomic_link", "atomic_write_text", "atomic_write_json", "load_checkpoint",
+__all__ = ["CheckpointError", "TEMP_SUFFIX", "atomic_save", "atomic_write_text", "atomic_write_json", "load_checkpoint",
            "rng_state", "set_rng_state", "non_finite_tensors"]
+
+
+# Our temporary files end with this, so that a clean-up after a crash removes only files this program wrote (never a
+# user's ``notes.json.tmp`` in the same folder).
+TEMP_SUFFIX = ".effnetv2-partial"
 
 
 def atomic_save(payload: dict, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX, delete=False)
     handle.close()
     try:
         with open(handle.name, "wb", buffering=0) as stream:
@@ -50,25 +54,12 @@ def atomic_save(payload: dict, path: str | os.PathLike) -> None:
             os.unlink(handle.name)
 
 
-def atomic_link(source: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Make ``path`` the same file as ``source`` (a hard link, atomically replacing ``path``); a copy where the file
-    system has no hard links."""
-    source, path = Path(source), Path(path)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.link.tmp")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, path)
-
-
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Replace the text file ``path`` atomically (a run's config.json and metrics.jsonl): a crash or a full disk
     leaves the previous version, never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, suffix=".tmp", delete=False)
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX, delete=False)
     try:
         with handle:
             handle.write(text)

@@ -140,6 +140,9 @@ def _validate(config: TrainConfig) -> None:
                 pass
             if not ok or isinstance(value, bool):
                 raise ValueError(f"{name} must be {meaning}, got {value!r} (CLI: --{name.replace('_', '-')})")
+    if not str(config.out_dir).strip():
+        raise ValueError("out_dir is empty: name the run directory (CLI: --out runs/NAME); an empty name would write "
+                         "the run's files into the current folder")
 
 
 def config_from_dict(values: dict) -> TrainConfig:

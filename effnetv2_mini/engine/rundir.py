@@ -25,7 +25,7 @@ from ..data.loaders import Loaders
 from ..paper.model import build_model
 from ..paper.optim import build_optimizer, lr_factor, make_ema
 from .checkpoint import (
-    atomic_link,
+    TEMP_SUFFIX,
     atomic_save,
     atomic_write_json,
     atomic_write_text,
@@ -242,7 +242,7 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
                "ema_decay_per_step": ema_decay_per_step(config, run.info.world) if config.ema_decay else 0.0,
                "sync_bn_active": any(isinstance(m, nn.SyncBatchNorm) for m in run.model.modules()),
                "train_images": len(run.data.train_set), "val_images": len(run.data.val_set), **(extra_config or {})}
-    for stale in (p for pattern in ("*.pt*.tmp", "*.json*.tmp", "*.jsonl*.tmp") for p in run.out.glob(pattern)):
+    for stale in run.out.glob(f".*{TEMP_SUFFIX}"):
         stale.unlink(missing_ok=True)  # a partial write of a killed process (kill -9 while saving)
     atomic_write_json(run.out / "config.json", payload, indent=2, default=str)
     report = getattr(run.model, "init_report", None)
@@ -265,16 +265,15 @@ def append_metrics(run: Run, metrics: dict) -> None:
 
 
 def save_checkpoint(run: Run, paths: list[Path], finished: bool = False) -> None:
-    """Write the checkpoint to ``paths`` in order, unless a weight is not finite (then the old files stay). The
-    first is written, the others become hard links to it (each replaced atomically): one write, not two."""
+    """Write the checkpoint to each of ``paths`` in order (each atomically; separate files, so that damage to
+    ``last.pt`` never reaches ``best.pt``), unless a weight is not finite (then the old files stay)."""
     payload = _payload(run, finished)
     bad = non_finite_tensors(payload["model"]) + non_finite_tensors(payload["ema"])
     if bad:
         raise TrainingDiverged(f"{len(bad)} tensor(s) of the model became NaN or infinite (e.g. {bad[0]}) at epoch "
                                f"{run.state.epoch}; they were not saved: {diverged_note(run)}")
-    atomic_save(payload, paths[0])
-    for path in paths[1:]:
-        atomic_link(paths[0], path)
+    for path in paths:
+        atomic_save(payload, path)
 
 
 def _payload(run: Run, finished: bool) -> dict:

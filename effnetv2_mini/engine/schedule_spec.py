@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..paper.configs import get_config
 from ..paper.progressive import PAPER_TABLE_6, ProgressiveSchedule, linear_schedule, schedule_preset, variant
 
@@ -64,7 +66,21 @@ def _parse_spec(text: str) -> dict:
             raise ValueError(f"--progressive: {token!r} is not a number{'' if key in ('stages', 'round') else ' pair'}") from None
         if key not in ("stages", "round") and len(spec[key]) != 2:
             raise ValueError(f"--progressive: {key} takes FIRST:LAST, got {value!r}")
+        _check_range(key, spec[key], token)
     return spec
+
+
+def _check_range(key: str, value, token: str) -> None:
+    """Whole numbers >= 1 for stages and round, finite values >= 0 for the rest, dropout below 1."""
+    values = value if isinstance(value, tuple) else (value,)
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"--progressive: {token!r} must be finite")
+    if key in ("stages", "round") and not (value >= 1 and float(value).is_integer()):
+        raise ValueError(f"--progressive: {token!r}: {key} must be a whole number >= 1")
+    if any(v < 0 for v in values):
+        raise ValueError(f"--progressive: {token!r}: values must be >= 0")
+    if key == "dropout" and any(v >= 1 for v in values):
+        raise ValueError(f"--progressive: {token!r}: a dropout rate must be below 1")
 
 
 def _int_pair(pair: tuple[float, float]) -> tuple[int, int]:
