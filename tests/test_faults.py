@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -478,3 +479,48 @@ def test_a_users_own_tmp_files_survive_and_best_pt_is_its_own_file(tmp_path):
     with open(out / "last.pt", "r+b") as damaged:
         damaged.write(b"garbage!" * 64)
     assert load_checkpoint(out / "best.pt")["epoch"] >= 1
+
+
+def test_a_second_training_into_a_directory_in_use_is_refused_naming_the_holder(tmp_path):
+    """Two trainings into one --out at once interleaved their epochs (1,1,2,2,...) and overwrote each other's
+    checkpoints; the run directory's lock now refuses the second, naming the first (here: this test holds it)."""
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 4242 on elsewhere, since 2026-12-06 10:00:00\n")
+        held.flush()
+        with pytest.raises(RuntimeError, match=r"in use by another training \(pid 4242 on elsewhere.*give another --out"):
+            fit(config(out, epochs=1))
+    assert not (out / "metrics.jsonl").exists()
+    fit(config(out, epochs=1))  # released: it trains
+    assert len(metrics(out)) == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"synthetic": {"num_samples": 64}}, "synthetic: {'num_samples': 128} -> {'num_samples': 64}"),
+    ({"max_steps_per_epoch": 2}, "max_steps_per_epoch: None -> 2"),
+    ({"data_root": "/elsewhere"}, "data_root: None -> '/elsewhere'"),
+])
+def test_an_interrupted_run_resumed_with_other_data_settings_is_refused(tmp_path, change, message):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(out), stop_after_steps=3)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fit(config(out, **change))
+
+
+def test_an_interrupted_progressive_run_resumed_without_its_schedule_is_refused(tmp_path):
+    from effnetv2_mini.paper.progressive import linear_schedule
+
+    out = tmp_path / "run"
+    schedule = linear_schedule(3, 3, (16, 32), 32, source="test")
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(out), schedule=schedule, stop_after_steps=3)
+    with pytest.raises(ValueError, match="holds a run trained with the progressive schedule of 'test'; this command asks "
+                                         "for none"):
+        fit(config(out))
+    fit(config(out), schedule=schedule)  # its own command resumes it
+    assert [row["image_size"] for row in metrics(out)] == [16, 24, 32]

@@ -66,6 +66,7 @@ def fit(config: TrainConfig, schedule: ProgressiveSchedule | None = None, extra_
                 end_epoch(run, epoch, plan, stats)
         finally:
             run.data.close()
+            run.release()
     barrier(run.info)
     return read_summary(run.out)
 

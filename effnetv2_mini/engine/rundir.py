@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +51,8 @@ IDENTITY_FIELDS = (
     "eval_size", "recipe", "optimizer", "lr", "base_lr", "warmup_epochs", "schedule", "weight_decay", "label_smoothing",
     "ema_decay", "seed", "num_classes", "randaug_magnitude", "mixup_alpha", "cutmix_alpha", "dropout", "drop_path_rate",
     "classes", "images_per_class", "bn_momentum", "preprocessing", "normalize", "randaug_reference", "cutmix_with_mixup",
-    "ema_reference_batch", "cache", "decode_on_device", "accumulate",
+    "ema_reference_batch", "cache", "decode_on_device", "accumulate", "data_root", "synthetic", "max_steps_per_epoch",
+    "imagenette_size",
 )
 # What a run is: even --resume-with-changes cannot change these (the weights and data would not fit).
 FIXED_FIELDS = ("model", "model_overrides", "init_from", "freeze_backbone", "dataset", "num_classes", "classes",
@@ -86,6 +90,13 @@ class Run:
     channels_last: bool
     steps_per_epoch: int
     state: RunState = field(default_factory=RunState)
+    lock: object = None  # the open lock file of the run directory (main process), see _lock_directory
+
+    def release(self) -> None:
+        """Give the run directory's lock back (the process's end, kill -9 included, gives it back too)."""
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
     @property
     def last_path(self) -> Path:
@@ -125,9 +136,51 @@ def open_run(config: TrainConfig, extra_config: dict | None = None) -> Run | dic
     if checkpoint is not None:
         _restore(run, checkpoint, changed)
     if info.main:
+        run.lock = _lock_directory(out)
+        _check_schedule(out / "config.json", extra_config, config.resume_with_changes)
         _write_run_files(run, extra_config)
     return run
 
+
+LOCK_NAME = ".lock"
+
+
+def _lock_directory(out: Path):
+    """Hold ``out/.lock`` (an flock) while the run trains, so that a second training started into the same directory
+    is refused, naming the holder, instead of interleaving its epochs and checkpoints with the first's."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RuntimeError(f"the run directory {out} is in use by another training ({holder}): wait for it to end, or "
+                           "stop it and rerun this command to resume; or give another --out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return handle
+
+
+def _check_schedule(path: Path, extra_config: dict | None, resume_with_changes: bool) -> None:
+    """An interrupted progressive run resumed without its schedule, or with another one, is refused (its record in
+    config.json would be replaced and the epochs would follow other sizes)."""
+    if not path.exists() or resume_with_changes:
+        return
+    before = json.loads(path.read_text()).get("progressive")
+    after = json.loads(json.dumps((extra_config or {}).get("progressive")))  # as config.json holds it
+    if before != after:
+        had = "no progressive schedule" if before is None else f"the progressive schedule of {before.get('source')!r}"
+        asks = "none" if after is None else repr(after.get("source"))
+        raise ValueError(f"{path.parent} holds a run trained with {had}; this command asks for {asks}: rerun the run's "
+                         "own command (its config.json records it), or use another output directory")
 
 def _check_settings(path: Path, config: TrainConfig) -> list[str]:
     """Refuse to continue a run directory with other settings (before anything else, finished runs included),
