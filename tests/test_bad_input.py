@@ -76,6 +76,9 @@ def runs(tmp_path_factory):
     torch.save({"model": {}, "hook": shutil.rmtree}, root / "unsafe.pt")  # a pickle that would call code
     torch.save([1, 2, 3], root / "list.pt")
     torch.save(torch.nn.Linear(2, 2).state_dict(), root / "plain_state_dict.pt")
+    edited = torch.load(root / "ten" / "last.pt", weights_only=True)
+    torch.save(dict(edited, num_classes="10"), root / "string_classes.pt")  # edited by hand: a string where a number goes
+    torch.save(dict(edited, model_name="demo_v1_tiny"), root / "renamed.pt")  # V2 weights under a V1 name
     return root
 
 
@@ -118,7 +121,7 @@ def test_the_corrected_command_runs_after_a_refused_one(tmp_path, capsys):
     ("epochs", 0, "epochs must be a whole number >= 1, got 0 (CLI: --epochs)"),
     ("batch_size", 0, "batch_size must be a whole number >= 1, got 0 (CLI: --batch-size)"),
     ("ema_decay", 1.5, "ema_decay must be in [0, 1), got 1.5 (CLI: --ema-decay)"),
-    ("image_size", -5, "image_size must be a whole number >= 1, got -5 (CLI: --image-size)"),
+    ("image_size", -5, "image_size must be a whole number from 1 to 2048 (px), got -5 (CLI: --image-size)"),
     ("lr", -1.0, "lr must be None or > 0, got -1.0 (CLI: --lr)"),
 ])
 def test_library_callers_get_the_cli_messages(field, value, message):
@@ -156,6 +159,8 @@ def test_resume_with_changes_cannot_change_the_model(runs, capsys, tmp_path):
     (["train", "--model", "demo_v2_tiny", "--dataset", "imagenett"], "unknown data set 'imagenett'. Did you mean imagenette"),
     (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 colour=3"], "--progressive: cannot read 'colour=3'"),
     (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 randaug=x"], "--progressive: 'randaug=x' is not a number"),
+    (["train", *TINY, "--eval-size", "10000"], "eval_size must be a whole number from 1 to 2048 (px), got 10000 (CLI: --eval"),
+    (["train", *TINY, "--image-size", "10000"], "image_size must be a whole number from 1 to 2048 (px), got 10000"),
     (["train", *TINY, "--epochs", "4", "--progressive", ""], "--progressive '': a SPEC needs size=FIRST:LAST"),
     (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 stages=1.9"], "stages must be a whole number >= 1"),
     (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 stages=inf"], "'stages=inf' must be finite"),
@@ -180,6 +185,32 @@ def test_an_empty_out_is_refused_and_nothing_lands_in_the_current_folder(tmp_pat
     code, text = cli(["train", *TINY, "--out", ""], capsys)
     assert code == 2 and "out_dir is empty: name the run directory (CLI: --out runs/NAME)" in text, text
     assert not list(tmp_path.iterdir())
+
+
+def test_a_storage_that_is_not_a_database_url_is_one_line_naming_the_option(tmp_path, capsys):
+    """`effnetv2 nas --storage notaurl` was sqlalchemy's ArgumentError traceback."""
+    code, text = cli(["nas", "--storage", "notaurl", "--trials", "1", "--out", tmp_path / "search"], capsys)
+    assert code == 2 and "--storage 'notaurl' cannot be opened" in text and "sqlite:////abs/path/nas.db" in text, text
+    assert "Traceback" not in text
+
+
+def test_another_tools_metrics_in_out_is_refused_and_left_alone(tmp_path, capsys):
+    """A metrics.jsonl of another program in --out gave "effnetv2: error: epoch" after config.json was written there."""
+    out = tmp_path / "theirs"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    code, text = cli(["train", *TINY, "--epochs", "1", "--out", out], capsys)
+    assert code == 2 and "holds metrics.jsonl but no config.json: it is not a run directory of effnetv2 train" in text
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl"]
+
+
+def test_fewer_outputs_than_class_folders_is_refused_naming_the_classes(tmp_path, capsys):
+    """--num-classes 2 on three class folders was an IndexError deep in the loss."""
+    root = image_tree(tmp_path / "data", {"train": ["a", "b", "c"], "val": ["a", "b", "c"]})
+    code, text = cli(["train", "--model", "demo_v2_tiny", "--dataset", "imagefolder", "--data-root", root, "--batch-size", "2",
+                      "--num-classes", "2", "--workers", "0", "--out", tmp_path / "out"], capsys)
+    assert code == 2 and "num_classes 2 is smaller than the 3 classes of imagefolder (a, b, c): drop --num-classes" in text
+    assert "Traceback" not in text and not (tmp_path / "out").exists()
 
 
 def test_train_and_val_folders_with_different_classes_are_refused(tmp_path, capsys):
@@ -286,6 +317,8 @@ def test_eval_skip_corrupt_counts_images_scored_and_skipped(runs, capsys):
     ("random.pt", "is not a readable checkpoint"),
     ("unsafe.pt", "holds objects other than tensors and plain values (shutil.rmtree), which are not loaded for safety"),
     ("list.pt", "holds a list, not a checkpoint or state dict"),
+    ("renamed.pt", "its weights do not fit the model it names ('demo_v1_tiny'): Error(s) in loading state_dict"),
+    ("string_classes.pt", "its 'num_classes' is '10' (str), not a whole number: the file was edited or written by another"),
     ("plain_state_dict.pt", "is not a checkpoint of this library's training (no model, model_name, num_classes)"),
     ("ten", "is a directory; give a checkpoint file in it"),
 ])

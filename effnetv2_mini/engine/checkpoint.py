@@ -134,7 +134,18 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                               f"{type(error).__name__}: {detail}). Delete it, or point to another file.") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a checkpoint or state dict")
+    for key, kind, meaning in _CHECKED_FIELDS:
+        value = payload.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise CheckpointError(f"{path}: its {key!r} is {value!r} ({type(value).__name__}), not {meaning}: the file was "
+                                  "edited or written by another program; use a checkpoint written by effnetv2 train")
     return payload
+
+
+# Fields of our checkpoints that code reads as numbers or names (a plain state dict has none of them).
+_CHECKED_FIELDS = (("num_classes", int, "a whole number"), ("epoch", int, "a whole number"),
+                   ("batches_done", int, "a whole number"), ("eval_size", int, "a whole number"),
+                   ("model_name", str, "a model name"))
 
 
 def rng_state() -> dict:

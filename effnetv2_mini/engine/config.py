@@ -112,10 +112,12 @@ class TrainConfig:
         return config
 
 
+MAX_IMAGE_SIZE = 2048
 # (fields, test, what they must be): checked on every resolved config, so that library callers get the CLI's errors
 _RULES = [
-    (("epochs", "batch_size", "accumulate", "image_size", "eval_size", "eval_every"), lambda v: v >= 1,
-     "a whole number >= 1"),
+    (("epochs", "batch_size", "accumulate", "eval_every"), lambda v: v >= 1, "a whole number >= 1"),
+    # the paper's largest is 512 px; far larger sizes only fail later, in the allocator, after a whole epoch
+    (("image_size", "eval_size"), lambda v: 1 <= v <= MAX_IMAGE_SIZE, f"a whole number from 1 to {MAX_IMAGE_SIZE} (px)"),
     (("max_steps_per_epoch", "num_classes", "images_per_class", "ema_reference_batch", "randaug_reference"),
      lambda v: v is None or v >= 1, "None or >= 1"),
     (("workers",), lambda v: v >= 0, ">= 0"),

@@ -10,7 +10,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .devices import pick_device
 from .loop import evaluate
 
-__all__ = ["evaluate_checkpoint", "load_model", "checkpoint_eval_transform"]
+__all__ = ["evaluate_checkpoint", "load_model", "load_weights", "checkpoint_eval_transform"]
 
 
 def load_model(checkpoint_path: str, ema: bool = False):
@@ -26,8 +26,19 @@ def load_model(checkpoint_path: str, ema: bool = False):
         if not checkpoint.get("ema"):
             raise ValueError(f"{checkpoint_path} has no EMA weights (the run trained with ema_decay 0); drop --ema")
         weights = {k.removeprefix("module."): v for k, v in checkpoint["ema"].items() if k.startswith("module.")}
-    model.load_state_dict(weights)
+    load_weights(model, weights, checkpoint_path, checkpoint["model_name"])
     return model, checkpoint
+
+
+def load_weights(model, weights: dict, path, model_name: str) -> None:
+    """``model.load_state_dict(weights)``; weights that do not fit name the file and the likely cause."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:240]
+        raise CheckpointError(f"{path}: its weights do not fit the model it names ({model_name!r}): {detail} ... The "
+                              "checkpoint's model_name or model_overrides do not match its weights (edited, or written "
+                              "under another name); evaluate it with the model it was trained as") from None
 
 
 def evaluate_checkpoint(checkpoint_path: str, dataset: str, data_root: str | None = None, image_size: int | None = None,

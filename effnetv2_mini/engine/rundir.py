@@ -122,6 +122,10 @@ def open_run(config: TrainConfig, extra_config: dict | None = None) -> Run | dic
         raise ValueError(f"the run directory {out} (--out) is a file: give a directory (it holds config.json, "
                          "metrics.jsonl and the checkpoints)")
     changed = _check_settings(out / "config.json", config)
+    foreign = [n for n in ("metrics.jsonl", "last.pt", "best.pt") if not (out / "config.json").exists() and (out / n).exists()]
+    if foreign:  # another program's files (or a run whose config.json was deleted): never mixed with this run's
+        raise ValueError(f"{out} holds {', '.join(foreign)} but no config.json: it is not a run directory of effnetv2 "
+                         "train (another tool's, or its config.json was deleted); give another --out")
     checkpoint = load_checkpoint(out / "last.pt") if (out / "last.pt").exists() else None
     if checkpoint is not None and checkpoint.get("finished") and checkpoint["epoch"] >= config.epochs:
         if info.main and not config.quiet:

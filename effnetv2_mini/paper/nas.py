@@ -159,7 +159,14 @@ def _storage(out_dir: Path, url: str | None):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats (stable since 2.9)
     url = url or f"sqlite:///{(out_dir / 'nas.db').resolve()}"
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=5, grace_period=20)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=5, grace_period=20)
+    except (ImportError, ValueError, SQLAlchemyError) as error:  # a malformed URL, a missing driver, no server
+        raise ValueError(f"--storage {url!r} cannot be opened ({type(error).__name__}: {str(error).splitlines()[0]}): give a "
+                         "database URL such as sqlite:////abs/path/nas.db or postgresql://user@host/db, or leave --storage "
+                         "out to keep the search in OUT/nas.db") from None
 
 
 def run_search(out_dir: str | Path, train: TrainConfig, trials: int, space: str | SearchSpace = "cpu",
