@@ -92,3 +92,25 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     assert len(complete) >= 4
     assert len({t.user_attrs["arch_key"] for t in complete}) == len(complete)
     assert not study.get_trials(states=(TrialState.FAIL,)) and not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_a_trial_of_a_worker_killed_with_kill_9_is_failed_and_its_candidate_queued_again(tmp_path):
+    """kill -9 of a worker left its trial RUNNING (Optuna's heartbeat waits a grace period), and a worker restarted
+    at once skipped the candidate; now the trial is failed and its parameters queued for the next trial."""
+    import socket
+
+    from effnetv2_mini.paper.nas import _open_study, retry_trials_of_dead_workers
+
+    study = _open_study(tmp_path, None, "nas", None)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    trial = study.ask()
+    trial.suggest_categorical("stage1_op", ["fused", "mbconv"])
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{int(dead.stdout)}")  # that process has exited
+    alive = study.ask()
+    alive.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # this one is running: left alone
+    assert retry_trials_of_dead_workers(study) == [trial.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[trial.number] == TrialState.FAIL and states[alive.number] == TrialState.RUNNING
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+    again = study.ask()  # the next trial draws the dead one's candidate
+    assert again.suggest_categorical("stage1_op", ["fused", "mbconv"]) == trial.params["stage1_op"]

@@ -30,6 +30,7 @@ import hashlib
 import math
 import os
 import random
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,6 +197,7 @@ def run_search(out_dir: str | Path, train: TrainConfig, trials: int, space: str 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _open_study(out, storage, study_name, samplers[sampler](seed=seed))
     optuna.storages.fail_stale_trials(study)
+    retry_trials_of_dead_workers(study)
     for key, value in (("space", space.name), ("w", w), ("v", v)):
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
@@ -227,6 +229,7 @@ class _Objective:
         import optuna
 
         self.started += 1
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         blocks = self.space.blocks(self.space.suggest(trial))
         key = candidate_key(blocks)
         trial.set_user_attr("blocks", " ".join(blocks))
@@ -273,6 +276,35 @@ class _Objective:
         print(f"trial {trial.number}: top-1 {accuracy:.1f}%, step time x{seconds / reference_now:.2f} of the reference, "
               f"{params:,} params, reward {score:.3g}  ({' '.join(blocks)})", flush=True)
         return score
+
+
+def retry_trials_of_dead_workers(study) -> list[int]:
+    """Trials left RUNNING by a worker of this machine that is gone (kill -9, a crash) are failed at once, and their
+    candidate is queued again, so that the next trial draws it and resumes its training (its run directory keeps
+    the epochs done). Optuna's own heartbeat check waits a grace period first, and a worker restarted at once
+    skipped the candidate. Returns the numbers of the trials failed."""
+    from optuna.trial import TrialState
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
+            study.tell(trial.number, state=TrialState.FAIL)
+            study.enqueue_trial(trial.params)
+            failed.append(trial.number)
+            print(f"trial {trial.number}: its worker (pid {pid}) is gone; its candidate is queued again and resumes",
+                  flush=True)
+    return failed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _claim(study, path: Path, number: int, key: str) -> str | None:
