@@ -276,6 +276,8 @@ def _add_recipe_options(p) -> None:
     p.add_argument("--optimizer", choices=["rmsprop", "adamw", "sgd"], help="default: the recipe's")
     p.add_argument("--lr", type=positive_float, help="peak learning rate (default: the recipe's, scaled by batch/256)")
     p.add_argument("--warmup-epochs", type=non_negative_float, help="linear warm-up (default: the recipe's)")
+    p.add_argument("--schedule", choices=["exponential", "cosine", "flat_cosine", "constant"],
+                   help="the lr after the warm-up (default: the recipe's)")
     p.add_argument("--weight-decay", type=non_negative_float, help="default: the recipe's")
     p.add_argument("--label-smoothing", type=fraction, help="default: the recipe's")
     p.add_argument("--ema-decay", type=fraction, help="EMA of the weights per step; 0 turns it off (default: the recipe's)")

@@ -121,6 +121,10 @@ def test_lr_schedule_warmup_then_staircase_decay():
     assert lr_factor(1.0, cosine) == pytest.approx(0.9797464, abs=1e-6)  # 0.5 (1 + cos(pi / 11))
     assert lr_factor(5.5, cosine) == pytest.approx(0.5) and lr_factor(11.0, cosine) == pytest.approx(0.0, abs=1e-9)
     assert RECIPES["paper"]["base_lr"] == 0.016 and config.weight_decay == 1e-5 and config.ema_decay == 0.9999
+    flat = TrainConfig(recipe="short", epochs=8, schedule="flat_cosine").resolved()
+    # fastai's fit_flat_cos: the peak until 75% of the run (epoch 6 of 8), then 0.5 (1 + cos(pi * (e - 6) / 2))
+    assert lr_factor(0.5, flat) == pytest.approx(0.5) and lr_factor(3.0, flat) == 1.0 and lr_factor(6.0, flat) == 1.0
+    assert lr_factor(7.0, flat) == pytest.approx(0.5) and lr_factor(8.0, flat) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_rmsprop_follows_a_tensorflow_1_trace():

@@ -46,7 +46,7 @@ class TrainConfig:
     lr: float | None = None  # None: base_lr * batch_size * world_size / 256
     base_lr: float | None = None  # learning rate per 256 images (None: the recipe's, 0.016)
     warmup_epochs: float | None = None
-    schedule: str | None = None  # exponential | cosine | constant
+    schedule: str | None = None  # exponential | cosine | flat_cosine | constant
     decay_rate: float | None = None
     decay_epochs: float | None = None
     weight_decay: float | None = None
@@ -100,8 +100,8 @@ class TrainConfig:
             raise ValueError(f"unknown preprocessing {config.preprocessing!r}; choose official, torchvision or finetune")
         if config.optimizer not in ("rmsprop", "adamw", "sgd"):
             raise ValueError(f"unknown optimizer {config.optimizer!r}; choose rmsprop, adamw or sgd")
-        if config.schedule not in ("exponential", "cosine", "constant"):
-            raise ValueError(f"unknown schedule {config.schedule!r}; choose exponential, cosine or constant")
+        if config.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {config.schedule!r}; choose {', '.join(SCHEDULES)}")
         from ..paper.model import default_sizes  # torch only when a run is resolved
 
         if config.image_size is None:
@@ -113,6 +113,7 @@ class TrainConfig:
 
 
 MAX_IMAGE_SIZE = 2048
+SCHEDULES = ("exponential", "cosine", "flat_cosine", "constant")  # the lr after the warm-up (paper.optim.lr_factor)
 # (fields, test, what they must be): checked on every resolved config, so that library callers get the CLI's errors
 _RULES = [
     (("epochs", "batch_size", "accumulate", "eval_every"), lambda v: v >= 1, "a whole number >= 1"),

@@ -59,15 +59,22 @@ class RMSpropTF(torch.optim.Optimizer):
 
 def lr_factor(epoch: float, config) -> float:
     """Multiplier of the peak lr at (fractional) ``epoch``, as the official ``WarmupLearningRateSchedule``: linear
-    warm-up from 0, then staircase exponential decay (x ``decay_rate`` every ``decay_epochs``), a cosine or a
-    constant. Both decays count from step 0, not from the end of the warm-up (the warm-up replaces their start)."""
+    warm-up from 0, then staircase exponential decay (x ``decay_rate`` every ``decay_epochs``), a cosine, a flat
+    peak then a cosine over the last quarter (``flat_cosine``, ours for short runs), or a constant. Both decays
+    count from step 0, not from the end of the warm-up (the warm-up replaces their start)."""
     if epoch < config.warmup_epochs:
         return epoch / config.warmup_epochs
     if config.schedule == "exponential":
         return config.decay_rate ** math.floor(epoch / config.decay_epochs)
     if config.schedule == "constant":
         return 1.0
+    if config.schedule == "flat_cosine":  # hold the peak, then a cosine to 0 over the last quarter (fastai's fit_flat_cos)
+        start = FLAT_FRACTION * config.epochs
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, epoch - start) / (config.epochs - start))))
     return 0.5 * (1 + math.cos(math.pi * min(1.0, epoch / config.epochs)))
+
+
+FLAT_FRACTION = 0.75  # flat_cosine: the share of the run at the peak lr (fastai's fit_flat_cos, pct_start=0.75)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
