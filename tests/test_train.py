@@ -83,6 +83,20 @@ def test_gradient_accumulation_steps_once_per_group_scales_the_lr_and_resumes_ex
     assert without_timing(read_metrics(tmp_path / "resumed")) == without_timing(read_metrics(tmp_path / "straight"))
 
 
+def test_the_short_recipe_initialises_the_classifier_with_imagenets_range(tmp_path):
+    """Official rule: U(+-1/sqrt(classes)), +-0.316 on 10 classes; `short` keeps ImageNet's +-1/sqrt(1000) = 0.0316."""
+    from effnetv2_mini.engine.distributed import DistInfo
+    from effnetv2_mini.engine.rundir import _build_model
+
+    info = DistInfo(rank=0, world=1, local_rank=0)
+    short = TrainConfig(model="efficientnetv2_b0", recipe="short", num_classes=10).resolved()
+    paper = TrainConfig(model="efficientnetv2_b0", recipe="paper", num_classes=10).resolved()
+    assert (short.head_init_classes, paper.head_init_classes) == (1000, None)
+    widest = {name: _build_model(config, info, fresh=True).classifier.weight.abs().max().item()
+              for name, config in (("short", short), ("paper", paper))}
+    assert 0.9 * 0.0316 < widest["short"] <= 0.031623 and 0.9 * 0.3162 < widest["paper"] <= 0.316228
+
+
 def test_finished_run_is_a_noop(tmp_path):
     config = tiny_config(tmp_path, epochs=1)
     first = fit(config)

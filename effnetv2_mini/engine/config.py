@@ -56,6 +56,7 @@ class TrainConfig:
     drop_path_rate: float | None = None
     dropout: float | None = None  # None: the model's
     bn_momentum: float | None = None
+    head_init_classes: int | None = None  # the classifier's init range 1/sqrt(N) uses this N (None: the number of classes)
     sync_bn: bool | None = None  # pool BatchNorm statistics over GPUs under DDP
     preprocessing: str | None = None  # official | torchvision | finetune (effnetv2_mini.data.transforms)
     normalize: str | None = None  # official | imagenet | finetune; None: the preprocessing's own
@@ -119,7 +120,8 @@ _RULES = [
     (("epochs", "batch_size", "accumulate", "eval_every"), lambda v: v >= 1, "a whole number >= 1"),
     # the paper's largest is 512 px; far larger sizes only fail later, in the allocator, after a whole epoch
     (("image_size", "eval_size"), lambda v: 1 <= v <= MAX_IMAGE_SIZE, f"a whole number from 1 to {MAX_IMAGE_SIZE} (px)"),
-    (("max_steps_per_epoch", "num_classes", "images_per_class", "ema_reference_batch", "randaug_reference"),
+    (("max_steps_per_epoch", "num_classes", "images_per_class", "ema_reference_batch", "randaug_reference",
+      "head_init_classes"),
      lambda v: v is None or v >= 1, "None or >= 1"),
     (("workers",), lambda v: v >= 0, ">= 0"),
     (("lr", "base_lr"), lambda v: v is None or v > 0, "None or > 0"),

@@ -52,7 +52,7 @@ IDENTITY_FIELDS = (
     "ema_decay", "seed", "num_classes", "randaug_magnitude", "mixup_alpha", "cutmix_alpha", "dropout", "drop_path_rate",
     "classes", "images_per_class", "bn_momentum", "preprocessing", "normalize", "randaug_reference", "cutmix_with_mixup",
     "ema_reference_batch", "cache", "decode_on_device", "accumulate", "data_root", "synthetic", "max_steps_per_epoch",
-    "imagenette_size",
+    "imagenette_size", "head_init_classes",
 )
 # What a run is: even --resume-with-changes cannot change these (the weights and data would not fit).
 FIXED_FIELDS = ("model", "model_overrides", "init_from", "freeze_backbone", "dataset", "num_classes", "classes",
@@ -250,6 +250,8 @@ def _build_model(config: TrainConfig, info: DistInfo, fresh: bool) -> nn.Module:
     if config.dropout is not None:
         overrides["dropout"] = config.dropout
     model = build_model(config.model, **overrides)
+    if config.head_init_classes and fresh and hasattr(model, "init_classifier"):
+        model.init_classifier(range_classes=config.head_init_classes)
     if config.init_from and fresh:  # fine-tuning; a resumed run has its weights
         from ..compat import load_pretrained, load_torchvision_pretrained
 
