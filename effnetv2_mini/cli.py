@@ -305,7 +305,12 @@ def _add_progressive_options(p) -> None:
 
 def _add_launch_options(p) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="torch.compile the model (compile time is not counted in an epoch's images/s)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="autocast to bf16 (fp16 on GPUs without bf16) (default: on for CUDA, off on a CPU)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory format (default: on for CUDA and CPUs: measured faster on both)")
     p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading worker processes")
     p.add_argument("--nproc", type=positive_int, default=1, help="processes (GPUs) per node: > 1 launches torchrun")
     p.add_argument("--nnodes", type=positive_int, default=1, help="nodes of a multi-node run (torchrun rendezvous)")

@@ -128,3 +128,28 @@ def test_stage_table_reads_like_table_4():
     assert [r["channels"] for r in rows] == [24, 24, 48, 64, 128, 160, 256, 1280]
     assert [r["resolution"] for r in rows] == [192, 192, 96, 48, 24, 24, 12, 12]
     assert get_config("efficientnetv2_s").eval_size == 384
+
+
+def test_channels_last_gives_the_same_outputs_and_gradients_within_float_tolerance():
+    """channels_last is the CPU default (a speed choice): the numbers must not change beyond float rounding."""
+    import copy
+
+    torch.manual_seed(0)
+    model = build_model("efficientnetv2_b0", num_classes=10).train()
+    other = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 64, 64)
+    target = torch.tensor([0, 3, 5, 9])
+    outputs = []
+    for net, images in ((model, x), (other, x.to(memory_format=torch.channels_last))):
+        torch.manual_seed(1)  # the same dropout mask
+        logits = net(images)
+        torch.nn.functional.cross_entropy(logits, target).backward()
+        outputs.append((logits.detach(), {n: p.grad for n, p in net.named_parameters()}))
+    (a, grads_a), (b, grads_b) = outputs
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)  # logits of order 1: a wrong result is off by ~1
+    total = torch.cat([g.flatten() for g in grads_a.values()]).norm()
+    difference = torch.cat([(g - grads_b[n]).flatten() for n, g in grads_a.items()]).norm()
+    assert difference <= 1e-4 * total  # measured 3e-5: float rounding; a wrong layout would be off by order 1
+    for name, grad in grads_a.items():  # each gradient that is not analytically zero (a bias followed by BatchNorm)
+        if grad.norm() > 1e-6 * total:
+            assert (grad - grads_b[name]).norm() <= 1e-3 * grad.norm(), name
