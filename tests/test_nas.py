@@ -94,6 +94,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     assert not study.get_trials(states=(TrialState.FAIL,)) and not study.get_trials(states=(TrialState.RUNNING,))
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_trial_of_a_worker_killed_with_kill_9_is_failed_and_its_candidate_queued_again(tmp_path):
     """kill -9 of a worker left its trial RUNNING (Optuna's heartbeat waits a grace period), and a worker restarted
     at once skipped the candidate; now the trial is failed and its parameters queued for the next trial."""
