@@ -60,6 +60,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .. import __version__
+from ..engine.distributed import process_alive
 from .images import CorruptImageError, SafeImageLoader
 
 try:
@@ -251,25 +252,12 @@ def _discard(folder: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs (signal 0 probes without sending anything)."""
-    if os.name == "nt":
-        return True  # no safe probe: keep the folder
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_abandoned(folder: Path) -> None:
     """Delete the partial folders for ``folder`` left by dead processes of this host (kill -9, power cut)."""
     for partial in folder.parent.glob(f".partial-{folder.name}@*"):
         owner = partial.name.split("@")  # .partial-<side>, host, pid, random
         if len(owner) == 4 and owner[1] == socket.gethostname() and owner[2].isdigit() \
-                and not _process_alive(int(owner[2])):
+                and not process_alive(int(owner[2])):
             shutil.rmtree(partial, ignore_errors=True)
 
 

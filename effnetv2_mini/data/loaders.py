@@ -99,8 +99,7 @@ def shutdown(loader: DataLoader | None) -> None:
         iterator._shutdown_workers()
 
 
-def _names(classes, shown: int = 6) -> str:
-    names = [c if isinstance(c, str) else c[0] for c in classes]
+def _shown(names: list, shown: int = 6) -> str:
     return ", ".join(map(str, names[:shown])) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
 
 
@@ -124,11 +123,11 @@ class Loaders:
             self.train_set = ClassSubset(self.train_set, config.classes, config.images_per_class, config.seed)
             self.val_set = ClassSubset(self.val_set, config.classes)
         self.num_classes = config.num_classes or len(self.train_set.classes)
-        if self.num_classes < len(self.train_set.classes):  # labels >= num_classes would fail deep in the loss
-            raise ValueError(f"num_classes {self.num_classes} is smaller than the {len(self.train_set.classes)} classes of "
-                             f"{config.dataset} ({_names(self.train_set.classes)}): drop --num-classes, or train on some "
-                             "classes only (TrainConfig.classes, or a folder with fewer class folders)")
         self.class_names = [c if isinstance(c, str) else c[0] for c in self.train_set.classes]
+        if self.num_classes < len(self.class_names):  # labels >= num_classes would fail deep in the loss
+            raise ValueError(f"num_classes {self.num_classes} is smaller than the {len(self.class_names)} classes of "
+                             f"{config.dataset} ({_shown(self.class_names)}): drop --num-classes, or train on some "
+                             "classes only (TrainConfig.classes, or a folder with fewer class folders)")
         self._train_key = self._val_key = None
         self._train_loader = self._val_loader = None
         # decode_on_device (folder data sets): workers read JPEG bytes, the training device decodes and augments them

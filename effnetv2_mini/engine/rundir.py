@@ -122,7 +122,8 @@ def open_run(config: TrainConfig, extra_config: dict | None = None) -> Run | dic
         raise ValueError(f"the run directory {out} (--out) is a file: give a directory (it holds config.json, "
                          "metrics.jsonl and the checkpoints)")
     changed = _check_settings(out / "config.json", config)
-    foreign = [n for n in ("metrics.jsonl", "last.pt", "best.pt") if not (out / "config.json").exists() and (out / n).exists()]
+    ours = (out / "config.json").exists()
+    foreign = [] if ours else [n for n in ("metrics.jsonl", "last.pt", "best.pt") if (out / n).exists()]
     if foreign:  # another program's files (or a run whose config.json was deleted): never mixed with this run's
         raise ValueError(f"{out} holds {', '.join(foreign)} but no config.json: it is not a run directory of effnetv2 "
                          "train (another tool's, or its config.json was deleted); give another --out")
@@ -131,6 +132,7 @@ def open_run(config: TrainConfig, extra_config: dict | None = None) -> Run | dic
         if info.main and not config.quiet:
             print(f"{out}: run already finished ({checkpoint['epoch']} epochs); nothing to do")
         return checkpoint["summary"]
+    _check_schedule(out / "config.json", extra_config, config.resume_with_changes)  # before any data or model is built
     if changed:
         extra_config = {**(extra_config or {}), "changes": _changes(out / "config.json", config, changed, checkpoint)}
     torch.manual_seed(config.seed)
@@ -141,7 +143,6 @@ def open_run(config: TrainConfig, extra_config: dict | None = None) -> Run | dic
         _restore(run, checkpoint, changed)
     if info.main:
         run.lock = _lock_directory(out)
-        _check_schedule(out / "config.json", extra_config, config.resume_with_changes)
         _write_run_files(run, extra_config)
     return run
 
@@ -185,6 +186,7 @@ def _check_schedule(path: Path, extra_config: dict | None, resume_with_changes: 
         asks = "none" if after is None else repr(after.get("source"))
         raise ValueError(f"{path.parent} holds a run trained with {had}; this command asks for {asks}: rerun the run's "
                          "own command (its config.json records it), or use another output directory")
+
 
 def _check_settings(path: Path, config: TrainConfig) -> list[str]:
     """Refuse to continue a run directory with other settings (before anything else, finished runs included),

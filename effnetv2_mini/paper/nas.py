@@ -38,6 +38,7 @@ import torch
 
 from ..engine.config import TrainConfig
 from ..engine.devices import OUT_OF_MEMORY, pick_device
+from ..engine.distributed import process_alive
 from ..engine.errors import TrainingDiverged
 from ..engine.loop import fit
 from ..measure import benchmark_throughput, count_params
@@ -288,23 +289,13 @@ def retry_trials_of_dead_workers(study) -> list[int]:
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
+        if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
             study.tell(trial.number, state=TrialState.FAIL)
             study.enqueue_trial(trial.params)
             failed.append(trial.number)
             print(f"trial {trial.number}: its worker (pid {pid}) is gone; its candidate is queued again and resumes",
                   flush=True)
     return failed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _claim(study, path: Path, number: int, key: str) -> str | None:

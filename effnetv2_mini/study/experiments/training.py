@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...data.datasets import dataset_or_fallback, is_built_in
-from ...engine.config import TrainConfig
+from ...engine.config import TrainConfig, global_batch
 from ...engine.launch import launch
 from ...engine.rundir import read_history
 from ...engine.schedule_spec import parse_schedule
@@ -68,7 +68,7 @@ def run_conditions(settings, config: TrainConfig, summary: dict, schedule: Progr
         epochs=recorded["config"]["epochs"], image_sizes=sizes, eval_size=recorded["config"]["eval_size"],
         schedule=schedule.source if schedule else None, recipe=config.recipe,
         seeds=list(seeds) if seeds is not None else [config.seed], steps_per_epoch=config.max_steps_per_epoch,
-        global_batch=recorded["config"]["batch_size"] * recorded["world_size"] * recorded["config"].get("accumulate", 1),
+        global_batch=global_batch(config, recorded["world_size"]),
         crops_from_cache=bool(config.cache) and not is_built_in(config.dataset),
         wall_clock_s=summary["wall_time"], accuracy=FINAL_EMA if summary["top1_weights"] == "EMA" else FINAL_RAW, **more)
 
