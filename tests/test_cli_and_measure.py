@@ -113,3 +113,16 @@ def test_bench_vs_torchvision_times_ours_with_its_defaults_beside_torchvisions_e
     assert summary["ratio_defaults_vs_torchvision_eager"] == train["ours (defaults)"]["ratio_to_torchvision"]
     with pytest.raises(SystemExit, match="no twin of 'efficientnetv2_b0'"):
         bench_vs_torchvision.main(["--model", "efficientnetv2_b0"])
+
+
+def test_bench_vs_torchvision_compile_break_even_counts_images_until_the_compile_time_is_won_back():
+    """10 s of compiling, steps at 10 img/s eager and 20 img/s compiled: 0.05 s saved per image, so 200 images."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import bench_vs_torchvision
+
+    assert bench_vs_torchvision.break_even_images(10.0, compiled_rate=20.0, eager_rate=10.0) == pytest.approx(200.0)
+    assert bench_vs_torchvision.break_even_images(10.0, compiled_rate=9.0, eager_rate=10.0) is None  # never
+    assert bench_vs_torchvision.break_even_images(10.0, compiled_rate=10.0, eager_rate=10.0) is None

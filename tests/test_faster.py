@@ -364,9 +364,9 @@ def test_notebook_07_profiles_train_the_papers_pairs():
     assert (laptop.models, laptop.recipe, laptop.min_size, laptop.max_size, laptop.seeds) == (
         ["efficientnetv2_b0", "efficientnet_b0"], "short", 56, 128, [0])
     assert laptop.dataset == "imagenette" and laptop.train_samples is None and laptop.images_per_class is None
-    assert notebook_profile("07_faster_training", "quick").models == ["efficientnetv2_s", "efficientnet_b4"]
+    assert notebook_profile("07_faster_training", "quick").models == ["efficientnetv2_s", "efficientnet_b4", "resnet50"]
     full = notebook_profile("07_faster_training", "full")
-    assert (full.models, full.epochs, full.nproc) == (["efficientnetv2_m", "efficientnet_b7"], 350, 8)
+    assert (full.models, full.epochs, full.nproc) == (["efficientnetv2_m", "efficientnet_b7", "resnet50"], 350, 8)
     rehearsal = notebook_profile("07_faster_training", "laptop", rehearse=True)
     assert (rehearsal.epochs, rehearsal.stages, rehearsal.max_steps_per_epoch, rehearsal.models) == (
         2, 2, 2, laptop.models)

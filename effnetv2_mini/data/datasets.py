@@ -12,6 +12,7 @@ transforms in :mod:`effnetv2_mini.data.transforms`, the training and evaluation 
                 ``synthetic`` with ``num_classes=6`` never shows
 ``imagenette``  ``torchvision.datasets.Imagenette`` (``size`` 160px / 320px / full), downloads when online
 ``imagenet``    ImageNet-1k: ``root/train/<wnid>/*.JPEG``, ``root/val/<wnid>/*.JPEG``
+                (every training image: the official code's 25,021-image minival is not held out, docs/paper.md)
 ``imagenet21k`` ImageNet-21k in the same class-per-folder layout
 ``imagefolder`` any class-per-folder tree: ``root/<split>/<class>/<image>``
 ``cifar10``, ``cifar100``, ``flowers102``, ``stanford_cars``   torchvision's transfer sets
