@@ -77,6 +77,37 @@ def test_interrupted_search_resumes_to_exactly_n_unique_trials(tmp_path):
     assert len(load_study(tmp_path).get_trials()) == len(study.get_trials())
 
 
+def test_a_worker_that_loses_the_race_to_create_the_database_tries_again(tmp_path, monkeypatch):
+    """Two workers started together both insert the database's version row: the loser's IntegrityError (or a
+    "database is locked") is retried; one that never clears ends in the clear --storage error."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from effnetv2_mini.paper import nas
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(url, **kwargs):
+        calls.append(url)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT INTO version_info", {}, Exception("UNIQUE constraint failed"))
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(nas.time, "sleep", lambda seconds: None)
+    assert isinstance(nas._storage(tmp_path, None), real) and len(calls) == 2
+
+    def locked(url, **kwargs):
+        calls.append(url)
+        raise OperationalError("CREATE TABLE studies", {}, Exception("database is locked"))
+
+    calls.clear()
+    monkeypatch.setattr(optuna.storages, "RDBStorage", locked)
+    with pytest.raises(ValueError, match=r"--storage 'sqlite:///.*nas.db' cannot be opened \(OperationalError"):
+        nas._storage(tmp_path, None)
+    assert len(calls) == nas.STORAGE_ATTEMPTS == 5
+
+
 def test_two_workers_share_one_sqlite_study(tmp_path):
     command = [sys.executable, "-m", "effnetv2_mini.cli", "nas", "--out", str(tmp_path), "--trials", "4",
                "--epochs", "1", "--image-size", "32", "--batch-size", "32", "--train-samples", "128", "--device", "cpu"]

@@ -31,6 +31,7 @@ import math
 import os
 import random
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +154,9 @@ def step_time(space: SearchSpace, blocks, image_size: int, batch_size: int, devi
     return result["seconds_per_step"]
 
 
+STORAGE_ATTEMPTS = 5  # opening the study's database: workers that start together race to create it
+
+
 def _storage(out_dir: Path, url: str | None):
     import warnings
 
@@ -161,14 +165,24 @@ def _storage(out_dir: Path, url: str | None):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats (stable since 2.9)
     url = url or f"sqlite:///{(out_dir / 'nas.db').resolve()}"
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=5, grace_period=20)
-    except (ImportError, ValueError, SQLAlchemyError) as error:  # a malformed URL, a missing driver, no server
-        raise ValueError(f"--storage {url!r} cannot be opened ({type(error).__name__}: {str(error).splitlines()[0]}): give a "
-                         "database URL such as sqlite:////abs/path/nas.db or postgresql://user@host/db, or leave --storage "
-                         "out to keep the search in OUT/nas.db") from None
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=5, grace_period=20)
+        except (IntegrityError, OperationalError) as error:  # workers started together race to create the tables
+            if attempt + 1 < STORAGE_ATTEMPTS:  # and the version row (UNIQUE failed, locked): the loser tries again
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise _storage_error(url, error) from None
+        except (ImportError, ValueError, SQLAlchemyError) as error:  # a malformed URL, a missing driver, no server
+            raise _storage_error(url, error) from None
+
+
+def _storage_error(url: str, error: Exception) -> ValueError:
+    return ValueError(f"--storage {url!r} cannot be opened ({type(error).__name__}: {str(error).splitlines()[0]}): give a "
+                      "database URL such as sqlite:////abs/path/nas.db or postgresql://user@host/db, or leave --storage "
+                      "out to keep the search in OUT/nas.db")
 
 
 def run_search(out_dir: str | Path, train: TrainConfig, trials: int, space: str | SearchSpace = "cpu",
