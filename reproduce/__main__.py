@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default=None, help="where runs/<plan>/ goes (default: ./runs of the repo)")
     p.add_argument("--rehearse", action="store_true",
                    help="run every notebook through the plan's code paths for one or two steps per stage at tiny sizes, "
-                        "on miniature data, into runs/<plan>-rehearsal/ (minutes on a CPU; claims nothing)")
+                        "on miniature data, into runs/<plan>-rehearsal/ (minutes on a CPU; claims nothing; "
+                        "deletes its checkpoints once each notebook is done)")
 
     p = sub.add_parser("report", help="write runs/<plan>/report.md and report.html from the results that exist")
     p.add_argument("plan")

@@ -45,6 +45,7 @@ def test_rehearsal_runs_every_notebook_and_claims_nothing(plan, rehearsals):
     status = json.loads((run / "status.json").read_text())
     assert set(status) == {e.name for e in load_plan(plan).entries}
     assert all(record["state"] == "done" for record in status.values()), status
+    assert not list(run.rglob("*.pt")), "a done rehearsal notebook keeps no checkpoints (GBs for the plans' models)"
     report = (run / "report.md").read_text()
     assert "REHEARSAL" in report
     glance = report.split("## At a glance")[1].split("## Notebooks")[0]

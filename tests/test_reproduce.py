@@ -153,6 +153,7 @@ def test_run_records_failure_continues_and_resumes(workspace, capsys):
     plan = load_plan(str(plan_path), notebooks_dir=workspace / "notebooks")
     runs = workspace / "runs"
     assert run_plan(plan, runs_dir=runs) == 1  # bad failed, the batch still ran good
+    assert "bad: failed: RuntimeError: deliberate failure in bad" in capsys.readouterr().out  # the error on the terminal
     status = json.loads((runs / "t" / "status.json").read_text())
     assert status["good"]["state"] == "done" and status["bad"]["state"] == "failed"
     assert "deliberate failure in bad" in status["bad"]["error"]

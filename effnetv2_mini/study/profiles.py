@@ -11,7 +11,7 @@ Profiles:
 
 =================== ===========================================================================================
 ``smoke``           built-in data, tiny models, CPU, seconds per notebook: what CI and nbval run
-``laptop``          real photos (Imagenette 160 px, or any class-per-folder tree), small models, a CPU, about 2 hours
+``laptop``          real photos (Imagenette 160 px, or any class-per-folder tree), small models, a CPU, about 1 h 45 min
 ``quick``           Imagenette on one GPU, EfficientNetV2-S, a few hours
 ``full``            ImageNet with the paper's settings, 8 GPUs per node through torchrun
 ``full_transfer``   notebook 06 only: paper Table 8 (V2-S/M/L on CIFAR-10/100, Flowers, Cars)
@@ -258,7 +258,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                         "pretrain_epochs": 6, "steps": 60, "batch_size": 25, "lr": None, "image_size": 96},
         # Figure 1a and Table 12 at laptop scale: V2-B0 against EfficientNet-B0 on every training photo, each fixed
         # at 128 px and with Algorithm 1 from 56 px (the sizes whose cost follows their pixels on a CPU). One seed: the
-        # four trainings took 78 minutes on a 2-core CPU (docs/benchmarks.md); a second seed: --seeds / -p seeds
+        # four trainings took 58 minutes in the plan on a 2-core CPU (docs/benchmarks.md); a second seed: -p seeds
         "07_faster_training": {**_LAPTOP, "models": ["efficientnetv2_b0", "efficientnet_b0"], "recipe": "short",
                                "workers": 0, "epochs": 5, "stages": 4, "min_size": 56, "max_size": 128, "eval_size": 128,
                                "randaug_range": [0.0, 10.0], "dropout_range": [0.05, 0.2], "seeds": [0],
