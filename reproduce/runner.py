@@ -234,16 +234,13 @@ def _run_entries(plan: Plan, todo: list[PlanEntry], out_dir: Path, status: dict,
     return failures
 
 
-def drop_checkpoints(out_dir: Path) -> int:
+def drop_checkpoints(out_dir: Path) -> None:
     """Delete the ``*.pt`` files under a rehearsal's ``out_dir`` (the checkpoints of its trainings; the plan's real
     models, e.g. the full plan's all-Fused-MBConv EfficientNetV2-S at 2 GB a file, make them tens of GB) once a
     notebook is done: a rehearsal shows that the code paths run and claims nothing, and a done notebook is not rerun
-    without --force, which trains afresh. Returns the bytes freed."""
-    freed = 0
+    without --force, which trains afresh."""
     for path in Path(out_dir).rglob("*.pt"):
-        freed += path.stat().st_size
         path.unlink(missing_ok=True)
-    return freed
 
 
 def _parameters(entry: PlanEntry, out_dir: Path, data_root, device, rehearse: bool, dataset: str | None = None) -> dict:
