@@ -116,7 +116,9 @@ def _train(args) -> None:
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     config = TrainConfig(**fields, out_dir=args.out, synthetic=synthetic)
     schedule = None
-    if args.progressive is not None:
+    if args.finetune_recipe is not None:
+        config = _finetune_config(args, fields, synthetic)
+    elif args.progressive is not None:
         schedule = parse_schedule(args.progressive, config.resolved(), args.variant)
     elif (preset := fixed_size_regularization(config.resolved())) is not None:
         # the paper's recipe at a fixed size trains with the regularization of its last stage (recorded in config.json)
@@ -127,6 +129,11 @@ def _train(args) -> None:
                   + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in chosen.items())
                   + f" from {preset[1]} (--progressive {config.recipe} trains Algorithm 1 instead; set the options to "
                     "choose other values)")
+    if args.init_from and args.finetune_recipe is None and config.recipe in ("paper", "code") and \
+            int(os.environ.get("RANK", "0")) == 0:
+        print(f"--init-from with --recipe {config.recipe}: fine-tuning with the ImageNet training "
+              "recipe at the model's training size; the paper's fine-tuning (Table 8: global batch "
+              "512, 10,000 steps, the eval size) is --finetune-recipe paper (or code)")
     rendezvous = Rendezvous(args.nnodes, args.node_rank, args.rdzv_endpoint)
     try:
         summary = launch(config, nproc=args.nproc, schedule=schedule, rendezvous=rendezvous)
@@ -137,6 +144,25 @@ def _train(args) -> None:
     if int(os.environ.get("RANK", "0")) == 0 and summary:
         print(f"final top-1 {summary['top1']:.2f}% ({summary['top1_weights']} weights) after {summary['epochs']} epochs; "
               f"metrics in {summary['metrics_path']}")
+
+
+def _finetune_config(args, fields: dict, synthetic: dict):
+    """``--finetune-recipe``: the fine-tuning recipe (paper Table 8, section 5.2 on ImageNet) at its
+    global batch of 512, ``--batch-size`` images per process at most (the rest accumulated), the
+    recipe's steps; the options given replace the recipe's values (engine.finetune)."""
+    from .engine.finetune import finetune_config
+    from .paper.transfer import finetune_recipe
+
+    left_to_recipe = {"model", "dataset", "init_from", "epochs", "batch_size", "accumulate",
+                      "recipe"}
+    given = {k: v for k, v in fields.items() if k not in left_to_recipe}
+    if given.get("eval_every") == 1:  # the CLI's default: the recipe evaluates about 20 times
+        del given["eval_every"]
+    recipe_batch = finetune_recipe(args.finetune_recipe, args.dataset)["global_batch"]
+    return finetune_config(args.model, args.dataset, args.init_from, args.finetune_recipe,
+                           global_batch=recipe_batch, processes=args.nproc * args.nnodes,
+                           batch_size=args.batch_size, out_dir=args.out, synthetic=synthetic,
+                           **given)
 
 
 def _eval(args) -> None:
@@ -260,6 +286,11 @@ def _add_run_options(p) -> None:
     p.add_argument("--eval-every", type=positive_int, default=1, help="evaluate every N epochs (and after the last)")
     p.add_argument("--init-from", help="fine-tune from: a checkpoint of ours, 'torchvision', or a state-dict file")
     p.add_argument("--freeze-backbone", action="store_true", help="train the classifier only")
+    p.add_argument("--finetune-recipe", choices=["paper", "code"],
+                   help="fine-tune with paper Table 8's recipe (on ImageNet: section 5.2's) or the "
+                        "official ImagenetFt: a global batch of 512 (--batch-size per process at "
+                        "most, the rest accumulated), 10,000 steps (ImageNet: 15 epochs), trained "
+                        "and evaluated at the eval size; --epochs and --recipe are the recipe's")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--resume-with-changes", action="store_true",
                    help="continue the run in --out from its last checkpoint with changed hyper-parameters (e.g. a lower "

@@ -21,8 +21,9 @@ __all__ = ["prepare", "rehearsal_parameters"]
 IMAGES_PER_CLASS = {"train": 4, "val": 2}
 
 
-def _write_images(folder: Path, count: int, seed: int) -> None:
-    """``count`` small JPEGs of mixed sizes and modes (some grayscale), deterministic for ``seed``."""
+def _write_images(folder: Path, count: int, seed: int, prefix: str = "") -> None:
+    """``count`` small JPEGs of mixed sizes and modes (some grayscale), deterministic for ``seed``;
+    the first is named ``img0``, the others ``<prefix>img<i>``."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -31,13 +32,18 @@ def _write_images(folder: Path, count: int, seed: int) -> None:
         height, width = (48, 64) if i % 2 else (72, 56)
         pixels = torch.randint(0, 256, (height, width, 3), generator=generator, dtype=torch.uint8).numpy()
         image = Image.fromarray(pixels)
-        (image.convert("L") if i % 3 == 2 else image).save(folder / f"img{i}.JPEG", quality=85)
+        name = f"img{i}.JPEG" if i == 0 else f"{prefix}img{i}.JPEG"
+        (image.convert("L") if i % 3 == 2 else image).save(folder / name, quality=85)
 
 
 def _tree(root: Path, classes: list[str], seed: int) -> None:
+    """Class folders of ``IMAGES_PER_CLASS`` images. Read as ImageNet-21k (one file name in several
+    class folders is one image of several classes), ``img0`` is one image of every class and the
+    others one image each."""
     for split, count in IMAGES_PER_CLASS.items():
         for index, name in enumerate(classes):
-            _write_images(root / split / name, count, seed * 1000 + index * 10 + (split == "val"))
+            _write_images(root / split / name, count, seed * 1000 + index * 10 + (split == "val"),
+                          prefix=f"{name}_")
 
 
 def prepare(data_root: Path) -> Path:
@@ -45,7 +51,7 @@ def prepare(data_root: Path) -> Path:
     from torchvision.datasets import Imagenette
 
     data_root = Path(data_root)
-    done = data_root / ".rehearsal-data"
+    done = data_root / ".rehearsal-data-2"  # -2: file names apart per class (read by name: 21k)
     if done.exists():
         return data_root
     wnids = sorted(Imagenette._WNID_TO_CLASS)

@@ -101,6 +101,14 @@ def test_the_paper_data_and_engine_never_import_the_study_layer():
     assert not wrong, "lower layers import upper ones: " + "; ".join(f"{a} -> {b}" for a, b in wrong)
 
 
+def test_the_transfer_recipes_import_only_the_paper_layer():
+    """paper/transfer.py holds the recipes and rules of sections 5.2 and 5.3; data, devices and
+    processes are the engine's (engine/finetune.py) and the study's."""
+    imported = import_graph()["effnetv2_mini.paper.transfer"]
+    outside = sorted(t for t in imported if not t.startswith("effnetv2_mini.paper"))
+    assert not outside, f"effnetv2_mini.paper.transfer imports {outside}"
+
+
 def long_functions(limit: int = MAX_FUNCTION_LINES) -> list[str]:
     found = []
     for path in source_modules().values():

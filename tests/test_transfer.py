@@ -12,8 +12,9 @@ from effnetv2_mini.compat import ArchitectureMismatch, load_pretrained, torchvis
 from effnetv2_mini.data.datasets import get_dataset
 from effnetv2_mini.engine.checkpoint import load_checkpoint
 from effnetv2_mini.engine.config import TrainConfig
+from effnetv2_mini.engine.finetune import finetune_config, from_21k_to_1k, imagenet21k_config
 from effnetv2_mini.engine.loop import fit
-from effnetv2_mini.paper.transfer import IMAGENET21K_CLASSES, finetune_config, from_21k_to_1k, imagenet21k_config
+from effnetv2_mini.paper.transfer import IMAGENET21K_CLASSES
 
 
 def test_report_is_exact_for_a_new_head():
@@ -85,11 +86,14 @@ def test_finetune_recipes_follow_the_official_ft_config_and_the_paper():
     epoch, EMA 0.9996, weight decay 1e-5, dropout ~0, survival 0.8, constant lr, >= 15 epochs, augname 'ft',
     ft_init_ema) and the paper (cosine, 10,000 steps, no weight decay)."""
     paper = finetune_config("efficientnetv2_s", "cifar10", "torchvision", train_size=50_000)
-    assert (paper.batch_size, paper.base_lr, paper.optimizer, paper.schedule, paper.weight_decay) == (
-        512, 0.0005, "rmsprop", "cosine", 0.0)
+    # the recipe's global batch of 512 (datasets.py:708): 64 per process and batch, 8 accumulated
+    assert (paper.batch_size, paper.accumulate) == (64, 8)
+    assert (paper.base_lr, paper.optimizer, paper.schedule, paper.weight_decay) == (
+        0.0005, "rmsprop", "cosine", 0.0)
     assert (paper.warmup_epochs, paper.ema_decay, paper.dropout, paper.drop_path_rate, paper.label_smoothing) == (
         1.0, 0.9996, 0.0, 0.2, 0.1)
-    assert paper.epochs == 103 and paper.preprocessing == "finetune" and paper.init_from_ema  # ceil(10000*512/50000)
+    # 50,000 // 64 = 781 batches, 98 steps of 8 per epoch: ceil(10,000 / 98) = 103 epochs
+    assert paper.epochs == 103 and paper.preprocessing == "finetune" and paper.init_from_ema
     assert paper.normalize == "imagenet"  # torchvision's weights were trained on ImageNet-normalized inputs
     code = finetune_config("efficientnetv2_s", "cifar10", "torchvision", finetune_recipe="code", train_size=50_000)
     assert (code.schedule, code.weight_decay, code.epochs) == ("constant", 1e-5, 103)
@@ -99,7 +103,11 @@ def test_finetune_recipes_follow_the_official_ft_config_and_the_paper():
         assert (resolved.image_size, resolved.eval_size) == (384, 384)
         assert resolved.ema_reference_batch == 512  # 0.9996 per step at the recipe's own batch, not rescaled to 4096
     assert (paper.resolved().bn_momentum, code.resolved().bn_momentum) == (0.01, 0.1)  # TF decay 0.99 (paper), 0.9 (code)
-    assert finetune_config("efficientnetv2_s", "flowers102", None, finetune_recipe="code", train_size=1020).epochs == 5020
+    # max(10,000 steps, 15 epochs) (datasets.py:710, :718): Flowers102's 2,040 images on 8
+    # processes make 3 steps of 512 per epoch, 3,334 epochs; a million images: 15 epochs
+    flowers = finetune_config("efficientnetv2_s", "flowers102", None, finetune_recipe="code",
+                              train_size=2040, processes=8)
+    assert (flowers.batch_size, flowers.accumulate, flowers.epochs) == (64, 1, 3334)
     assert finetune_config("efficientnetv2_s", "cifar10", None, finetune_recipe="code", train_size=10**6).epochs == 15
     ours = finetune_config("efficientnetv2_s", "cifar10", "runs/x/last.pt", train_size=50_000)
     assert ours.normalize is None  # our checkpoints: the recipe's own (official fine-tuning) normalization

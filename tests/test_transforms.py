@@ -50,7 +50,8 @@ def test_torchvision_style_is_kept_as_a_labelled_option():
 
 def test_finetune_style_resizes_the_whole_image_and_cuts_out_noise():
     transform = train_transform(64, preprocessing="finetune")
-    assert kinds(transform) == ["ToImage", "Resize", "RandomHorizontalFlip", "ToDtype", "Normalize", "NoiseCutout"]
+    assert kinds(transform) == ["ToImage", "ToDtype", "Resize", "RandomHorizontalFlip", "ToDtype",
+                                "Normalize", "NoiseCutout"]
     torch.manual_seed(3)
     flat = torch.full((3, 64, 64), -1.0)  # a black image after (x - 0.5) / 0.5
     out = NoiseCutout(16)(flat)
@@ -84,3 +85,16 @@ def test_cutmix_label_weight_is_the_mean_box_area_and_both_split_the_batch():
     assert make_mixer(6) is None
     with pytest.raises(ValueError, match=">= 0"):
         make_mixer(6, mixup_alpha=-1)
+
+
+def test_finetune_resize_is_tf_image_resize_without_antialiasing():
+    """Official preprocessing.py:83-85 (preprocess_for_finetune): normalize to floats, then
+    tf.image.resize, whose default is bilinear with half-pixel centres and antialias=False. 8 -> 2
+    px samples at 1.5 and 5.5: the mean of pixels 1 and 2, and of 5 and 6 (an antialiased resize
+    would spread pixel 2 over about four pixels: ~25)."""
+    row = torch.tensor([0, 0, 100, 0, 0, 0, 40, 0], dtype=torch.uint8)
+    image = row.expand(3, 8, 8).clone()
+    out = eval_transform(2, preprocessing="finetune")(image) * 0.5 + 0.5  # back to [0, 1]
+    assert out[0, 0].tolist() == pytest.approx([50 / 255, 20 / 255], abs=1e-6)
+    train = train_transform(2, preprocessing="finetune").transforms
+    assert next(t for t in train if isinstance(t, v2.Resize)).antialias is False

@@ -15,7 +15,9 @@ transforms in :mod:`effnetv2_mini.data.transforms`, the training and evaluation 
                 (every training image: the official code's 25,021-image minival is not held out, docs/paper.md)
 ``imagenet21k`` ImageNet-21k in the same class-per-folder layout
 ``imagefolder`` any class-per-folder tree: ``root/<split>/<class>/<image>``
-``cifar10``, ``cifar100``, ``flowers102``, ``stanford_cars``   torchvision's transfer sets
+``cifar10``, ``cifar100``, ``flowers102``, ``stanford_cars``   torchvision's transfer sets;
+                Flowers102 trains on its train and val splits together (2,040 images, as the
+                paper and the official code)
 =============== ===========================================================================================
 
 A missing data set raises :class:`DatasetNotFoundError` naming the data set, the path looked at and how to
@@ -46,7 +48,14 @@ __all__ = [
     "imagenette_url",
     "MultiLabelImageFolder",
     "CACHEABLE",
+    "TRAIN_IMAGES",
 ]
+
+# Training images of the named data sets as this module reads them (the plans' batch and step
+# arithmetic, docs/paper.md): torchvision's splits (Flowers102: train + val), every ImageNet
+# training image (the official code holds out a 25,021-image minival), Imagenette's train split.
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "flowers102": 2_040, "stanford_cars": 8_144,
+                "imagenet": 1_281_167, "imagenette": 9_469}
 
 IMAGENETTE_SIZES = ("160px", "320px", "full")
 
@@ -239,13 +248,34 @@ def _warn_if_val_is_train(root: Path) -> None:
                           "images."))
 
 
+class _TrainAndVal(torch.utils.data.ConcatDataset):
+    """Two splits of a torchvision data set as one (Flowers102's train and val: the paper's and the
+    official code's training set, ``tfds_split='train+validation'``), with ``classes`` and
+    ``targets``."""
+
+    def __init__(self, train, val):
+        super().__init__([train, val])
+        self.classes = train.classes
+        self.targets = [*train._labels, *val._labels]
+
+
+def _flowers102(tvd, root: Path, split: str, download: bool):
+    """Flowers102: training on its train + val splits (2,040 images), evaluation on its test split
+    (6,149), as the official datasets.py FlowersInput (train ``tfds_split='train+validation'``, eval
+    ``'test'``)."""
+    if split == "val":
+        return tvd.Flowers102(str(root), split="test", download=download)
+    splits = (tvd.Flowers102(str(root), split=s, download=download) for s in ("train", "val"))
+    return _TrainAndVal(*splits)
+
+
 def _torchvision_transfer(name: str, root: Path, split: str, download: bool):
     import torchvision.datasets as tvd
 
     constructors = {
         "cifar10": lambda: tvd.CIFAR10(str(root), train=split == "train", download=download),
         "cifar100": lambda: tvd.CIFAR100(str(root), train=split == "train", download=download),
-        "flowers102": lambda: tvd.Flowers102(str(root), split={"val": "test"}.get(split, split), download=download),
+        "flowers102": lambda: _flowers102(tvd, root, split, download),
         "stanford_cars": lambda: tvd.StanfordCars(str(root), split="train" if split == "train" else "test",
                                                   download=download),
     }

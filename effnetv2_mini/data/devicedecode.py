@@ -304,8 +304,11 @@ class DevicePipeline:
         return image, Draws(box, flipped, tuple(ops))
 
     def _finetune(self, image: torch.Tensor) -> tuple[torch.Tensor, Draws]:
-        """Resize((size, size), antialias) -> flip -> ToDtype/Normalize -> NoiseCutout, as ``train_transform``."""
-        image = F.resize(image, [self.size, self.size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        """ToDtype -> Resize((size, size), no antialiasing) -> flip -> Normalize -> NoiseCutout, as
+        ``train_transform`` (the official ``tf.image.resize`` on floats)."""
+        image = F.to_dtype(image, torch.float32, scale=True)
+        image = F.resize(image, [self.size, self.size], interpolation=InterpolationMode.BILINEAR,
+                         antialias=False)
         image, flipped = self._flip(image)
         return self.cutout(self._normalize(image)), Draws(None, flipped)
 

@@ -10,8 +10,9 @@
                 ``v2.RandAugment`` (magnitude / 30 of each op's range, integer magnitudes), resize to size / 0.875
                 and centre crop, ImageNet mean and standard deviation
 ``finetune``    the official fine-tuning preprocessing (``preprocess_for_finetune``): the whole image resized to the
-                training size, flip, and a noise-filled square of half the side (cutout); pixels map to (x - 0.5) /
-                0.5 of [0, 1]; evaluation resizes the whole image
+                training size (as ``tf.image.resize``: bilinear on floats, no antialiasing),
+                flip, and a noise-filled square of half the side (cutout); pixels map to
+                (x - 0.5) / 0.5 of [0, 1]; evaluation resizes the whole image the same way
 =============== ====================================================================================================
 
 The built-in synthetic set is rendered at the requested size, so its evaluation never crops and its training crop
@@ -69,6 +70,13 @@ def _normalize(preprocessing: str, normalize: str | None) -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
 
 
+def _finetune_resize(size: int) -> list:
+    """The official fine-tuning resize (preprocessing.py:83-85): the image to floats first, then
+    ``tf.image.resize`` to size x size, bilinear with no antialiasing (TensorFlow's default)."""
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+            v2.Resize((size, size), antialias=False)]
+
+
 def train_transform(size: int, randaug_magnitude: float | None = None, preprocessing: str = "official",
                     crop_scale: tuple[float, float] | None = None, randaug_reference: int | None = None,
                     normalize: str | None = None):
@@ -79,7 +87,7 @@ def train_transform(size: int, randaug_magnitude: float | None = None, preproces
     :func:`effnetv2_mini.paper.augment.apply_op`; None: the official absolute pixels)."""
     _check(preprocessing)
     if preprocessing == "finetune":
-        steps = [v2.ToImage(), v2.Resize((size, size), antialias=True), v2.RandomHorizontalFlip()]
+        steps = [*_finetune_resize(size), v2.RandomHorizontalFlip()]
         return v2.Compose(steps + _normalize(preprocessing, normalize) + [NoiseCutout(size // 4)])
     if preprocessing == "official":
         steps = [v2.ToImage(), RandomResizedCropRelative(size, scale=crop_scale or (0.05, 1.0)), v2.RandomHorizontalFlip()]
@@ -97,7 +105,9 @@ def eval_transform(size: int, preprocessing: str = "official", crop: bool = True
     """Resize (and crop) to ``size`` for evaluation; ``crop=False`` resizes the whole image (data rendered at the
     size already, the built-in set)."""
     _check(preprocessing)
-    if preprocessing == "torchvision" and crop:
+    if preprocessing == "finetune":
+        resize = _finetune_resize(size)
+    elif preprocessing == "torchvision" and crop:
         resize = [v2.Resize(int(round(size / 0.875)), antialias=True), v2.CenterCrop(size)]
     elif preprocessing == "official" and crop:
         resize = [OfficialEvalResize(size)]

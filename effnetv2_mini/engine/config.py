@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from ..data.datasets import is_built_in
 from ..paper.recipe import RECIPES
 
-__all__ = ["TrainConfig", "config_from_dict", "ema_decay_per_step", "global_batch"]
+__all__ = ["TrainConfig", "config_from_dict", "ema_decay_per_step", "global_batch",
+           "split_global_batch", "bn_momentum_per_batch", "optimizer_steps_per_epoch"]
 
 
 @dataclass
@@ -170,3 +171,47 @@ def ema_decay_per_step(config: TrainConfig, world: int = 1) -> float:
 def global_batch(config: TrainConfig, world: int = 1) -> int:
     """Images per optimizer step over all processes: batch x processes x accumulated batches (the paper: 4096)."""
     return config.batch_size * world * config.accumulate
+
+
+def split_global_batch(global_batch_size: int, processes: int, max_per_process: int
+                       ) -> tuple[int, int]:
+    """``(batch_size, accumulate)`` for a plan that states its global batch: images per process and
+    batch, and batches per optimizer step, so that ``batch_size x processes x accumulate`` is
+    ``global_batch_size`` with the fewest accumulated batches whose per-process batch is at most
+    ``max_per_process`` (what the memory holds). E.g. 512 on 8 processes of at most 64: (64, 1);
+    4096 on 8 of at most 64: (64, 8)."""
+    for name, value in (("global batch", global_batch_size), ("processes", processes),
+                        ("largest batch per process", max_per_process)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if global_batch_size % processes:
+        raise ValueError(f"a global batch of {global_batch_size} does not split over {processes} "
+                         f"processes: give a global batch that is a multiple of {processes}")
+    per_process = global_batch_size // processes
+    accumulate = next(a for a in range(1, per_process + 1)
+                      if per_process % a == 0 and per_process // a <= max_per_process)
+    return per_process // accumulate, accumulate
+
+
+def optimizer_steps_per_epoch(train_images: int, batch_size: int, processes: int = 1,
+                              accumulate: int = 1, max_batches: int | None = None) -> int:
+    """Optimizer steps in one epoch of the training loop: whole batches of ``batch_size x
+    processes`` (the last partial batch is dropped), capped at ``max_batches``
+    (``max_steps_per_epoch``), one step per ``accumulate`` batches and one for a shorter last group
+    (:func:`effnetv2_mini.engine.loop.train_one_epoch`)."""
+    batches = train_images // (batch_size * processes)
+    if max_batches:
+        batches = min(batches, max_batches)
+    return -(-batches // accumulate)
+
+
+def bn_momentum_per_batch(momentum: float | None, accumulate: int) -> float | None:
+    """The BatchNorm momentum per forward batch that gives, over the ``accumulate`` batches of one
+    optimizer step, the recipe's ``momentum`` per step: ``1 - (1 - momentum) ** (1 / accumulate)``.
+    The official code updates its moving statistics once per step of the global batch (hparams.py
+    ``bn_momentum``); under gradient accumulation they would otherwise be updated ``accumulate``
+    times per step and forget that much faster (docs/paper.md, "Precision and BatchNorm across
+    devices"). None stays None (the model's own)."""
+    if momentum is None or accumulate == 1:
+        return momentum
+    return 1 - (1 - momentum) ** (1 / accumulate)

@@ -37,7 +37,7 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
-from .config import TrainConfig, ema_decay_per_step, global_batch
+from .config import TrainConfig, bn_momentum_per_batch, ema_decay_per_step, global_batch
 from .devices import device_name, speed_defaults
 from .distributed import DistInfo, setup
 from .errors import TrainingDiverged
@@ -247,8 +247,10 @@ def _build(config: TrainConfig, info: DistInfo, device: torch.device, out: Path,
 
 
 def _build_model(config: TrainConfig, info: DistInfo, fresh: bool) -> nn.Module:
-    overrides = dict(config.model_overrides, num_classes=config.num_classes, drop_path_rate=config.drop_path_rate,
-                     bn_momentum=config.bn_momentum)
+    # under gradient accumulation, per batch: the recipe's momentum per optimizer step (official)
+    bn_momentum = bn_momentum_per_batch(config.bn_momentum, config.accumulate)
+    overrides = dict(config.model_overrides, num_classes=config.num_classes,
+                     drop_path_rate=config.drop_path_rate, bn_momentum=bn_momentum)
     if config.dropout is not None:
         overrides["dropout"] = config.dropout
     model = build_model(config.model, **overrides)
@@ -301,6 +303,8 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
                "steps_per_epoch": run.steps_per_epoch, "amp": run.amp,
                "channels_last": run.channels_last,
                "ema_decay_per_step": ema_decay_per_step(config, run.info.world) if config.ema_decay else 0.0,
+               "bn_momentum_per_batch": bn_momentum_per_batch(config.bn_momentum,
+                                                              config.accumulate),
                "sync_bn_active": any(isinstance(m, nn.SyncBatchNorm) for m in run.model.modules()),
                "train_images": len(run.data.train_set), "val_images": len(run.data.val_set), **(extra_config or {})}
     for stale in run.out.glob(f".*{TEMP_SUFFIX}"):

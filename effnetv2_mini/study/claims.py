@@ -69,9 +69,15 @@ PAPER_SETTINGS = {
     "progressive": {"profile": {"full"}, "dataset": {"imagenet"}, "epochs": {350},
                     "schedule": {"paper Table 6", "official code"}, "recipe": {"paper", "code"}, "global_batch": {4096}},
     "time_to_accuracy": {"profile": {"full"}, "dataset": {"imagenet"}, "epochs": {350}, "recipe": {"paper", "code"},
-                         "global_batch": {4096}},
+                         "global_batch": {4096},
+                         # Table 10's pair, each at its own sizes: V2-M with Table 6, B7 at 600 px
+                         "per_model": {
+                             "efficientnetv2_m": {"schedule": {"paper Table 6", "official code"},
+                                                  "eval_size": {480}},
+                             "efficientnet_b7": {"eval_size": {600}}}},
     "transfer": {"profile": {"full_transfer"}, "dataset": {"cifar10", "cifar100", "flowers102", "stanford_cars"},
-                 "recipe": {"finetune paper", "finetune code"}},
+                 "recipe": {"finetune paper", "finetune code"}, "global_batch": {512},
+                 "lr": {0.001}},
 }
 
 
@@ -85,17 +91,38 @@ def comparable(conditions, setting: dict) -> Verdict:
         return Verdict("no", f"fell back to the built-in data set instead of {conditions.dataset_requested}")
     if conditions.steps_per_epoch is not None:
         return Verdict("no", f"epochs capped at {conditions.steps_per_epoch} steps")
-    for key, allowed in setting.items():
-        value = getattr(conditions, key, None)
-        value = tuple(value) if isinstance(value, list) else value
-        if value is None:
-            return Verdict("no", f"{key} not recorded")
-        if value not in allowed:
-            return Verdict("no", f"{key} {_show(value)}, the paper's: {' or '.join(_show(a) for a in sorted(allowed, key=str))}")
+    mismatch = _mismatch(lambda key: getattr(conditions, key, None), setting)
+    if mismatch:
+        return Verdict("no", mismatch)
+    if getattr(conditions, "differences", None):
+        return Verdict("no", f"differs from the paper's setting: {conditions.differences[0]}")
     if getattr(conditions, "crops_from_cache", False):
         return Verdict("no", "training crops cut from the decoded-image cache (photos pre-shrunk to S+32 px), not from "
                              "the full photos: softer small crops than the official preprocessing")
     return Verdict("yes", "")
+
+
+def _mismatch(recorded, setting: dict, whose: str = "") -> str:
+    """The first condition of ``setting`` that ``recorded(key)`` lacks or contradicts, as a reason;
+    "" if none. ``per_model`` maps models to their own settings (``conditions.per_model``)."""
+    for key, allowed in setting.items():
+        if key == "per_model":
+            own = recorded("per_model") or {}
+            for model, model_setting in allowed.items():
+                if model not in own:
+                    return f"{model}'s own settings not recorded"
+                reason = _mismatch(own[model].get, model_setting, f"{model}: ")
+                if reason:
+                    return reason
+            continue
+        value = recorded(key)
+        value = tuple(value) if isinstance(value, list) else value
+        if value is None:
+            return f"{whose}{key} not recorded"
+        if value not in allowed:
+            paper = " or ".join(_show(a) for a in sorted(allowed, key=str))
+            return f"{whose}{key} {_show(value)}, the paper's: {paper}"
+    return ""
 
 
 def _show(value) -> str:

@@ -36,7 +36,7 @@ from ...paper.progressive import variant
 from ...zoo import model_counts
 from ..profiles import FasterProfile, notebook_profile
 from ..reference import paper_table
-from .common import data_fields
+from .common import data_fields, known_differences, schedule_facts
 from .progressive import comparison_schedule
 from .results import Result, measure_conditions, result_type
 from .training import run_conditions
@@ -206,7 +206,7 @@ def time_to_accuracy(settings: FasterProfile, output_dir: str) -> TimeToAccuracy
     v2_model, v1_model = _pick(models, settings.v2_model, "v2"), _pick(models, settings.v1_model, "v1")
     runs = Path(output_dir) / "time_to_accuracy_runs"
     schedules = {m: comparison_schedule(settings, model=m) for m in models}
-    rows, last = [], None
+    rows, last, differences = [], None, {}
     for seed in settings.seeds:
         for model in models:
             for name in VARIANTS:
@@ -218,15 +218,31 @@ def time_to_accuracy(settings: FasterProfile, output_dir: str) -> TimeToAccuracy
                 summary = launch(config, nproc=1 if settings.rehearse and rows else settings.nproc, schedule=run_schedule)
                 rows.append(_run_row(model, name, seed, len(rows), summary, config.out_dir))
                 last = (config, summary, run_schedule)
+                differences.update(dict.fromkeys(known_differences(config, run_schedule)))
     conditions = run_conditions(settings, *last, notice, seeds=settings.seeds)
     conditions.model = ",".join(models)
     conditions.schedule = schedules[models[-1]].source
     conditions.image_sizes = sorted({s.image_size for sch in schedules.values() for s in sch.stages})
+    conditions.per_model = {m: _model_conditions(s, rows, m) for m, s in schedules.items()}
+    if len({s.eval_size for s in schedules.values()}) > 1:
+        conditions.eval_size = None  # each network its own: conditions.per_model
+    conditions.differences = list(differences)
     conditions.wall_clock_s = time.perf_counter() - start
     as_json = {m: {**s.to_dict(), "stages": [dataclasses.asdict(x) for x in s.stages]} for m, s in schedules.items()}
     return TimeToAccuracyResult(conditions, models, v2_model, v1_model, as_json,
                                 rows, progressive_effect(rows), pair_times(rows, v2_model, v1_model),
                                 v2_progressive_time_to_v1_fixed_accuracy(rows, v2_model, v1_model))
+
+
+def _model_conditions(schedule, rows: list[dict], model: str) -> dict:
+    """One network's own conditions (notebook 07 trains each at its own sizes): its progressive
+    schedule's sizes, evaluation size and source, and the global batch, optimizer steps and peak lr
+    its first run recorded."""
+    run = next(r for r in rows if r["model"] == model)
+    recorded = json.loads((Path(run["run_dir"]) / "config.json").read_text())
+    return {"image_sizes": sorted({s.image_size for s in schedule.stages}),
+            "eval_size": schedule.eval_size, "schedule": schedule.source,
+            "global_batch": recorded["global_batch"], **schedule_facts(recorded)}
 
 
 def _run_row(model: str, name: str, seed: int, order: int, summary: dict, out_dir: str) -> dict:

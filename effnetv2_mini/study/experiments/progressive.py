@@ -75,7 +75,10 @@ def table5_grid(settings, output_dir: str) -> Table5Result:
 def comparison_schedule(settings, eval_size: int | None = None, model: str | None = None) -> ProgressiveSchedule:
     """Algorithm 1's schedule for the comparison: the paper's or the official code's preset (V2-S/M/L) for ``model``
     (default ``settings.model``), or the settings' ranges (sizes ``min_size`` -> ``max_size``, RandAugment, dropout,
-    mixup first -> last)."""
+    mixup first -> last); ``settings.per_model[model]`` (notebook 07), if any, replaces them."""
+    own = getattr(settings, "per_model", {}).get(model, {})
+    if own:
+        settings = dataclasses.replace(settings, per_model={}, **own)
     if settings.schedule_source is not None:
         return schedule_preset(model or settings.model, settings.schedule_source, epochs=settings.epochs, stages=settings.stages,
                                eval_size=eval_size or settings.eval_size)
@@ -99,7 +102,9 @@ def progressive_comparison(settings, output_dir: str) -> ProgressiveResult:
     for name in settings.variants:
         for seed in settings.seeds:
             config = dataclasses.replace(base, seed=seed, out_dir=f"{base.out_dir}/{name}-s{seed}")
-            run_schedule = variant(schedule, name, seed=seed)
+            # Table 13: a new random size every 8 epochs (random_every)
+            every = settings.random_every if name == "random" else 1
+            run_schedule = variant(schedule, name, every=every, seed=seed)
             # a rehearsal goes through torchrun for its first run only: the same path, not four process launches
             nproc = 1 if settings.rehearse and rows else settings.nproc
             summary = launch(config, nproc=nproc, schedule=run_schedule)
@@ -112,6 +117,7 @@ def progressive_comparison(settings, output_dir: str) -> ProgressiveResult:
     _time_vs_fixed(rows)
     conditions = run_conditions(settings, *last, notice, seeds=settings.seeds)
     conditions.schedule, conditions.image_sizes = schedule.source, sorted({s.image_size for s in schedule.stages})
+    conditions.random_every = settings.random_every if "random" in settings.variants else None
     return ProgressiveResult(conditions, schedule.to_dict(), rows, curves, per_stage)
 
 

@@ -61,6 +61,13 @@ class Conditions:
     seeds: list[int] = field(default_factory=list)
     steps_per_epoch: int | None = None  # capped (rehearsals, quick checks); None: whole epochs
     global_batch: int | None = None  # images per optimizer step over all processes (the paper's: 4096)
+    optimizer_steps: int | None = None  # optimizer steps of the (last) run, all epochs
+    lr: float | None = None  # its peak learning rate (after scaling with the global batch)
+    lr_schedule: str | None = None  # its lr decay: exponential | cosine | constant | flat_cosine
+    # model -> that network's own image_sizes, eval_size, schedule, global_batch, optimizer_steps
+    per_model: dict = field(default_factory=dict)
+    random_every: int | None = None  # the `random` variant's redraw period, epochs (the paper: 8)
+    differences: list[str] = field(default_factory=list)  # known differences from the paper's
     crops_from_cache: bool = False  # training crops cut from images pre-shrunk to S+32 px (data.cache), not full photos
     wall_clock_s: float | None = None
     accuracy: str | None = None  # which accuracy is reported (FINAL_EMA, FINAL_RAW), None if none

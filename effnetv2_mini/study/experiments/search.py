@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...data.datasets import dataset_or_fallback
+from ...data.datasets import CACHEABLE, dataset_or_fallback
 from ...engine.config import TrainConfig
 from ...engine.devices import pick_device
 from ...engine.launch import launch
@@ -81,7 +81,10 @@ def nas_search(settings, output_dir: str) -> NasResult:
                                     num_classes=num_classes, epochs=settings.epochs,
                                     image_sizes=[settings.image_size], eval_size=settings.image_size,
                                     recipe=settings.recipe, seeds=[settings.seed], accuracy=FINAL_RAW,
-                                    steps_per_epoch=settings.max_steps_per_epoch, wall_clock_s=time.perf_counter() - start)
+                                    steps_per_epoch=settings.max_steps_per_epoch,
+                                    global_batch=template.batch_size * template.accumulate,
+                                    crops_from_cache=bool(template.cache) and dataset in CACHEABLE,
+                                    wall_clock_s=time.perf_counter() - start)
     return NasResult(conditions, settings.space, settings.trials, ranked, [r["trial"] for r in pareto_front(ranked)],
                      top_choices(ranked, len(SPACES[settings.space].backbone)), sensitivity(study, ranked), retrained,
                      spearman(by_proxy, by_longer) if len(retrained) >= 2 else None, failures(study))

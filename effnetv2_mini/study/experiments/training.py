@@ -12,7 +12,7 @@ from ...engine.launch import launch
 from ...engine.rundir import read_history
 from ...engine.schedule_spec import parse_schedule
 from ...paper.progressive import ProgressiveSchedule
-from .common import data_fields
+from .common import data_fields, known_differences, schedule_facts
 from .results import FINAL_EMA, FINAL_RAW, Result, measure_conditions, result_type
 
 __all__ = ["TrainingResult", "train_model", "training_config", "run_conditions"]
@@ -68,7 +68,8 @@ def run_conditions(settings, config: TrainConfig, summary: dict, schedule: Progr
         epochs=recorded["config"]["epochs"], image_sizes=sizes, eval_size=recorded["config"]["eval_size"],
         schedule=schedule.source if schedule else None, recipe=config.recipe,
         seeds=list(seeds) if seeds is not None else [config.seed], steps_per_epoch=config.max_steps_per_epoch,
-        global_batch=global_batch(config, recorded["world_size"]),
+        global_batch=global_batch(config, recorded["world_size"]), **schedule_facts(recorded),
+        differences=known_differences(config, schedule),
         crops_from_cache=bool(config.cache) and not is_built_in(config.dataset),
         wall_clock_s=summary["wall_time"], accuracy=FINAL_EMA if summary["top1_weights"] == "EMA" else FINAL_RAW, **more)
 
