@@ -23,10 +23,14 @@ __all__ = [
 
 
 def __getattr__(name):  # keep `import effnetv2_mini` light: torch and torchvision are imported only when needed
-    if name in ("EfficientNet", "build_model"):
-        from .paper import model
+    if name == "EfficientNet":
+        from .paper.model import EfficientNet
 
-        return getattr(model, name)
+        return EfficientNet
+    if name == "build_model":  # the paper's networks and torchvision's ResNets of Table 12
+        from .models import build_model
+
+        return build_model
     if name in ("from_torchvision", "load_torchvision_pretrained"):
         from . import compat
 

@@ -16,7 +16,7 @@ Stochastic depth (``drop_path_rate``) does not exist in torchvision's ResNet: a 
 warning and recorded in ``model.skipped``. torchvision's ImageNet weights are not mapped (``init_from="torchvision"``
 is for EfficientNets); a checkpoint of our own ResNet training loads as any other.
 
-    model = build_model("resnet18", num_classes=10)    # effnetv2_mini.paper.model.build_model knows these names
+    model = build_model("resnet18", num_classes=10)    # effnetv2_mini.models.build_model knows these names
     TrainConfig(model="resnet50", ...)                  # and so does the training loop
 """
 
@@ -26,6 +26,8 @@ import warnings
 from dataclasses import dataclass
 
 from torch import nn
+
+from .paper.model import AdaptiveDropout
 
 __all__ = ["BASELINES", "BaselineConfig", "TorchvisionResNet", "build_baseline", "baseline_config", "is_baseline"]
 
@@ -61,7 +63,7 @@ def is_baseline(name) -> bool:
     return baseline_config(name) is not None
 
 
-class TorchvisionResNet(nn.Module):
+class TorchvisionResNet(AdaptiveDropout, nn.Module):
     """torchvision's ResNet with its ``fc`` split into ``dropout`` and ``classifier`` (see the module docstring)."""
 
     def __init__(self, config: BaselineConfig, bn_momentum: float | None = None):
@@ -82,12 +84,6 @@ class TorchvisionResNet(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.dropout(self.backbone(x)))
-
-    def set_dropout(self, rate: float) -> None:
-        """Change the head dropout at run time (progressive learning schedules it, paper section 4)."""
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {rate}")
-        self.dropout.p = rate
 
 
 def build_baseline(name: str, num_classes: int | None = None, dropout: float | None = None,

@@ -16,9 +16,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .engine.devices import OUT_OF_MEMORY, autocast, synchronize
+from .engine.devices import OUT_OF_MEMORY, autocast, pick_device, synchronize
+from .paper.configs import ModelConfig, get_config
+from .paper.model import build_model
 
-__all__ = ["count_params", "count_macs", "benchmark_throughput", "peak_step_memory", "max_batch_size", "block_throughput"]
+__all__ = ["count_params", "count_macs", "benchmark_throughput", "peak_step_memory", "max_batch_size", "block_throughput",
+           "describe"]
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -270,3 +273,25 @@ def block_throughput(stage, resolution: int, batch_size: int, fused: bool, mode:
                 block(x)
 
     return batch_size / statistics.median(_time_steps(step, device, warmup, repeats))
+
+
+def describe(model: str | ModelConfig, image_size: int | None = None, throughput: bool = False, batch_size: int = 8,
+             device: str = "auto", num_classes: int = 1000) -> dict:
+    """Parameters and FLOPs (multiply-adds) at ``image_size`` (default: eval size), and with ``throughput``
+    training and inference images/s on ``device``."""
+    config = model if isinstance(model, ModelConfig) else get_config(model)
+    size = image_size or config.eval_size
+    with torch.device("meta"):
+        skeleton = build_model(config, num_classes=num_classes)
+    result = {"model": config.name, "width": config.width_mult, "depth": config.depth_mult, "image_size": size,
+              "params": count_params(skeleton), "macs": count_macs(skeleton, size),
+              "stem": config.stem_channels, "head": config.head_width}
+    if throughput:
+        run_device = pick_device(device)
+        net = build_model(config, num_classes=num_classes).to(run_device)
+        cuda = run_device.type == "cuda"
+        for mode in ("train", "eval"):
+            r = benchmark_throughput(net, size, batch_size, mode=mode, amp=cuda, channels_last=cuda, warmup=2, repeats=5)
+            result[f"{mode}_images_per_sec"] = r["images_per_sec"]
+        result["device"] = str(run_device)
+    return result

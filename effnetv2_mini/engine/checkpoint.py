@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -33,15 +34,18 @@ __all__ = ["CheckpointError", "TEMP_SUFFIX", "atomic_save", "atomic_write_text",
 TEMP_SUFFIX = ".effnetv2-partial"
 
 
-def atomic_save(payload: dict, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
+@contextlib.contextmanager
+def _replacing(path: str | os.PathLike, binary: bool):
+    """A stream to a temporary file beside ``path``: synced and renamed over ``path`` (atomically) when the block
+    ends, removed on any failure; a full disk becomes a :class:`CheckpointError` naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX, delete=False)
     handle.close()
     try:
-        with open(handle.name, "wb", buffering=0) as stream:
-            torch.save(payload, _WholeWrites(stream))
+        with open(handle.name, "wb" if binary else "w", buffering=0 if binary else -1) as stream:
+            yield stream
+            stream.flush()
             os.fsync(stream.fileno())
         os.replace(handle.name, path)
     except (OSError, RuntimeError) as error:
@@ -54,26 +58,17 @@ def atomic_save(payload: dict, path: str | os.PathLike) -> None:
             os.unlink(handle.name)
 
 
+def atomic_save(payload: dict, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
+    with _replacing(path, binary=True) as stream:
+        torch.save(payload, _WholeWrites(stream))
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Replace the text file ``path`` atomically (a run's config.json and metrics.jsonl): a crash or a full disk
     leaves the previous version, never a truncated one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX, delete=False)
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except OSError as error:
-        if _disk_full(error):
-            raise CheckpointError(f"disk full while writing {path}: the previous file is untouched. Free some space "
-                                  "and rerun the same command to resume from the last complete checkpoint.") from error
-        raise
-    finally:
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
+    with _replacing(path, binary=False) as stream:
+        stream.write(text)
 
 
 def atomic_write_json(path: str | os.PathLike, payload, **options) -> None:

@@ -24,21 +24,7 @@ import torch.distributed as dist
 
 from .devices import pick_device
 
-__all__ = ["DistInfo", "Rendezvous", "setup", "all_reduce", "barrier", "torchrun", "read_spec", "process_alive"]
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs (signal 0 probes without sending anything); True where no
-    safe probe exists (Windows), so that callers keep what a live process may still own."""
-    if os.name == "nt":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+__all__ = ["DistInfo", "Rendezvous", "setup", "all_reduce", "barrier", "torchrun", "read_spec"]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..data.datasets import get_dataset, is_built_in
 from ..data.loaders import make_loader
 from ..data.transforms import eval_transform
-from ..paper.model import build_model
+from ..models import build_model
 from .checkpoint import CheckpointError, load_checkpoint
 from .devices import pick_device
 from .loop import evaluate

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import math
 
-from ..paper.configs import get_config
-from ..paper.progressive import PAPER_TABLE_6, ProgressiveSchedule, linear_schedule, schedule_preset, variant
+from ..paper.progressive import ProgressiveSchedule, linear_schedule, schedule_preset, variant
 
-__all__ = ["parse_schedule", "fixed_size_regularization", "SPEC_KEYS"]
+__all__ = ["parse_schedule", "SPEC_KEYS"]
 
 SPEC_KEYS = {"stages": "number of stages", "size": "first:last image size", "randaug": "first:last RandAugment magnitude",
              "mixup": "first:last mixup alpha", "dropout": "first:last dropout", "round": "round middle sizes to a multiple"}
@@ -33,24 +32,6 @@ def parse_schedule(text: str, config, variant_name: str = "progressive") -> Prog
                                    mixup_alpha=spec.get("mixup", (0.0, 0.0)), round_to=int(spec.get("round", 8)),
                                    source=f"command line: {text}")
     return variant(schedule, variant_name, seed=config.seed)
-
-
-def fixed_size_regularization(config) -> tuple[dict, str] | None:
-    """What ``--recipe paper`` or ``code`` trains with at a fixed size (no ``--progressive``) on a model that has a
-    preset (efficientnetv2_s/m/l): the preset's last stage's RandAugment magnitude, mixup alpha and dropout, as the
-    paper's fixed-size baseline does (every official configuration trains with them). Returns (the fields, where
-    they come from), or None for other recipes and models (their values stay the command's, 0 when unset)."""
-    try:
-        name = get_config(config.model).name
-    except (KeyError, ValueError):
-        return None  # not one of our EfficientNets (e.g. a torchvision baseline)
-    if config.recipe not in ("paper", "code") or name not in PAPER_TABLE_6:
-        return None
-    preset = schedule_preset(name, config.recipe, epochs=max(config.epochs, 4))  # its regularization only
-    last = preset.stages[-1]
-    fields = {"randaug_magnitude": float(last.randaug_magnitude), "mixup_alpha": float(last.mixup_alpha),
-              "dropout": last.dropout}
-    return fields, f"the last stage of {preset.source}"
 
 
 def _parse_spec(text: str) -> dict:

@@ -12,11 +12,10 @@ import math
 import torch
 from torch import nn
 
-from ..baselines import baseline_config, build_baseline, is_baseline
 from .blocks import ConvBNAct, FusedMBConv, MBConv
 from .configs import ModelConfig, StageArgs, get_config, list_models
 
-__all__ = ["EfficientNet", "build_model", "list_models", "default_sizes"]
+__all__ = ["EfficientNet", "AdaptiveDropout", "build_model", "list_models"]
 
 
 def _official_conv_std(conv: nn.Conv2d) -> float:
@@ -34,7 +33,19 @@ def _official_conv_std(conv: nn.Conv2d) -> float:
     return math.sqrt(2.0 / (kernel_h * kernel_w * outputs))
 
 
-class EfficientNet(nn.Module):
+class AdaptiveDropout:
+    """A network whose head dropout (``self.dropout``) Algorithm 1 changes per stage (paper section 4)."""
+
+    dropout: nn.Dropout
+
+    def set_dropout(self, rate: float) -> None:
+        """Change the head dropout at run time (progressive learning schedules it, paper section 4)."""
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {rate}")
+        self.dropout.p = rate
+
+
+class EfficientNet(AdaptiveDropout, nn.Module):
     """One class for the whole family: V2-S/M/L/XL, V2-B0..B3 and the V1 baselines B0..B7."""
 
     def __init__(self, config: ModelConfig):
@@ -108,12 +119,6 @@ class EfficientNet(nn.Module):
         x = self.forward_features(x).mean((2, 3))
         return self.classifier(self.dropout(x))
 
-    def set_dropout(self, rate: float) -> None:
-        """Change the head dropout at run time (progressive learning schedules it, paper section 4)."""
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {rate}")
-        self.dropout.p = rate
-
     def stage_table(self, image_size: int | None = None) -> list[dict]:
         """A Table-4-like summary: one row per stage (stem and head included).
 
@@ -150,17 +155,13 @@ class EfficientNet(nn.Module):
 
 
 def build_model(name: str | ModelConfig, num_classes: int | None = None, **overrides) -> nn.Module:
-    """Build a registered model by name (see :func:`list_models`) or from a :class:`ModelConfig`.
-
-    ``resnet18`` and ``resnet50`` are torchvision's ResNets (:mod:`effnetv2_mini.baselines`, for the paper's Table 12),
-    not EfficientNets: they take ``num_classes``, ``dropout``, ``bn_momentum`` and ``drop_path_rate`` (skipped).
+    """Build one of the paper's networks by name (see :func:`list_models`) or from a :class:`ModelConfig`
+    (torchvision's ResNets of Table 12 too: :func:`effnetv2_mini.models.build_model`).
 
     ``overrides`` replace config fields, e.g. ``dropout=0.3, drop_path_rate=0.1, width_mult=0.5,
     depth_mult=0.5, bn_momentum=0.1``. An unknown override raises TypeError listing the allowed ones;
     an unknown name raises an error listing the close matches.
     """
-    if is_baseline(name):
-        return build_baseline(name, num_classes, **overrides)
     config = name if isinstance(name, ModelConfig) else get_config(name)
     if num_classes is not None:
         overrides["num_classes"] = num_classes
@@ -173,10 +174,3 @@ def build_model(name: str | ModelConfig, num_classes: int | None = None, **overr
     elif isinstance(overrides.get("blocks"), list):  # e.g. from a JSON config
         overrides["blocks"] = tuple(overrides["blocks"])
     return EfficientNet(dataclasses.replace(config, **overrides))
-
-
-def default_sizes(name: str) -> tuple[int, int]:
-    """(training size, evaluation size) of a model when a run gives none: its config's, or for torchvision's ResNets
-    (:mod:`effnetv2_mini.baselines`) torchvision's 224 px."""
-    config = baseline_config(name) or get_config(name)
-    return config.train_size, config.eval_size

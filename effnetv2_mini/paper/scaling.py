@@ -8,9 +8,10 @@ V2 keeps width/depth scaling but (1) caps the inference image size at 480, becau
 memory and training speed (paper section 3.2, bottleneck 1), and (2) adds layers gradually to the later stages
 rather than scaling every stage equally (:func:`depth_table` shows it for S -> M -> L -> XL).
 
-    from effnetv2_mini.paper.scaling import scale, describe
+    from effnetv2_mini.paper.scaling import scale
+    from effnetv2_mini.measure import describe
     mine = scale("efficientnetv2_b0", width=1.3, depth=1.6, eval_size=320, name="my_b4ish")
-    describe(mine, throughput=True)    # params, FLOPs, images/s on this device
+    describe(mine, throughput=True)    # params, FLOPs, images/s on this device (measurement, not the paper)
 """
 
 from __future__ import annotations
@@ -18,15 +19,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import torch
-
-from ..engine.devices import pick_device
-from ..measure import benchmark_throughput, count_macs, count_params
 from .configs import ModelConfig, decode_arch, get_config, round_repeats
-from .model import build_model
 
 __all__ = ["ALPHA", "BETA", "GAMMA", "V2_MAX_EVAL_SIZE", "V1_COEFFICIENTS", "compound_coefficients", "compound_table",
-           "scale", "scale_v2", "depth_table", "describe", "v2_cap_example"]
+           "scale", "scale_v2", "depth_table", "v2_cap_example"]
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
 V2_MAX_EVAL_SIZE = 480
@@ -97,28 +93,6 @@ def depth_table(names=("efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l
     stages = max(len(r) for r in per_model.values())
     return [{"model": name, **{f"stage{i + 1}": repeats[i] if i < len(repeats) else None for i in range(stages)},
              "total": sum(repeats)} for name, repeats in per_model.items()]
-
-
-def describe(model: str | ModelConfig, image_size: int | None = None, throughput: bool = False, batch_size: int = 8,
-             device: str = "auto", num_classes: int = 1000) -> dict:
-    """Parameters and FLOPs (multiply-adds) at ``image_size`` (default: eval size), and with ``throughput``
-    training and inference images/s on ``device``."""
-    config = model if isinstance(model, ModelConfig) else get_config(model)
-    size = image_size or config.eval_size
-    with torch.device("meta"):
-        skeleton = build_model(config, num_classes=num_classes)
-    result = {"model": config.name, "width": config.width_mult, "depth": config.depth_mult, "image_size": size,
-              "params": count_params(skeleton), "macs": count_macs(skeleton, size),
-              "stem": config.stem_channels, "head": config.head_width}
-    if throughput:
-        run_device = pick_device(device)
-        net = build_model(config, num_classes=num_classes).to(run_device)
-        cuda = run_device.type == "cuda"
-        for mode in ("train", "eval"):
-            r = benchmark_throughput(net, size, batch_size, mode=mode, amp=cuda, channels_last=cuda, warmup=2, repeats=5)
-            result[f"{mode}_images_per_sec"] = r["images_per_sec"]
-        result["device"] = str(run_device)
-    return result
 
 
 def v2_cap_example(model: str = "efficientnetv2_l", width: float = 1.2, depth: float = 2.0) -> str:

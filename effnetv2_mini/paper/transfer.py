@@ -39,7 +39,8 @@ from ..compat import LoadReport, load_pretrained
 from ..data.datasets import get_dataset, is_built_in
 from ..data.loaders import ClassSubset
 from ..engine.config import TrainConfig
-from .model import EfficientNet, build_model, default_sizes
+from .configs import get_config
+from .model import EfficientNet, build_model
 
 __all__ = ["FINETUNE_RECIPES", "IMAGENET21K_CLASSES", "finetune_config", "imagenet21k_config", "from_21k_to_1k"]
 
@@ -71,7 +72,7 @@ def finetune_config(model: str, dataset: str, init_from: str | None, finetune_re
     min_epochs = values.pop("min_epochs")
     extra = {k: v for k, v in overrides.items() if k not in values and k != "steps"}
     if extra.get("image_size") is None and not is_built_in(dataset):
-        extra["image_size"] = default_sizes(model)[1]  # the official fine-tuning trains at the eval size (isize=1.0)
+        extra["image_size"] = get_config(model).eval_size  # the official fine-tuning trains at the eval size (isize=1.0)
     if extra.get("image_size") is not None and extra.get("eval_size") is None:
         extra["eval_size"] = extra["image_size"]
     if init_from == "torchvision" and "normalize" not in extra:

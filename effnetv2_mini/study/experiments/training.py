@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...data.datasets import dataset_or_fallback, is_built_in
+from ...engine.build import resolve
 from ...engine.config import TrainConfig, global_batch
 from ...engine.launch import launch
 from ...engine.rundir import read_history
@@ -15,7 +16,7 @@ from ...paper.progressive import ProgressiveSchedule
 from .common import data_fields
 from .results import FINAL_EMA, FINAL_RAW, Result, measure_conditions, result_type
 
-__all__ = ["TrainingResult", "train_model", "training_config", "run_conditions"]
+__all__ = ["TrainingResult", "train_model", "training_config", "training_run", "run_conditions"]
 
 
 @result_type
@@ -41,6 +42,14 @@ def training_config(settings, dataset: str, out_dir: str) -> TrainConfig:
                        ema_decay=settings.ema_decay, seed=settings.seed, out_dir=out_dir, **data_fields(settings, dataset))
 
 
+def training_run(settings, dataset: str, out_dir: str) -> tuple[TrainConfig, ProgressiveSchedule | None]:
+    """The settings notebook 02 trains with, every recipe rule applied (:func:`effnetv2_mini.engine.build.resolve`,
+    as the command line and :func:`~effnetv2_mini.engine.loop.fit` do), and its progressive schedule if any."""
+    config = training_config(settings, dataset, out_dir)
+    schedule = parse_schedule(settings.progressive, resolve(config)[0]) if settings.progressive else None
+    return resolve(config, schedule)[0], schedule
+
+
 def train_model(settings, output_dir: str) -> TrainingResult:
     """Train ``settings.model`` (notebook 02) into ``output_dir/02_training_run`` (resumes; a finished run is read
     back), with the progressive schedule ``settings.progressive`` if one is given."""
@@ -48,7 +57,7 @@ def train_model(settings, output_dir: str) -> TrainingResult:
     if notice:
         print(notice)
     config = training_config(settings, dataset, str(Path(output_dir) / "02_training_run"))
-    schedule = parse_schedule(settings.progressive, config.resolved()) if settings.progressive else None
+    schedule = parse_schedule(settings.progressive, resolve(config)[0]) if settings.progressive else None
     summary = launch(config, nproc=settings.nproc, schedule=schedule)
     return TrainingResult(run_conditions(settings, config, summary, schedule, notice), summary["top1"],
                           summary["final"].get("ema_top5" if summary["top1_weights"] == "EMA" else "val_top5"),
