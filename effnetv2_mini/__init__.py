@@ -22,7 +22,8 @@ __all__ = [
 ]
 
 
-def __getattr__(name):  # keep `import effnetv2_mini` light: torch and torchvision are imported only when needed
+# keep `import effnetv2_mini` light: torch and torchvision are imported only when needed
+def __getattr__(name):
     if name == "EfficientNet":
         from .paper.model import EfficientNet
 
@@ -39,7 +40,8 @@ def __getattr__(name):  # keep `import effnetv2_mini` light: torch and torchvisi
         from . import measure
 
         return getattr(measure, name)
-    if name == "experiments":  # `from effnetv2_mini import experiments`: the paper's experiments, one function each
+    # `from effnetv2_mini import experiments`: the paper's experiments, one function each
+    if name == "experiments":
         from .study import experiments
 
         return experiments
