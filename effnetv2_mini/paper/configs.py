@@ -236,8 +236,8 @@ class ModelConfig:
                     out_channels=self.round(stage.out_channels),
                     fused=stage.fused or index < self.fused_stages,
                     # Table 3's fused stages drop SE, as V2's own Fused-MBConv stages do: this
-                    # reproduces the paper's parameter counts for stages 1-5 and 1-7 to
-                    # 0.1M (1-3: 20.9M vs 20.0M).
+                    # reproduces the paper's parameter counts for stages 1-5 and 1-7 to 0.1M
+                    # (1-3: 20.9M vs 20.0M).
                     se_ratio=None if index < self.fused_stages else stage.se_ratio,
                 )
             )
