@@ -22,11 +22,16 @@ __all__ = [
 ]
 
 
-def __getattr__(name):  # keep `import effnetv2_mini` light: torch and torchvision are imported only when needed
-    if name in ("EfficientNet", "build_model"):
-        from .paper import model
+# keep `import effnetv2_mini` light: torch and torchvision are imported only when needed
+def __getattr__(name):
+    if name == "EfficientNet":
+        from .paper.model import EfficientNet
 
-        return getattr(model, name)
+        return EfficientNet
+    if name == "build_model":  # the paper's networks and torchvision's ResNets of Table 12
+        from .models import build_model
+
+        return build_model
     if name in ("from_torchvision", "load_torchvision_pretrained"):
         from . import compat
 
@@ -35,7 +40,8 @@ def __getattr__(name):  # keep `import effnetv2_mini` light: torch and torchvisi
         from . import measure
 
         return getattr(measure, name)
-    if name == "experiments":  # `from effnetv2_mini import experiments`: the paper's experiments, one function each
+    # `from effnetv2_mini import experiments`: the paper's experiments, one function each
+    if name == "experiments":
         from .study import experiments
 
         return experiments

@@ -1,23 +1,26 @@
-"""Networks that are not EfficientNets, for the paper's section 6.2 (Table 12: progressive learning on ResNets).
+"""Networks that are not EfficientNets, for the paper's section 6.2 (Table 12:
+progressive learning on ResNets).
 
-These are **torchvision's** networks (``torchvision.models.resnet18`` / ``resnet50``, He et al. 2016, built with
-``weights=None``: random initialization, torchvision's own), not ours. The wrapper changes nothing inside them; it
-only puts what the training loop needs around them:
+These are **torchvision's** networks (``torchvision.models.resnet18`` / ``resnet50``,
+He et al. 2016, built with ``weights=None``: random initialization, torchvision's own), not ours.
+The wrapper changes nothing inside them; it only puts what the training loop needs around them:
 
-- a head dropout before the classifier, ``model.dropout``, whose rate progressive learning changes per stage
-  (``set_dropout``, Algorithm 1's adaptive regularization, paper section 4); torchvision's ResNet has none, so
-  the default rate is 0;
-- the classifier as ``model.classifier`` (torchvision's ``fc``, same shape and initialization), so that
-  ``freeze_backbone`` (train ``classifier.*`` only) works as for EfficientNets;
-- ``bn_momentum`` set on every BatchNorm layer (the recipes' value: the paper's 0.99 decay is 0.01 here);
+- a head dropout before the classifier, ``model.dropout``, whose rate progressive learning changes
+  per stage (``set_dropout``, Algorithm 1's adaptive regularization, paper section 4); torchvision's
+  ResNet has none, so the default rate is 0;
+- the classifier as ``model.classifier`` (torchvision's ``fc``, same shape and initialization), so
+  that ``freeze_backbone`` (train ``classifier.*`` only) works as for EfficientNets;
+- ``bn_momentum`` set on every BatchNorm layer (the recipes' value: the
+  paper's 0.99 decay is 0.01 here);
 - a small ``config`` (name, family, sizes) for the code that asks a model its evaluation size.
 
-Stochastic depth (``drop_path_rate``) does not exist in torchvision's ResNet: a nonzero rate is skipped with a
-warning and recorded in ``model.skipped``. torchvision's ImageNet weights are not mapped (``init_from="torchvision"``
-is for EfficientNets); a checkpoint of our own ResNet training loads as any other.
+Stochastic depth (``drop_path_rate``) does not exist in torchvision's ResNet: a nonzero rate is
+skipped with a warning and recorded in ``model.skipped``. torchvision's ImageNet weights are not
+mapped (``init_from="torchvision"`` is for EfficientNets); a checkpoint of our own ResNet
+training loads as any other.
 
-    model = build_model("resnet18", num_classes=10)    # effnetv2_mini.paper.model.build_model knows these names
-    TrainConfig(model="resnet50", ...)                  # and so does the training loop
+    model = build_model("resnet18", num_classes=10)  # effnetv2_mini.models.build_model knows
+    TrainConfig(model="resnet50", ...)               # these names and so does the training loop
 """
 
 from __future__ import annotations
@@ -27,12 +30,16 @@ from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["BASELINES", "BaselineConfig", "TorchvisionResNet", "build_baseline", "baseline_config", "is_baseline"]
+from .paper.model import AdaptiveDropout
+
+__all__ = ["BASELINES", "BaselineConfig", "TorchvisionResNet", "build_baseline", "baseline_config",
+           "is_baseline"]
 
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """What the rest of the library asks a model: its name, family and default sizes (torchvision's 224 px)."""
+    """What the rest of the library asks a model: its name, family and default
+    sizes (torchvision's 224 px)."""
 
     name: str
     family: str = "resnet"
@@ -44,9 +51,11 @@ class BaselineConfig:
 
 
 BASELINES: dict[str, BaselineConfig] = {
-    "resnet18": BaselineConfig("resnet18", description="torchvision's ResNet-18 (He et al. 2016), with a head dropout"),
-    "resnet50": BaselineConfig("resnet50", description="torchvision's ResNet-50 (He et al. 2016; paper Table 12), "
-                                                       "with a head dropout"),
+    "resnet18": BaselineConfig(
+        "resnet18", description="torchvision's ResNet-18 (He et al. 2016), with a head dropout"),
+    "resnet50": BaselineConfig(
+        "resnet50", description="torchvision's ResNet-50 (He et al. 2016; paper Table 12), "
+                                "with a head dropout"),
 }
 _OPTIONS = ("num_classes", "dropout", "bn_momentum", "drop_path_rate")
 
@@ -61,8 +70,9 @@ def is_baseline(name) -> bool:
     return baseline_config(name) is not None
 
 
-class TorchvisionResNet(nn.Module):
-    """torchvision's ResNet with its ``fc`` split into ``dropout`` and ``classifier`` (see the module docstring)."""
+class TorchvisionResNet(AdaptiveDropout, nn.Module):
+    """torchvision's ResNet with its ``fc`` split into ``dropout`` and ``classifier``
+    (see the module docstring)."""
 
     def __init__(self, config: BaselineConfig, bn_momentum: float | None = None):
         super().__init__()
@@ -83,31 +93,31 @@ class TorchvisionResNet(nn.Module):
     def forward(self, x):
         return self.classifier(self.dropout(self.backbone(x)))
 
-    def set_dropout(self, rate: float) -> None:
-        """Change the head dropout at run time (progressive learning schedules it, paper section 4)."""
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {rate}")
-        self.dropout.p = rate
-
 
 def build_baseline(name: str, num_classes: int | None = None, dropout: float | None = None,
-                   bn_momentum: float | None = None, drop_path_rate: float | None = None, **unknown) -> TorchvisionResNet:
-    """torchvision's ResNet ``name`` (``resnet18``, ``resnet50``) for ``num_classes`` classes, with a head dropout.
+                   bn_momentum: float | None = None, drop_path_rate: float | None = None,
+                   **unknown) -> TorchvisionResNet:
+    """torchvision's ResNet ``name`` (``resnet18``, ``resnet50``) for ``num_classes``
+    classes, with a head dropout.
 
-    ``drop_path_rate`` is accepted because the training loop passes the recipe's: torchvision's ResNet has no
-    stochastic depth, so a nonzero rate is skipped (a warning, and ``model.skipped``), never silently applied.
+    ``drop_path_rate`` is accepted because the training loop passes the recipe's: torchvision's
+    ResNet has no stochastic depth, so a nonzero rate is skipped (a warning, and
+    ``model.skipped``), never silently applied.
     """
     config = baseline_config(name)
     if config is None:
         raise ValueError(f"unknown baseline {name!r}; baselines: {', '.join(BASELINES)}")
     key = config.name
     if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))} for torchvision's {key}; allowed: "
-                        f"{', '.join(_OPTIONS)} (its architecture is torchvision's, not configurable here)")
-    changes = {k: v for k, v in (("num_classes", num_classes), ("dropout", dropout)) if v is not None}
+        raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))} for torchvision's "
+                        f"{key}; allowed: {', '.join(_OPTIONS)} (its architecture is "
+                        "torchvision's, not configurable here)")
+    changes = {k: v for k, v in (("num_classes", num_classes), ("dropout", dropout))
+               if v is not None}
     model = TorchvisionResNet(BaselineConfig(**{**config.__dict__, **changes}), bn_momentum)
     if drop_path_rate:
-        warnings.warn(f"torchvision's {key} has no stochastic depth: drop_path_rate={drop_path_rate} is skipped",
+        warnings.warn(f"torchvision's {key} has no stochastic depth: "
+                      f"drop_path_rate={drop_path_rate} is skipped",
                       stacklevel=2)
         model.skipped["drop_path_rate"] = drop_path_rate
     return model

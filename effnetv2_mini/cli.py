@@ -17,7 +17,6 @@ Every value is checked here, before any work starts: a wrong one is an error tha
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 
@@ -94,7 +93,7 @@ def _summary(args) -> None:
 def _bench(args) -> None:
     from .engine.devices import pick_device
     from .measure import benchmark_throughput
-    from .paper.model import build_model
+    from .models import build_model
 
     device = pick_device(args.device)
     model = build_model(args.model).to(device)
@@ -106,29 +105,21 @@ def _bench(args) -> None:
 
 
 def _train(args) -> None:
+    from .engine.build import resolve
     from .engine.config import TrainConfig
     from .engine.distributed import Rendezvous
     from .engine.errors import TrainingDiverged
     from .engine.launch import launch
-    from .engine.schedule_spec import fixed_size_regularization, parse_schedule
+    from .engine.schedule_spec import parse_schedule
 
     synthetic = {k: v for k, v in (("num_samples", args.train_samples), ("difficulty", args.difficulty)) if v is not None}
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     config = TrainConfig(**fields, out_dir=args.out, synthetic=synthetic)
     schedule = None
-    if args.finetune_recipe is not None:
+    if args.finetune_recipe is not None:  # Table 8's (or section 5.2's) recipe: engine.finetune
         config = _finetune_config(args, fields, synthetic)
-    elif args.progressive is not None:
-        schedule = parse_schedule(args.progressive, config.resolved(), args.variant)
-    elif (preset := fixed_size_regularization(config.resolved())) is not None:
-        # the paper's recipe at a fixed size trains with the regularization of its last stage (recorded in config.json)
-        chosen = {k: v for k, v in preset[0].items() if k not in fields}
-        config = dataclasses.replace(config, **chosen)
-        if chosen and int(os.environ.get("RANK", "0")) == 0:
-            print(f"recipe {config.recipe} at a fixed size: "
-                  + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in chosen.items())
-                  + f" from {preset[1]} (--progressive {config.recipe} trains Algorithm 1 instead; set the options to "
-                    "choose other values)")
+    elif args.progressive is not None:  # every other recipe rule: engine.build (as the library)
+        schedule = parse_schedule(args.progressive, resolve(config)[0], args.variant)
     if args.init_from and args.finetune_recipe is None and config.recipe in ("paper", "code") and \
             int(os.environ.get("RANK", "0")) == 0:
         print(f"--init-from with --recipe {config.recipe}: fine-tuning with the ImageNet training "
@@ -178,7 +169,7 @@ def _eval(args) -> None:
 
 def _nas(args) -> None:
     from .engine.config import TrainConfig
-    from .paper.nas import failures, run_search, summarize
+    from .study.nas_driver import failures, run_search, summarize
 
     synthetic = {"num_samples": args.train_samples} if args.train_samples else {}
     template = TrainConfig(dataset=args.dataset, data_root=args.data_root, epochs=args.epochs, batch_size=args.batch_size,
@@ -199,7 +190,7 @@ def _print_candidates(rows) -> None:
 
 
 def _nas_summary(args) -> None:
-    from .paper.nas import failures, load_study, summarize
+    from .study.nas_driver import failures, load_study, summarize
 
     study = load_study(args.out, args.storage, args.study)
     _print_candidates(summarize(study, top=args.top, w=args.w, v=args.v))
@@ -278,7 +269,7 @@ def _add_run_options(p) -> None:
     p.add_argument("--max-steps-per-epoch", type=positive_int, help="cap the steps of each epoch (quick checks)")
     p.add_argument("--seed", type=int, default=0, help="seeds the weights, the order and every augmentation")
     p.add_argument("--skip-corrupt", action="store_true", help="drop unreadable images and count them")
-    p.add_argument("--cache", action="store_true",
+    p.add_argument("--cache", action="store_true", default=None,
                    help="photos: decode once per image size into ~/.cache/effnetv2-mini ($EFFNETV2_CACHE), reused by "
                         "later epochs and runs (fast small stages; crops then come from the resized image)")
     p.add_argument("--decode-on-device", action="store_true",

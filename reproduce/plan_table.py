@@ -20,7 +20,7 @@ from effnetv2_mini.data.datasets import TRAIN_IMAGES
 from effnetv2_mini.engine.config import TrainConfig, global_batch, optimizer_steps_per_epoch
 from effnetv2_mini.engine.finetune import imagenet21k_config
 from effnetv2_mini.engine.schedule_spec import parse_schedule
-from effnetv2_mini.paper.model import default_sizes
+from effnetv2_mini.models import default_sizes
 from effnetv2_mini.study.experiments.progressive import base_config, comparison_schedule
 from effnetv2_mini.study.experiments.training import training_config
 from effnetv2_mini.study.experiments.transfer import finetune_run_config

@@ -294,7 +294,7 @@ def probe_speed() -> float:
     """Training images/s of the small demo model at 64 px on this CPU (the yardstick of the plans' estimates): the
     best of three short measurements, since anything else running only ever slows a measurement down."""
     from effnetv2_mini.measure import benchmark_throughput
-    from effnetv2_mini.paper.model import build_model
+    from effnetv2_mini.models import build_model
 
     model = build_model("demo_v2_tiny")
     return max(benchmark_throughput(model, 64, 32, mode="train", warmup=2, repeats=5)["images_per_sec"]

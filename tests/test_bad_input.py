@@ -413,7 +413,7 @@ def test_16_bit_pngs_are_scaled_not_clipped(tmp_path, channels):
 
 def test_nas_trials_below_one_and_a_missing_search_are_refused(tmp_path, capsys):
     """run_search(trials=0) is a ValueError; nas-summary of a missing folder says how to start one."""
-    from effnetv2_mini.paper.nas import run_search
+    from effnetv2_mini.study.nas_driver import run_search
 
     with pytest.raises(ValueError, match="trials must be >= 1, got 0"):
         run_search(tmp_path / "s", TrainConfig(), trials=0)

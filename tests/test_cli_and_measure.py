@@ -93,6 +93,28 @@ def test_the_papers_recipe_at_a_fixed_size_trains_with_its_last_stages_regulariz
            "Table 6" in capsys.readouterr().out
 
 
+def test_the_command_line_and_the_library_train_the_same_run_from_the_same_settings(tmp_path):
+    """One place (engine.build) applies every recipe rule: `effnetv2 train` and `fit(TrainConfig(...))` given the
+    same settings write the same config.json (the fixed-size rule's RandAugment 15 and dropout 0.3 included) and
+    train the same first step (same loss to the last bit)."""
+    from effnetv2_mini.engine.config import TrainConfig
+    from effnetv2_mini.engine.loop import fit
+
+    settings = dict(model="efficientnetv2_s", dataset="synthetic", epochs=1, image_size=32, batch_size=4,
+                    max_steps_per_epoch=1, workers=0, device="cpu", recipe="paper", seed=3)
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+    assert main(["train", *options, "--train-samples", "4", "--out", str(tmp_path / "cli")]) == 0
+    fit(TrainConfig(**settings, synthetic={"num_samples": 4}, out_dir=str(tmp_path / "library")))
+    recorded = {name: json.loads((tmp_path / name / "config.json").read_text()) for name in ("cli", "library")}
+    for record in recorded.values():
+        record["config"].pop("out_dir")
+    assert recorded["cli"] == recorded["library"]
+    assert recorded["cli"]["config"]["randaug_magnitude"] == 15.0 and recorded["cli"]["config"]["dropout"] == 0.3
+    assert recorded["cli"]["fixed_size_regularization"]["source"] == "the last stage of paper Table 6"
+    losses = [json.loads((tmp_path / name / "metrics.jsonl").read_text())["train_loss"] for name in ("cli", "library")]
+    assert losses[0] == losses[1]
+
+
 def test_bench_vs_torchvision_times_ours_with_its_defaults_beside_torchvisions_eager_model(tmp_path):
     """--ours-defaults and --candidates add entries timed in the same rounds; the JSON carries both ratios."""
     import sys

@@ -11,7 +11,7 @@ from PIL import Image
 
 from effnetv2_mini.engine.config import TrainConfig
 from effnetv2_mini.engine.loop import fit
-from effnetv2_mini.paper.model import build_model
+from effnetv2_mini.models import build_model
 from effnetv2_mini.paper.progressive import linear_schedule
 from effnetv2_mini.study.claims import (
     ONE_SEED,

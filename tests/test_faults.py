@@ -372,7 +372,7 @@ def test_two_nas_workers_with_one_seed_never_train_one_candidate_twice(tmp_path)
     """Two NAS workers with one seed: both exit 0, each architecture trained and completed once, no claim file left."""
     from optuna.trial import TrialState
 
-    from effnetv2_mini.paper.nas import load_study
+    from effnetv2_mini.study.nas_driver import load_study
 
     command = [sys.executable, "-m", "effnetv2_mini.cli", "nas", "--out", str(tmp_path), "--trials", "3", "--seed", "7",
                "--epochs", "1", "--image-size", "32", "--batch-size", "32", "--train-samples", "64", "--device", "cpu"]
@@ -417,7 +417,7 @@ class _Study:
 
 def test_a_claim_released_while_it_is_read_is_taken_not_a_crash(tmp_path, monkeypatch):
     """A claim released between our failed link and our read of it is retried and taken, not a FileNotFoundError."""
-    from effnetv2_mini.paper import nas
+    from effnetv2_mini.study import nas_driver as nas
 
     real_link, raced = os.link, {"done": False}
 
@@ -436,7 +436,7 @@ def test_a_claim_released_while_it_is_read_is_taken_not_a_crash(tmp_path, monkey
 @pytest.mark.parametrize("claim_left", [True, False])
 def test_a_candidate_completed_during_the_claim_is_a_duplicate_not_trained_again(tmp_path, claim_left):
     """A candidate completed by another trial while we claim it is a duplicate: not trained again, no claim of ours left."""
-    from effnetv2_mini.paper.nas import _claim
+    from effnetv2_mini.study.nas_driver import _claim
 
     path = tmp_path / "abc.claim"
     if claim_left:
@@ -454,7 +454,7 @@ def test_a_pruned_trial_never_releases_the_claim_of_the_trial_training_its_candi
     """Only the claim's holder removes it: the release callback of a pruned duplicate leaves trial 0's claim."""
     from types import SimpleNamespace
 
-    from effnetv2_mini.paper.nas import _Objective
+    from effnetv2_mini.study.nas_driver import _Objective
 
     (tmp_path / "candidates").mkdir()
     claim = tmp_path / "candidates" / "abc.claim"

@@ -11,7 +11,8 @@ from optuna.trial import TrialState
 from effnetv2_mini import build_model
 from effnetv2_mini.engine.config import TrainConfig
 from effnetv2_mini.measure import count_params
-from effnetv2_mini.paper.nas import SPACES, load_study, reward, run_search, summarize
+from effnetv2_mini.paper.nas import SPACES, reward
+from effnetv2_mini.study.nas_driver import load_study, run_search, summarize
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))
@@ -83,7 +84,7 @@ def test_a_worker_that_loses_the_race_to_create_the_database_tries_again(tmp_pat
     import optuna
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    from effnetv2_mini.paper import nas
+    from effnetv2_mini.study import nas_driver as nas
 
     real, calls = optuna.storages.RDBStorage, []
 
@@ -131,7 +132,7 @@ def test_a_trial_of_a_worker_killed_with_kill_9_is_failed_and_its_candidate_queu
     at once skipped the candidate; now the trial is failed and its parameters queued for the next trial."""
     import socket
 
-    from effnetv2_mini.paper.nas import _open_study, retry_trials_of_dead_workers
+    from effnetv2_mini.study.nas_driver import _open_study, retry_trials_of_dead_workers
 
     study = _open_study(tmp_path, None, "nas", None)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

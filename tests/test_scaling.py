@@ -5,10 +5,10 @@ import torch
 
 from effnetv2_mini import build_model
 from effnetv2_mini.engine.devices import OUT_OF_MEMORY
-from effnetv2_mini.measure import block_throughput, count_macs, count_params, max_batch_size
+from effnetv2_mini.measure import block_throughput, count_macs, count_params, describe, max_batch_size
 from effnetv2_mini.paper.blocks import FusedMBConv, MBConv
 from effnetv2_mini.paper.configs import get_config
-from effnetv2_mini.paper.scaling import V1_COEFFICIENTS, compound_coefficients, depth_table, describe, scale, scale_v2
+from effnetv2_mini.paper.scaling import V1_COEFFICIENTS, compound_coefficients, depth_table, scale, scale_v2
 
 TORCHVISION_V1_PARAMS = [5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960]
 

@@ -85,14 +85,14 @@ def test_gradient_accumulation_steps_once_per_group_scales_the_lr_and_resumes_ex
 
 def test_the_short_recipe_initialises_the_classifier_with_imagenets_range(tmp_path):
     """Official rule: U(+-1/sqrt(classes)), +-0.316 on 10 classes; `short` keeps ImageNet's +-1/sqrt(1000) = 0.0316."""
+    from effnetv2_mini.engine.build import build_network
     from effnetv2_mini.engine.distributed import DistInfo
-    from effnetv2_mini.engine.rundir import _build_model
 
     info = DistInfo(rank=0, world=1, local_rank=0)
     short = TrainConfig(model="efficientnetv2_b0", recipe="short", num_classes=10).resolved()
     paper = TrainConfig(model="efficientnetv2_b0", recipe="paper", num_classes=10).resolved()
     assert (short.head_init_classes, paper.head_init_classes) == (1000, None)
-    widest = {name: _build_model(config, info, fresh=True).classifier.weight.abs().max().item()
+    widest = {name: build_network(config, info, fresh=True).classifier.weight.abs().max().item()
               for name, config in (("short", short), ("paper", paper))}
     assert 0.9 * 0.0316 < widest["short"] <= 0.031623 and 0.9 * 0.3162 < widest["paper"] <= 0.316228
 
@@ -157,7 +157,7 @@ def test_rmsprop_follows_a_tensorflow_1_trace():
 
 def test_the_ema_decay_is_scaled_to_the_batch_it_was_set_for():
     """0.9999 per step at a global batch of 4096 (the official recipe) is 0.9999 ** (64 / 4096) per step at 64."""
-    from effnetv2_mini.engine.config import ema_decay_per_step
+    from effnetv2_mini.engine.build import ema_decay_per_step
 
     paper = TrainConfig(recipe="paper", batch_size=64).resolved()
     assert ema_decay_per_step(paper) == pytest.approx(0.9999984374, abs=1e-10)

@@ -15,10 +15,10 @@ import torch
 
 from effnetv2_mini.data import datasets as datasets_module
 from effnetv2_mini.data.datasets import TRAIN_IMAGES, get_dataset
+from effnetv2_mini.engine.build import ema_decay_per_step
 from effnetv2_mini.engine.config import (
     TrainConfig,
     bn_momentum_per_batch,
-    ema_decay_per_step,
     global_batch,
     optimizer_steps_per_epoch,
     split_global_batch,
@@ -315,8 +315,8 @@ def test_the_plans_table_in_docs_is_the_generated_one():
 
 
 def test_cached_crops_are_recorded_by_the_search_and_the_transfer(tmp_path, monkeypatch):
-    """Item 8: notebooks 04 and 06 record crops cut from the decoded-image cache, as 02, 05 and 07 do
-    (a result with them is not the paper's setting)."""
+    """Item 8: notebooks 04 and 06 record crops cut from the decoded-image cache, as 02, 05 and 07
+    do (a result with them is not the paper's setting)."""
     from effnetv2_mini.study.experiments.search import nas_search
     from effnetv2_mini.study.experiments.transfer import _conditions
     from reproduce.rehearse import prepare

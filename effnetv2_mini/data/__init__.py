@@ -1,1 +1,2 @@
-"""Input: image decoding, data sets, the built-in set, transforms, the decoded-image cache, device decoding, loaders."""
+"""Input: image decoding, data sets, the built-in set, transforms, the decoded-image
+cache, device decoding, loaders."""

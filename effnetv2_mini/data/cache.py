@@ -60,7 +60,6 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from .. import __version__
-from ..engine.distributed import process_alive
 from .images import CorruptImageError, SafeImageLoader
 
 try:
@@ -79,6 +78,7 @@ __all__ = [
     "default_cache_root",
     "list_caches",
     "open_or_build",
+    "process_alive",
     "source_key",
 ]
 
@@ -87,6 +87,20 @@ CACHE_MARGIN = 32
 CACHE_STEP = 32
 FORMAT = 1  # bump when the file layout or the decoding changes: it is part of the key
 PIXELS, INDEX, MANIFEST = "pixels.u8", "index.npy", "manifest.json"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (signal 0 probes without sending anything); True where no
+    safe probe exists (Windows), so that callers keep what a live process may still own."""
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cache_side(size: int, margin: int = CACHE_MARGIN, step: int = CACHE_STEP) -> int:

@@ -1,5 +1,6 @@
-"""Image decoding primitives shared by every input path: a PIL loader that names the file it cannot read,
-conversion of any image mode to 8-bit RGB, and a collate function that drops unreadable images."""
+"""Image decoding primitives shared by every input path: a PIL loader that names the file it cannot
+read, conversion of any image mode to 8-bit RGB, and a collate function
+that drops unreadable images."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ class CorruptImageError(RuntimeError):
 
 
 class SafeImageLoader:
-    """PIL loader that names the file it cannot read; with ``skip=True`` returns None instead of raising.
+    """PIL loader that names the file it cannot read; with ``skip=True``
+    returns None instead of raising.
 
-    ``draft_size``: the smallest short side needed. JPEGs are then decoded in libjpeg's draft mode at the
-    smallest DCT scale (1/2, 1/4, 1/8) that still gives a short side >= ``draft_size``, which costs a fraction
-    of a full decode when the training size is small. Every image comes out as 8-bit RGB (:func:`to_rgb`)."""
+    ``draft_size``: the smallest short side needed. JPEGs are then decoded in libjpeg's draft mode
+    at the smallest DCT scale (1/2, 1/4, 1/8) that still gives a short side >= ``draft_size``, which
+    costs a fraction of a full decode when the training size is small. Every image comes out as
+    8-bit RGB (:func:`to_rgb`)."""
 
     def __init__(self, skip: bool = False, draft_size: int | None = None):
         self.skip, self.draft_size = skip, draft_size
@@ -33,26 +36,29 @@ class SafeImageLoader:
             with open(path, "rb") as handle:
                 image = Image.open(handle)
                 if self.draft_size:
-                    image.draft("RGB", (self.draft_size, self.draft_size))  # a no-op for formats other than JPEG
+                    # a no-op for formats other than JPEG
+                    image.draft("RGB", (self.draft_size, self.draft_size))
                 return to_rgb(image)
         except Image.DecompressionBombError as error:
             if self.skip:
                 return None
             raise CorruptImageError(
-                f"cannot read image {path}: {error} Shrink the file, delete it, pass skip_corrupt=True (CLI: "
-                "--skip-corrupt) to drop it, or, if you trust it, raise PIL.Image.MAX_IMAGE_PIXELS.") from error
+                f"cannot read image {path}: {error} Shrink the file, delete it, pass "
+                "skip_corrupt=True (CLI: --skip-corrupt) to drop it, or, if you trust it, raise "
+                "PIL.Image.MAX_IMAGE_PIXELS.") from error
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
             if self.skip:
                 return None
             raise CorruptImageError(
-                f"cannot read image {path}: {error}. Delete or replace the file, or pass skip_corrupt=True "
-                "(CLI: --skip-corrupt) to drop unreadable images and count them in the metrics."
+                f"cannot read image {path}: {error}. Delete or replace the file, or pass "
+                "skip_corrupt=True (CLI: --skip-corrupt) to drop unreadable images and count them "
+                "in the metrics."
             ) from error
 
 
 def _check_regular_file(path: str) -> None:
-    """Refuse what is not a regular file before opening it: a FIFO named ``x.jpg`` would block ``open`` forever,
-    a dangling link would fail with a bare ENOENT."""
+    """Refuse what is not a regular file before opening it: a FIFO named ``x.jpg`` would block
+    ``open`` forever, a dangling link would fail with a bare ENOENT."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError as error:
@@ -62,9 +68,10 @@ def _check_regular_file(path: str) -> None:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB from any PIL mode. 16-bit images (``I;16*``, and ``I`` holding values above 255) are scaled
-    from 0..65535 to 0..255; PIL's own ``convert("RGB")`` would clip them to near white. Grayscale, CMYK,
-    palette and alpha modes go through ``convert("RGB")`` (alpha dropped, as torchvision's loader does)."""
+    """8-bit RGB from any PIL mode. 16-bit images (``I;16*``, and ``I`` holding values above 255)
+    are scaled from 0..65535 to 0..255; PIL's own ``convert("RGB")`` would clip them to near white.
+    Grayscale, CMYK, palette and alpha modes go through ``convert("RGB")`` (alpha dropped, as
+    torchvision's loader does)."""
     if image.mode.startswith("I;16") or image.mode == "I":
         pixels = np.asarray(image)
         if image.mode != "I" or pixels.max(initial=0) > 255:
@@ -74,7 +81,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def collate_skipping(batch):
-    """Default collation after dropping unreadable samples; returns ``(images, labels, skipped)``."""
+    """Default collation after dropping unreadable samples; returns
+    ``(images, labels, skipped)``."""
     kept = [item for item in batch if item is not None]
     skipped = len(batch) - len(kept)
     if not kept:

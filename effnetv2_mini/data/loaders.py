@@ -18,7 +18,6 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler, SequentialSampler, Subset
 
-from ..engine.distributed import DistInfo
 from .datasets import CACHEABLE, get_dataset, is_built_in
 from .devicedecode import DevicePipeline, SeededEncoded, collate_encoded, encoded_images
 from .images import collate_skipping
@@ -104,9 +103,10 @@ def _shown(names: list, shown: int = 6) -> str:
 
 
 class Loaders:
-    """Train and val data sets and loaders of one run."""
+    """Train and val data sets and loaders of one run: ``config`` is its TrainConfig, ``info`` its place among
+    the processes (``rank``, ``world``, ``main``: the engine's DistInfo), ``device`` where it trains."""
 
-    def __init__(self, config, info: DistInfo, device: torch.device):
+    def __init__(self, config, info, device: torch.device):
         self.config, self.info, self.device = config, info, device
         common = dict(root=config.data_root, skip_corrupt=config.skip_corrupt, **_dataset_options(config))
         if config.cache and not is_built_in(config.dataset):

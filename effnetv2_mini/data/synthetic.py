@@ -1,13 +1,15 @@
-"""``synthetic``: the built-in data set. Generated in code, no download, deterministic, any resolution.
+"""``synthetic``: the built-in data set. Generated in code, no download,
+deterministic, any resolution.
 
-**This is not ImageNet.** It exists so that the smoke plan and the tests can train real models in seconds on a
-CPU, and so that image-size effects are real: every image is *rendered* at the requested resolution from a
-vector description (shape, pose, colours, stripe frequency), so a 128 px image holds detail that a 32 px one
-cannot (the stripe and checker classes alias at low resolution), instead of being an upsampled blur.
+**This is not ImageNet.** It exists so that the smoke plan and the tests can train real models in
+seconds on a CPU, and so that image-size effects are real: every image is *rendered* at the
+requested resolution from a vector description (shape, pose, colours, stripe frequency), so a 128 px
+image holds detail that a 32 px one cannot (the stripe and checker classes alias at low resolution),
+instead of being an upsampled blur.
 
-Ten classes: disk, square, triangle, ring, plus, star, horizontal stripes, vertical stripes, checkerboard,
-diamond. ``difficulty`` in [0, 1] widens the pose range, lowers the contrast and adds noise and a distractor
-blob. Sample ``i`` of a split depends only on ``(seed, split, i)``.
+Ten classes: disk, square, triangle, ring, plus, star, horizontal stripes, vertical stripes,
+checkerboard, diamond. ``difficulty`` in [0, 1] widens the pose range, lowers the contrast and adds
+noise and a distractor blob. Sample ``i`` of a split depends only on ``(seed, split, i)``.
 """
 
 from __future__ import annotations
@@ -20,18 +22,22 @@ from torch.utils.data import Dataset
 __all__ = ["SyntheticShapes", "SYNTHETIC_CLASSES", "TRANSFER_CLASSES"]
 
 SYNTHETIC_CLASSES = (
-    "disk", "square", "triangle", "ring", "plus", "star", "h_stripes", "v_stripes", "checker", "diamond",
+    "disk", "square", "triangle", "ring", "plus", "star", "h_stripes", "v_stripes", "checker",
+    "diamond",
 )
 _SPLIT_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_029}
-# The second built-in task (``synthetic_b``) for transfer learning: classes that a pretraining on the first six
-# (``synthetic`` with num_classes=6) never sees.
+# The second built-in task (``synthetic_b``) for transfer learning: classes that a pretraining on
+# the first six (``synthetic`` with num_classes=6) never sees.
 TRANSFER_CLASSES = SYNTHETIC_CLASSES[6:]
 
 
-def _shape_distance(kind: int, u: torch.Tensor, v: torch.Tensor, freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Signed distance-like value (negative inside) of shape ``kind`` and a texture value (positive = ink).
+def _shape_distance(kind: int, u: torch.Tensor, v: torch.Tensor,
+                    freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signed distance-like value (negative inside) of shape ``kind`` and a texture value
+    (positive = ink).
 
-    ``u, v`` are per-sample local coordinates (rotated and scaled), shape (n, H, W); ``freq`` (n, 1, 1).
+    ``u, v`` are per-sample local coordinates (rotated and scaled), shape (n, H, W);
+    ``freq`` (n, 1, 1).
     """
     r = torch.sqrt(u * u + v * v)
     ones = torch.ones_like(u)
@@ -67,9 +73,10 @@ def _shape_distance(kind: int, u: torch.Tensor, v: torch.Tensor, freq: torch.Ten
 class SyntheticShapes(Dataset):
     """The built-in data set (called ``synthetic`` wherever a data set is named).
 
-    Items are ``(uint8 image tensor 3xHxW, label)``; ``resolution`` is the rendering size (H = W). With
-    ``cache=True`` the split is rendered once per resolution, vectorised, and indexed afterwards (a few
-    seconds for 10k images at 64 px); :meth:`set_resolution` re-renders, which progressive learning uses.
+    Items are ``(uint8 image tensor 3xHxW, label)``; ``resolution`` is the rendering size (H = W).
+    With ``cache=True`` the split is rendered once per resolution, vectorised, and indexed
+    afterwards (a few seconds for 10k images at 64 px); :meth:`set_resolution` re-renders, which
+    progressive learning uses.
     """
 
     def __init__(
@@ -85,21 +92,26 @@ class SyntheticShapes(Dataset):
         classes: tuple[str, ...] | None = None,
     ):
         if split not in _SPLIT_OFFSET:
-            raise ValueError(f"synthetic split must be one of {', '.join(_SPLIT_OFFSET)}, got {split!r}")
+            raise ValueError("synthetic split must be one of "
+                             f"{', '.join(_SPLIT_OFFSET)}, got {split!r}")
         if classes is not None:
             unknown = [c for c in classes if c not in SYNTHETIC_CLASSES]
             if unknown or len(classes) < 2:
-                raise ValueError(f"synthetic classes must be two or more of {', '.join(SYNTHETIC_CLASSES)}; got {classes}")
+                raise ValueError("synthetic classes must be two or more of "
+                                 f"{', '.join(SYNTHETIC_CLASSES)}; got {classes}")
             num_classes = len(classes)
         elif not 2 <= num_classes <= len(SYNTHETIC_CLASSES):
-            raise ValueError(f"synthetic num_classes must be in 2..{len(SYNTHETIC_CLASSES)}, got {num_classes}")
+            raise ValueError(f"synthetic num_classes must be in 2..{len(SYNTHETIC_CLASSES)}, "
+                             f"got {num_classes}")
         if not 0.0 <= difficulty <= 1.0:
             raise ValueError(f"synthetic difficulty must be in [0, 1], got {difficulty}")
         self.split = split
-        self.num_samples = num_samples if num_samples is not None else (5000 if split == "train" else 1000)
+        self.num_samples = (num_samples if num_samples is not None
+                            else (5000 if split == "train" else 1000))
         self.difficulty = difficulty
         self.seed = seed
-        self.classes = list(classes) if classes is not None else list(SYNTHETIC_CLASSES[:num_classes])
+        self.classes = (list(classes) if classes is not None
+                        else list(SYNTHETIC_CLASSES[:num_classes]))
         self._kinds = [SYNTHETIC_CLASSES.index(c) for c in self.classes]  # label -> shape renderer
         self.transform = transform
         self.cache = cache
@@ -140,7 +152,8 @@ class SyntheticShapes(Dataset):
         }
 
     def render(self, indices: torch.Tensor, resolution: int) -> torch.Tensor:
-        """Render samples ``indices`` at ``resolution`` as uint8 (n, 3, H, W), vectorised per class."""
+        """Render samples ``indices`` at ``resolution`` as uint8 (n, 3, H, W), vectorised per
+        class."""
         p = {k: v[indices] for k, v in self._params.items()}
         n, d = len(indices), self.difficulty
         coords = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution * 2 - 1
@@ -167,7 +180,8 @@ class SyntheticShapes(Dataset):
 
         ramp = 1 + p["gradient"][:, 0].view(view) * x + p["gradient"][:, 1].view(view) * y
         background = p["bg"].view(n, 3, 1, 1) * ramp.unsqueeze(1)
-        image = background * (1 - alpha.unsqueeze(1)) + p["fg"].view(n, 3, 1, 1) * alpha.unsqueeze(1)
+        image = (background * (1 - alpha.unsqueeze(1))
+                 + p["fg"].view(n, 3, 1, 1) * alpha.unsqueeze(1))
         if d > 0:
             bx, by = p["blob"][:, 0].view(view), p["blob"][:, 1].view(view)
             blob = torch.exp(-((x - bx) ** 2 + (y - by) ** 2) / 0.02) * d
@@ -188,7 +202,8 @@ class SyntheticShapes(Dataset):
             return
         chunks = []
         for start in range(0, self.num_samples, 512):
-            chunks.append(self.render(torch.arange(start, min(start + 512, self.num_samples)), resolution))
+            chunks.append(self.render(torch.arange(start, min(start + 512, self.num_samples)),
+                                      resolution))
         self._images = torch.cat(chunks)
 
     def __len__(self) -> int:

@@ -1,1 +1,2 @@
-"""The training machinery: configuration, run directories and resume, the loop, checkpoints, torchrun, devices."""
+"""The training machinery: configuration, run directories and resume, the loop,
+checkpoints, torchrun, devices."""

@@ -1,16 +1,23 @@
-"""What a training run is: :class:`TrainConfig`, its recipe resolution and its validation (paper section 5.1;
+"""What a training run is: :class:`TrainConfig`, its recipe values and their validation (paper section 5.1;
 docs/paper.md#training-recipe-section-51).
 
     config = TrainConfig(model="demo_v2_tiny", dataset="synthetic", epochs=3, recipe="simple", out_dir="runs/demo")
     config.resolved()          # every value the recipe leaves to None filled in, and checked
 
-Recipes (every value can be overridden field by field):
+The recipes (:data:`effnetv2_mini.paper.recipe.RECIPES`; every value can be overridden field by field):
 
-- ``paper``: RMSProp (decay 0.9, momentum 0.9, TF-style epsilon 1e-3 inside the square root), lr 0.016 per 256
-  images, 5 warm-up epochs then x0.97 every 2.4 epochs, label smoothing 0.1, weight decay 1e-5 off BN and
-  biases, EMA 0.9999, stochastic depth 0.2, BN momentum 0.01 (the paper's 0.99).
-- ``simple``: AdamW, lr 0.016 per 256, 1 warm-up epoch then cosine, weight decay 0.05 off BN and biases,
-  label smoothing 0.1, no EMA, BN momentum 0.1: for short CPU runs and small experiments.
+- ``paper``: the paper's recipe, the official code where the paper is silent: RMSProp (decay 0.9, momentum
+  0.9, TF-style epsilon 1e-3 inside the square root), lr 0.016 per 256 images, 5 warm-up epochs then x0.97
+  every 2.4 epochs, label smoothing 0.1, weight decay 1e-5 off BN and biases, EMA 0.9999 at batch 4096,
+  stochastic depth 0.2, BN momentum 0.01 (the paper's decay 0.99).
+- ``code``: the official code: as ``paper`` with BN momentum 0.1 and CutMix scheduled with mixup.
+- ``simple``: ours, for short CPU runs and the demo models: AdamW, lr 0.016 per 256, 1 warm-up epoch then
+  cosine, weight decay 0.05 off BN and biases, label smoothing 0.1, no EMA, BN momentum 0.1.
+- ``short``: ours, a few epochs on a small real data set (Imagenette): as ``simple`` with weight decay 0.01,
+  crops of 35-100% of the image and ImageNet's classifier init range (each choice explained in recipe.py).
+
+What the recipe rules derive from a config (the peak lr from the global batch, the EMA decay per step, the
+fixed-size regularization) is applied in one place for every caller: :mod:`effnetv2_mini.engine.build`.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from dataclasses import dataclass, field
 from ..data.datasets import is_built_in
 from ..paper.recipe import RECIPES
 
-__all__ = ["TrainConfig", "config_from_dict", "ema_decay_per_step", "global_batch",
-           "split_global_batch", "bn_momentum_per_batch", "optimizer_steps_per_epoch"]
+__all__ = ["TrainConfig", "config_from_dict", "global_batch", "split_global_batch",
+           "bn_momentum_per_batch", "optimizer_steps_per_epoch"]
 
 
 @dataclass
@@ -44,7 +51,7 @@ class TrainConfig:
     eval_size: int | None = None
     recipe: str = "paper"
     optimizer: str | None = None  # rmsprop | adamw | sgd
-    lr: float | None = None  # None: base_lr * batch_size * world_size / 256
+    lr: float | None = None  # None: base_lr x global batch / 256 (engine.build.peak_lr)
     base_lr: float | None = None  # learning rate per 256 images (None: the recipe's, 0.016)
     warmup_epochs: float | None = None
     schedule: str | None = None  # exponential | cosine | flat_cosine | constant
@@ -55,17 +62,17 @@ class TrainConfig:
     ema_decay: float | None = None  # 0 turns EMA off
     ema_reference_batch: int | None = None  # the decay is per step at this global batch; None: per step as given
     drop_path_rate: float | None = None
-    dropout: float | None = None  # None: the model's
+    dropout: float | None = None  # None: the fixed-size rule's (engine.build), else the model's
     bn_momentum: float | None = None
     head_init_classes: int | None = None  # the classifier's init range 1/sqrt(N) uses this N (None: the number of classes)
     sync_bn: bool | None = None  # pool BatchNorm statistics over GPUs under DDP
     preprocessing: str | None = None  # official | torchvision | finetune (effnetv2_mini.data.transforms)
     normalize: str | None = None  # official | imagenet | finetune; None: the preprocessing's own
-    randaug_magnitude: float = 0.0
+    randaug_magnitude: float | None = None  # None: the recipe's fixed-size rule (engine.build), else 0 (off)
     randaug_reference: int | None = None  # None: official absolute pixels in RandAugment; N: scaled as for N px
     # training crop area range; None: the preprocessing's (synthetic sets: effnetv2_mini.data.loaders.SYNTHETIC_CROP_SCALE)
     crop_scale: tuple[float, float] | None = None
-    mixup_alpha: float = 0.0
+    mixup_alpha: float | None = None  # None: as randaug_magnitude
     cutmix_alpha: float = 0.0
     cutmix_with_mixup: bool | None = None  # CutMix on half of each batch at the mixup alpha (the official code)
     init_from_ema: bool = True  # fine-tuning from our checkpoint starts from its EMA weights (the official ft_init_ema)
@@ -91,8 +98,8 @@ class TrainConfig:
     resume_with_changes: bool = False  # continue a run directory with changed hyper-parameters (e.g. a lower lr)
 
     def resolved(self) -> TrainConfig:
-        """A copy with every recipe value filled in (the lr still needs the world size, see
-        :func:`effnetv2_mini.engine.rundir.open_run`)."""
+        """A copy with every recipe value filled in and checked (what depends on the schedule or the number
+        of processes is :func:`effnetv2_mini.engine.build.resolve`'s and ``build_objects``')."""
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; recipes: {', '.join(RECIPES)}")
         recipe = RECIPES[self.recipe]
@@ -104,7 +111,7 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {config.optimizer!r}; choose rmsprop, adamw or sgd")
         if config.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {config.schedule!r}; choose {', '.join(SCHEDULES)}")
-        from ..paper.model import default_sizes  # torch only when a run is resolved
+        from ..models import default_sizes  # torch only when a run is resolved
 
         if config.image_size is None:
             config.image_size = 64 if is_built_in(config.dataset) else default_sizes(config.model)[0]
@@ -157,15 +164,6 @@ def config_from_dict(values: dict) -> TrainConfig:
     if values.get("crop_scale") is not None:
         values["crop_scale"] = tuple(values["crop_scale"])
     return TrainConfig(**values)
-
-
-def ema_decay_per_step(config: TrainConfig, world: int = 1) -> float:
-    """The EMA decay per optimizer step. The recipes' 0.9999 was set for a global batch of 4096
-    (``ema_reference_batch``); at batch B it becomes ``0.9999 ** (B / 4096)``, so that the EMA averages over the
-    same number of images whatever the batch (docs/paper.md, "EMA")."""
-    if not config.ema_reference_batch:
-        return config.ema_decay
-    return config.ema_decay ** (global_batch(config, world) / config.ema_reference_batch)
 
 
 def global_batch(config: TrainConfig, world: int = 1) -> int:

@@ -1,12 +1,14 @@
 """Many processes: DistributedDataParallel set-up, metric all-reduce, and the one torchrun launcher.
 
-Under ``torchrun`` every process reads ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; :func:`setup` joins the process
-group (NCCL on GPUs, gloo on CPUs) and picks the process's GPU. Only rank 0 logs and writes files.
+Under ``torchrun`` every process reads ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; :func:`setup`
+joins the process group (NCCL on GPUs, gloo on CPUs) and picks the process's GPU. Only
+rank 0 logs and writes files.
 
-:func:`torchrun` is the only launcher: the CLI (``effnetv2 train --nproc 8``), the notebooks and progressive
-training all start their processes through it. It runs ``python -m <module> --config <spec.json>`` in ``nproc``
-processes on this node; a :class:`Rendezvous` (nodes, node rank, endpoint) spreads a run across several nodes:
-start the same command on every node with its own ``node_rank``.
+:func:`torchrun` is the only launcher: the CLI (``effnetv2 train --nproc 8``), the notebooks and
+progressive training all start their processes through it. It runs
+``python -m <module> --config <spec.json>`` in ``nproc`` processes on this node; a
+:class:`Rendezvous` (nodes, node rank, endpoint) spreads a run across several nodes: start the same
+command on every node with its own ``node_rank``.
 """
 
 from __future__ import annotations
@@ -24,21 +26,7 @@ import torch.distributed as dist
 
 from .devices import pick_device
 
-__all__ = ["DistInfo", "Rendezvous", "setup", "all_reduce", "barrier", "torchrun", "read_spec", "process_alive"]
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs (signal 0 probes without sending anything); True where no
-    safe probe exists (Windows), so that callers keep what a live process may still own."""
-    if os.name == "nt":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+__all__ = ["DistInfo", "Rendezvous", "setup", "all_reduce", "barrier", "torchrun", "read_spec"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +44,8 @@ class DistInfo:
 
 @dataclass(frozen=True)
 class Rendezvous:
-    """Where the processes of a multi-node run meet (torchrun's ``--nnodes``, ``--node_rank``, ``--rdzv_endpoint``)."""
+    """Where the processes of a multi-node run meet (torchrun's ``--nnodes``,
+    ``--node_rank``, ``--rdzv_endpoint``)."""
 
     nnodes: int = 1
     node_rank: int = 0
@@ -68,7 +57,8 @@ class Rendezvous:
         if self.nnodes == 1:
             return ["--standalone"]
         if not self.endpoint:
-            raise ValueError("a multi-node run needs a rendezvous endpoint (host:port of node 0), e.g. --rdzv-endpoint h0:29500")
+            raise ValueError("a multi-node run needs a rendezvous endpoint (host:port of node 0), "
+                             "e.g. --rdzv-endpoint h0:29500")
         return [f"--nnodes={self.nnodes}", f"--node_rank={self.node_rank}", "--rdzv_backend=c10d",
                 f"--rdzv_endpoint={self.endpoint}"]
 
@@ -104,20 +94,23 @@ def barrier(info: DistInfo) -> None:
 
 def torchrun(module: str, spec: dict, spec_path: str | os.PathLike, nproc: int,
              rendezvous: Rendezvous | None = None) -> None:
-    """Write ``spec`` as JSON to ``spec_path`` and run ``python -m module --config spec_path`` under torchrun with
-    ``nproc`` processes on this node. Raises ``CalledProcessError`` if any process fails."""
+    """Write ``spec`` as JSON to ``spec_path`` and run ``python -m module --config spec_path`` under
+    torchrun with ``nproc`` processes on this node. Raises
+    ``CalledProcessError`` if any process fails."""
     if nproc < 1:
         raise ValueError(f"nproc must be at least 1, got {nproc}")
     spec_path = Path(spec_path)
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(spec, indent=2))
-    command = [sys.executable, "-m", "torch.distributed.run", *(rendezvous or Rendezvous()).arguments(),
-               f"--nproc_per_node={nproc}", "-m", module, "--config", str(spec_path)]
+    command = [sys.executable, "-m", "torch.distributed.run",
+               *(rendezvous or Rendezvous()).arguments(), f"--nproc_per_node={nproc}", "-m", module,
+               "--config", str(spec_path)]
     print("launching:", " ".join(command), flush=True)
     subprocess.run(command, check=True)
 
 
-def read_spec(argv=None, description: str = "Run one training from a launch spec (used under torchrun).") -> dict:
+def read_spec(argv=None, description: str = "Run one training from a launch spec "
+                                            "(used under torchrun).") -> dict:
     """The spec a process started by :func:`torchrun` was given (``--config spec.json``)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help="the JSON spec written by the launcher")

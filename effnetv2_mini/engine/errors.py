@@ -1,5 +1,5 @@
-"""Errors every part of the library raises for the user to read (kept free of heavy imports, so that the command
-line can catch them without importing torch)."""
+"""Errors every part of the library raises for the user to read (kept free of heavy imports, so that
+the command line can catch them without importing torch)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 from ..compat import LoadReport, load_pretrained
 from ..data.datasets import get_dataset, is_built_in
 from ..data.loaders import ClassSubset
-from ..paper.model import EfficientNet, build_model, default_sizes
+from ..models import default_sizes
+from ..paper.model import EfficientNet, build_model
 from ..paper.transfer import IMAGENET21K_PRETRAINING, finetune_length
 from ..paper.transfer import finetune_recipe as recipe_values
 from .config import TrainConfig, optimizer_steps_per_epoch, split_global_batch

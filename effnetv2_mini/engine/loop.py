@@ -15,7 +15,6 @@ Ctrl-C and SIGTERM into a stop at a batch boundary. Under torchrun: :func:`effne
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import sys
 import threading
@@ -42,17 +41,14 @@ def fit(config: TrainConfig, schedule: ProgressiveSchedule | None = None, extra_
         stop_after_steps: int | None = None, on_epoch_start=None) -> dict:
     """Train (or resume, or do nothing if finished) the run in ``config.out_dir``; return its summary.
 
-    ``schedule`` (progressive learning, paper section 4) gives each epoch's image size and regularization; its
-    epochs and eval size replace the config's, and it is recorded in ``config.json``. Without one, size and
-    regularization are the config's throughout. ``stop_after_steps`` requests a stop (as Ctrl-C does) after that
-    many optimizer steps of this call, for tests. ``on_epoch_start(epoch, model, loader, mixer)`` is called
-    before each epoch's first step (inspection, logging).
+    ``schedule`` (progressive learning, paper section 4) gives each epoch's image size and regularization;
+    its epochs and eval size replace the config's, and it is recorded in ``config.json``. Without one, size
+    and regularization are the config's throughout. Every recipe rule is applied by
+    :mod:`effnetv2_mini.engine.build`, for this and every other caller. ``stop_after_steps`` requests a stop
+    (as Ctrl-C does) after that many optimizer steps of this call, for tests. ``on_epoch_start(epoch, model,
+    loader, mixer)`` is called before each epoch's first step (inspection, logging).
     """
-    if schedule is not None:
-        config = dataclasses.replace(config, epochs=schedule.total_epochs, eval_size=schedule.eval_size,
-                                     image_size=schedule.stages[-1].image_size)
-        extra_config = {"progressive": schedule.to_dict(), **(extra_config or {})}
-    run = open_run(config, extra_config)
+    run = open_run(config, schedule, extra_config)
     if isinstance(run, dict):
         return run
     config = run.config

@@ -25,8 +25,9 @@ from torch import nn
 
 from .. import __version__
 from ..data.loaders import Loaders
-from ..paper.model import build_model
-from ..paper.optim import build_optimizer, lr_factor, make_ema
+from ..paper.optim import lr_factor
+from ..paper.progressive import ProgressiveSchedule
+from .build import build_objects, ema_decay_per_step, resolve
 from .checkpoint import (
     TEMP_SUFFIX,
     atomic_save,
@@ -37,8 +38,8 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
-from .config import TrainConfig, bn_momentum_per_batch, ema_decay_per_step, global_batch
-from .devices import device_name, speed_defaults
+from .config import TrainConfig, bn_momentum_per_batch, global_batch
+from .devices import device_name
 from .distributed import DistInfo, setup
 from .errors import TrainingDiverged
 
@@ -112,10 +113,13 @@ class Run:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def open_run(config: TrainConfig, extra_config: dict | None = None) -> Run | dict:
-    """Open the run in ``config.out_dir``: check its settings against the directory's, then either return the
-    summary of a finished run, or build data, model, optimizer, EMA and restore the checkpoint if one exists."""
-    config = config.resolved()
+def open_run(config: TrainConfig, schedule: ProgressiveSchedule | None = None,
+             extra_config: dict | None = None) -> Run | dict:
+    """Open the run in ``config.out_dir``: resolve its settings (:func:`effnetv2_mini.engine.build.resolve`),
+    check them against the directory's, then either return the summary of a finished run, or build data,
+    model, optimizer, EMA (:func:`~effnetv2_mini.engine.build.build_objects`) and restore the checkpoint."""
+    config, rule = resolve(config, schedule)
+    extra_config = _run_record(schedule, rule, extra_config)
     info, device = setup(config.device)
     out = Path(config.out_dir)
     if out.exists() and not out.is_dir():
@@ -138,13 +142,34 @@ def open_run(config: TrainConfig, extra_config: dict | None = None) -> Run | dic
     torch.manual_seed(config.seed)
     data = Loaders(config, info, device)
     config.num_classes = data.num_classes
-    run = _build(config, info, device, out, data, fresh=checkpoint is None)
+    objects = build_objects(config, info, device, data.steps_per_epoch(), fresh=checkpoint is None)
+    run = Run(config=config, info=info, device=device, out=out, data=data,
+              steps_per_epoch=data.steps_per_epoch(), **vars(objects))
+    if rule is not None and info.main and not config.quiet and checkpoint is None:
+        print(_rule_note(config, rule))
     if checkpoint is not None:
         _restore(run, checkpoint, changed)
     if info.main:
         run.lock = _lock_directory(out)
         _write_run_files(run, extra_config)
     return run
+
+
+def _run_record(schedule: ProgressiveSchedule | None, rule: dict | None, extra: dict | None) -> dict:
+    """What config.json records beside the settings: the progressive schedule, or the fixed-size rule's
+    regularization and where it comes from."""
+    record = dict(extra or {})
+    if schedule is not None:
+        record = {"progressive": schedule.to_dict(), **record}
+    if rule is not None:
+        record["fixed_size_regularization"] = rule
+    return record
+
+
+def _rule_note(config: TrainConfig, rule: dict) -> str:
+    values = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in rule["fields"].items())
+    return (f"recipe {config.recipe} at a fixed size: {values} from {rule['source']} (a progressive schedule "
+            "trains Algorithm 1 instead; set the values to choose others)")
 
 
 LOCK_NAME = ".lock"
@@ -217,56 +242,6 @@ def _changes(config_path: Path, config: TrainConfig, changed: list[str], checkpo
     entry = {"at_epoch": checkpoint["epoch"] if checkpoint else 0,
              "fields": {k: [previous["config"].get(k), getattr(config, k)] for k in changed}}
     return previous.get("changes", []) + [entry]
-
-
-def _build(config: TrainConfig, info: DistInfo, device: torch.device, out: Path, data: Loaders, fresh: bool) -> Run:
-    """Model, optimizer, learning-rate schedule, EMA and loss of a run (section 5.1's recipe, from ``config``)."""
-    defaults = speed_defaults(device)
-    amp = defaults["amp"] if config.amp is None else config.amp
-    channels_last = defaults["channels_last"] if config.channels_last is None else config.channels_last
-    model = _build_model(config, info, fresh).to(device)
-    if info.world > 1 and config.sync_bn and device.type == "cuda":  # SyncBatchNorm needs GPUs
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    steps_per_epoch = data.steps_per_epoch()
-    lr = config.lr if config.lr is not None else config.base_lr * global_batch(config, info.world) / 256
-    optimizer = build_optimizer(model, config.optimizer, lr, config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step / steps_per_epoch, config))
-    forward = model
-    if info.world > 1:
-        forward = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile:
-        forward = torch.compile(forward)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda" and not torch.cuda.is_bf16_supported())
-    ema = make_ema(model, ema_decay_per_step(config, info.world)) if config.ema_decay else None
-    return Run(config=config, info=info, device=device, out=out, data=data, model=model, forward=forward,
-               optimizer=optimizer, scheduler=scheduler, ema=ema, scaler=scaler,
-               criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), amp=amp,
-               channels_last=channels_last, steps_per_epoch=steps_per_epoch)
-
-
-def _build_model(config: TrainConfig, info: DistInfo, fresh: bool) -> nn.Module:
-    # under gradient accumulation, per batch: the recipe's momentum per optimizer step (official)
-    bn_momentum = bn_momentum_per_batch(config.bn_momentum, config.accumulate)
-    overrides = dict(config.model_overrides, num_classes=config.num_classes,
-                     drop_path_rate=config.drop_path_rate, bn_momentum=bn_momentum)
-    if config.dropout is not None:
-        overrides["dropout"] = config.dropout
-    model = build_model(config.model, **overrides)
-    if config.head_init_classes and fresh and hasattr(model, "init_classifier"):
-        model.init_classifier(range_classes=config.head_init_classes)
-    if config.init_from and fresh:  # fine-tuning; a resumed run has its weights
-        from ..compat import load_pretrained, load_torchvision_pretrained
-
-        source = load_torchvision_pretrained(config.model) if config.init_from == "torchvision" else config.init_from
-        model.init_report = load_pretrained(model, source, prefer_ema=config.init_from_ema)
-        if info.main and not config.quiet:
-            print(f"initialized {config.model} {model.init_report}")
-    if config.freeze_backbone:
-        for name, parameter in model.named_parameters():
-            parameter.requires_grad = name.startswith("classifier.")
-    return model
 
 
 def _restore(run: Run, checkpoint: dict, changed: list[str] = ()) -> None:

@@ -1,56 +1,45 @@
-"""The ``--progressive`` option of ``effnetv2 train`` read into a schedule (paper section 4, Algorithm 1):
-``paper`` or ``code`` (the presets of :mod:`effnetv2_mini.paper.progressive`) or a SPEC of first:last values.
+"""The ``--progressive`` option of ``effnetv2 train`` read into a schedule (paper section 4,
+Algorithm 1): ``paper`` or ``code`` (the presets of :mod:`effnetv2_mini.paper.progressive`) or a
+SPEC of first:last values.
 
-    parse_schedule("stages=4 size=128:300 randaug=5:15 mixup=0:0 dropout=0.1:0.3", config.resolved())
+    parse_schedule("stages=4 size=128:300 randaug=5:15 mixup=0:0 dropout=0.1:0.3",
+                   config.resolved())
 """
 
 from __future__ import annotations
 
 import math
 
-from ..paper.configs import get_config
-from ..paper.progressive import PAPER_TABLE_6, ProgressiveSchedule, linear_schedule, schedule_preset, variant
+from ..paper.progressive import ProgressiveSchedule, linear_schedule, schedule_preset, variant
 
-__all__ = ["parse_schedule", "fixed_size_regularization", "SPEC_KEYS"]
+__all__ = ["parse_schedule", "SPEC_KEYS"]
 
-SPEC_KEYS = {"stages": "number of stages", "size": "first:last image size", "randaug": "first:last RandAugment magnitude",
-             "mixup": "first:last mixup alpha", "dropout": "first:last dropout", "round": "round middle sizes to a multiple"}
+SPEC_KEYS = {"stages": "number of stages", "size": "first:last image size",
+             "randaug": "first:last RandAugment magnitude", "mixup": "first:last mixup alpha",
+             "dropout": "first:last dropout", "round": "round middle sizes to a multiple"}
 
 
 def parse_schedule(text: str, config, variant_name: str = "progressive") -> ProgressiveSchedule:
-    """The schedule the command line asks for (``effnetv2 train --progressive ...``) over ``config.epochs``:
-    ``paper`` or ``code`` (the presets, for efficientnetv2_s/m/l) or a SPEC such as
-    ``"stages=4 size=128:300 randaug=5:15 mixup=0:0 dropout=0.1:0.3"`` (first:last value; Algorithm 1 in between).
-    ``config`` must be resolved (its eval size known)."""
+    """The schedule the command line asks for (``effnetv2 train --progressive ...``) over
+    ``config.epochs``: ``paper`` or ``code`` (the presets, for efficientnetv2_s/m/l) or a SPEC such
+    as ``"stages=4 size=128:300 randaug=5:15 mixup=0:0 dropout=0.1:0.3"`` (first:last value;
+    Algorithm 1 in between). ``config`` must be resolved (its eval size known)."""
     if text in ("paper", "code"):
-        schedule = schedule_preset(config.model, text, epochs=config.epochs, stages=4, eval_size=config.eval_size)
+        schedule = schedule_preset(config.model, text, epochs=config.epochs, stages=4,
+                                   eval_size=config.eval_size)
     else:
         spec = _parse_spec(text)
         if "size" not in spec:
-            raise ValueError(f"--progressive {text!r}: a SPEC needs size=FIRST:LAST (e.g. size=128:300)")
-        schedule = linear_schedule(config.epochs, int(spec.get("stages", 4)), _int_pair(spec["size"]), config.eval_size,
-                                   dropout=spec.get("dropout"), randaug_magnitude=spec.get("randaug", (0.0, 0.0)),
-                                   mixup_alpha=spec.get("mixup", (0.0, 0.0)), round_to=int(spec.get("round", 8)),
+            raise ValueError(f"--progressive {text!r}: a SPEC needs size=FIRST:LAST "
+                             "(e.g. size=128:300)")
+        schedule = linear_schedule(config.epochs, int(spec.get("stages", 4)),
+                                   _int_pair(spec["size"]), config.eval_size,
+                                   dropout=spec.get("dropout"),
+                                   randaug_magnitude=spec.get("randaug", (0.0, 0.0)),
+                                   mixup_alpha=spec.get("mixup", (0.0, 0.0)),
+                                   round_to=int(spec.get("round", 8)),
                                    source=f"command line: {text}")
     return variant(schedule, variant_name, seed=config.seed)
-
-
-def fixed_size_regularization(config) -> tuple[dict, str] | None:
-    """What ``--recipe paper`` or ``code`` trains with at a fixed size (no ``--progressive``) on a model that has a
-    preset (efficientnetv2_s/m/l): the preset's last stage's RandAugment magnitude, mixup alpha and dropout, as the
-    paper's fixed-size baseline does (every official configuration trains with them). Returns (the fields, where
-    they come from), or None for other recipes and models (their values stay the command's, 0 when unset)."""
-    try:
-        name = get_config(config.model).name
-    except (KeyError, ValueError):
-        return None  # not one of our EfficientNets (e.g. a torchvision baseline)
-    if config.recipe not in ("paper", "code") or name not in PAPER_TABLE_6:
-        return None
-    preset = schedule_preset(name, config.recipe, epochs=max(config.epochs, 4))  # its regularization only
-    last = preset.stages[-1]
-    fields = {"randaug_magnitude": float(last.randaug_magnitude), "mixup_alpha": float(last.mixup_alpha),
-              "dropout": last.dropout}
-    return fields, f"the last stage of {preset.source}"
 
 
 def _parse_spec(text: str) -> dict:
@@ -59,11 +48,14 @@ def _parse_spec(text: str) -> dict:
         key, _, value = token.partition("=")
         if key not in SPEC_KEYS or not value:
             known = "; ".join(f"{k}: {v}" for k, v in SPEC_KEYS.items())
-            raise ValueError(f"--progressive: cannot read {token!r}; write key=value pairs, keys: {known}")
+            raise ValueError(f"--progressive: cannot read {token!r}; write key=value "
+                             f"pairs, keys: {known}")
         try:
-            spec[key] = float(value) if key in ("stages", "round") else tuple(float(v) for v in value.split(":"))
+            spec[key] = (float(value) if key in ("stages", "round")
+                         else tuple(float(v) for v in value.split(":")))
         except ValueError:
-            raise ValueError(f"--progressive: {token!r} is not a number{'' if key in ('stages', 'round') else ' pair'}") from None
+            raise ValueError(f"--progressive: {token!r} is not a "
+                             f"number{'' if key in ('stages', 'round') else ' pair'}") from None
         if key not in ("stages", "round") and len(spec[key]) != 2:
             raise ValueError(f"--progressive: {key} takes FIRST:LAST, got {value!r}")
         _check_range(key, spec[key], token)

@@ -1,1 +1,2 @@
-"""The paper's ideas, each in a file named after it: what a student reads (sections 3-5 of the paper)."""
+"""The paper's ideas, each in a file named after it: what a student reads
+(sections 3-5 of the paper)."""

@@ -1,13 +1,15 @@
 """The building blocks of EfficientNet and EfficientNetV2 (paper Figure 2 and section 3.3).
 
-- :class:`ConvBNAct`      convolution -> BatchNorm -> SiLU (or no activation)
-- :class:`SqueezeExcite`  squeeze-and-excitation, squeeze width from the *block input* channels
-- :class:`DropPath`       stochastic depth: drop the residual branch per sample while training
-- :class:`MBConv`         1x1 expand -> kxk depthwise -> SE -> 1x1 project     (EfficientNet's block)
-- :class:`FusedMBConv`    kxk conv (expand + spatial in one) -> SE -> 1x1 project (V2's early-stage block)
+- :class:`ConvBNAct`     convolution -> BatchNorm -> SiLU (or no activation)
+- :class:`SqueezeExcite` squeeze-and-excitation, squeeze width from the *block input* channels
+- :class:`DropPath`      stochastic depth: drop the residual branch per sample while training
+- :class:`MBConv`        1x1 expand -> kxk depthwise -> SE -> 1x1 project (EfficientNet's block)
+- :class:`FusedMBConv`   kxk conv (expand + spatial in one) -> SE -> 1x1 project
+                         (V2's early-stage block)
 
-Padding is symmetric, ``(k - 1) // 2``, as in torchvision (docs/paper.md#blocks-figure-2: weights trained with
-TensorFlow "same" padding lose about 1% top-1 when run with symmetric padding at stride 2).
+Padding is symmetric, ``(k - 1) // 2``, as in torchvision (docs/paper.md#blocks-figure-2: weights
+trained with TensorFlow "same" padding lose about 1% top-1 when run with
+symmetric padding at stride 2).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class ConvBNAct(nn.Module):
     ):
         super().__init__()
         self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel, stride, padding=(kernel - 1) // 2, groups=groups, bias=False
+            in_channels, out_channels, kernel, stride, padding=(kernel - 1) // 2, groups=groups,
+            bias=False
         )
         self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)
         self.act = nn.SiLU(inplace=True) if act else nn.Identity()
@@ -46,8 +49,8 @@ class ConvBNAct(nn.Module):
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation (paper Figure 2).
 
-    Global average pool -> 1x1 conv to ``squeeze_channels`` (with bias) -> SiLU -> 1x1 conv back (with
-    bias) -> sigmoid -> rescale the input channels. The official code sets
+    Global average pool -> 1x1 conv to ``squeeze_channels`` (with bias) -> SiLU -> 1x1 conv back
+    (with bias) -> sigmoid -> rescale the input channels. The official code sets
     ``squeeze_channels = max(1, int(block_input_channels * se_ratio))``: the *block input*, not the
     expanded width, is what the ratio applies to.
     """
@@ -91,8 +94,8 @@ def _se_channels(block_in: int, se_ratio: float) -> int:
 
 
 class _InvertedResidual(nn.Module):
-    """What MBConv and Fused-MBConv share: ``out = branch(x)``, plus ``x`` through stochastic depth when the
-    block keeps its shape (stride 1 and equal channels; docs/paper.md#blocks-figure-2)."""
+    """What MBConv and Fused-MBConv share: ``out = branch(x)``, plus ``x`` through stochastic depth
+    when the block keeps its shape (stride 1 and equal channels; docs/paper.md#blocks-figure-2)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, drop_path: float):
         super().__init__()
@@ -107,16 +110,17 @@ class _InvertedResidual(nn.Module):
         if not self.has_residual:
             return out
         out = self.drop_path(out)
-        out += x  # in place: cheaper, and autograd does not need the branch output (BN saves its input)
+        # in place: cheaper, and autograd does not need the branch output (BN saves its input)
+        out += x
         return out
 
 
 class MBConv(_InvertedResidual):
     """Mobile inverted bottleneck (paper Fig. 2, left).
 
-    ``[1x1 expand, BN, SiLU]`` (only if ``expand_ratio != 1``) -> ``kxk`` depthwise with the stride, BN,
-    SiLU -> SE (optional) -> 1x1 project, BN, no activation -> + input (stride 1 and equal channels only,
-    through stochastic depth).
+    ``[1x1 expand, BN, SiLU]`` (only if ``expand_ratio != 1``) -> ``kxk`` depthwise with the stride,
+    BN, SiLU -> SE (optional) -> 1x1 project, BN, no activation -> + input (stride 1 and equal
+    channels only, through stochastic depth).
     """
 
     def __init__(
@@ -149,13 +153,15 @@ class MBConv(_InvertedResidual):
 
 
 class FusedMBConv(_InvertedResidual):
-    """Fused-MBConv (paper Figure 2, right; section 3.3): the 1x1 expansion and the depthwise ``kxk`` of
-    MBConv are replaced by one regular ``kxk`` convolution, which uses accelerators better in early stages.
+    """Fused-MBConv (paper Figure 2, right; section 3.3): the 1x1 expansion and the depthwise
+    ``kxk`` of MBConv are replaced by one regular ``kxk`` convolution, which uses
+    accelerators better in early stages.
 
-    ``expand_ratio != 1``: ``kxk`` conv with the stride to ``in * e`` channels, BN, SiLU -> SE (optional;
-    no V2 config uses it) -> 1x1 project, BN. ``expand_ratio == 1``: a single ``kxk`` conv, BN, SiLU; an SE, if
-    configured, comes *before* that conv, on the block's input, as in the official ``FusedMBConvBlock`` (whose SE
-    always acts on the expansion output, which for e == 1 is the input itself).
+    ``expand_ratio != 1``: ``kxk`` conv with the stride to ``in * e`` channels, BN, SiLU -> SE
+    (optional; no V2 config uses it) -> 1x1 project, BN. ``expand_ratio == 1``: a single ``kxk``
+    conv, BN, SiLU; an SE, if configured, comes *before* that conv, on the block's input, as in the
+    official ``FusedMBConvBlock`` (whose SE always acts on the expansion output, which for e
+    == 1 is the input itself).
     """
 
     def __init__(
@@ -173,13 +179,15 @@ class FusedMBConv(_InvertedResidual):
         super().__init__(in_channels, out_channels, stride, drop_path)
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
         if expand_ratio == 1:
-            self.se = SqueezeExcite(in_channels, _se_channels(in_channels, se_ratio)) if se_ratio else None
+            self.se = (SqueezeExcite(in_channels, _se_channels(in_channels, se_ratio)) if se_ratio
+                       else None)
             self.fused = ConvBNAct(in_channels, out_channels, kernel, stride, **bn)
             self.project = None
         else:
             hidden = in_channels * expand_ratio
             self.fused = ConvBNAct(in_channels, hidden, kernel, stride, **bn)
-            self.se = SqueezeExcite(hidden, _se_channels(in_channels, se_ratio)) if se_ratio else None
+            self.se = (SqueezeExcite(hidden, _se_channels(in_channels, se_ratio)) if se_ratio
+                       else None)
             self.project = ConvBNAct(hidden, out_channels, 1, act=False, **bn)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,17 +1,19 @@
 """Architectures as data: the official block-string format and every model of the paper.
 
 One stage of a network is one short string, exactly as in the official TensorFlow code
-(google/automl, ``efficientnetv2/effnetv2_configs.py``), so a config reads like the paper's Table 4::
+(google/automl, ``efficientnetv2/effnetv2_configs.py``), so a config reads like the paper's
+Table 4::
 
-    r2_k3_s1_e1_i24_o24_c1          2 Fused-MBConv layers, 3x3, stride 1, expansion 1, 24 -> 24 channels
-    r6_k3_s2_e4_i64_o128_se0.25     6 MBConv layers, 3x3, stride 2, expansion 4, 64 -> 128, SE ratio 0.25
+  r2_k3_s1_e1_i24_o24_c1       2 Fused-MBConv layers, 3x3, stride 1, expansion 1, 24 -> 24 channels
+  r6_k3_s2_e4_i64_o128_se0.25  6 MBConv layers, 3x3, stride 2, expansion 4, 64 -> 128, SE ratio 0.25
 
 Tokens: ``r`` repeats, ``k`` kernel, ``s`` stride of the stage's first layer (the V1 form ``s22`` is
-accepted), ``e`` expansion ratio, ``i``/``o`` input/output channels before width scaling, ``se`` SE ratio
-(absent = no SE), ``c`` conv type (0 = MBConv, 1 = Fused-MBConv; absent = 0).
+accepted), ``e`` expansion ratio, ``i``/``o`` input/output channels before width scaling, ``se`` SE
+ratio (absent = no SE), ``c`` conv type (0 = MBConv, 1 = Fused-MBConv; absent = 0).
 
-Width and depth multipliers are applied with the official rounding rules (docs/paper.md#architectures-and-block-strings-table-4):
-``round_filters`` rounds ``channels * width`` to a multiple of 8; ``round_repeats`` is ``ceil(depth * r)``.
+Width and depth multipliers are applied with the official rounding rules
+(docs/paper.md#architectures-and-block-strings-table-4): ``round_filters`` rounds
+``channels * width`` to a multiple of 8; ``round_repeats`` is ``ceil(depth * r)``.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def decode_stage(text: str) -> StageArgs:
         if match is None:
             raise ValueError(
                 f"unknown token {token!r} in block string {text!r}; "
-                "known tokens are r<repeats> k<kernel> s<stride> e<expand> i<in> o<out> se<ratio> c<0|1>"
+                "known tokens are r<repeats> k<kernel> s<stride> e<expand> i<in> o<out> "
+                "se<ratio> c<0|1>"
             )
         key, value = match.groups()
         if key in values:
@@ -100,13 +103,16 @@ def decode_stage(text: str) -> StageArgs:
     if len(stride_text) == 2 and stride_text[0] == stride_text[1]:  # V1 form: s11, s22
         stride_text = stride_text[0]
     if stride_text not in ("1", "2"):
-        raise ValueError(f"token 's{values['s']}' in block string {text!r}: stride must be s1, s2, s11 or s22")
+        raise ValueError(f"token 's{values['s']}' in block string {text!r}: stride must be "
+                         "s1, s2, s11 or s22")
     conv_type = values.get("c", "0")
     if conv_type not in ("0", "1"):
-        raise ValueError(f"token 'c{conv_type}' in block string {text!r}: conv type must be c0 or c1")
+        raise ValueError(f"token 'c{conv_type}' in block string {text!r}: conv type "
+                         "must be c0 or c1")
     se_ratio = float(values["se"]) if "se" in values else None
     if se_ratio is not None and not 0.0 < se_ratio <= 1.0:
-        raise ValueError(f"token 'se{values['se']}' in block string {text!r}: SE ratio must be in (0, 1]")
+        raise ValueError(f"token 'se{values['se']}' in block string {text!r}: SE ratio "
+                         "must be in (0, 1]")
     stage = StageArgs(
         repeats=integer("r"),
         kernel=integer("k"),
@@ -148,10 +154,12 @@ def decode_arch(text: str | list[str] | tuple[str, ...]) -> tuple[StageArgs, ...
     if not strings:
         raise ValueError("an architecture needs at least one block string")
     stages = tuple(decode_stage(s) for s in strings)
-    for (before, after), (text_before, text_after) in zip(zip(stages, stages[1:]), zip(strings, strings[1:])):
+    for (before, after), (text_before, text_after) in zip(zip(stages, stages[1:]),
+                                                          zip(strings, strings[1:])):
         if after.in_channels != before.out_channels:
-            raise ValueError(f"block strings do not chain: {text_before!r} ends with o{before.out_channels} but the next, "
-                             f"{text_after!r}, starts with i{after.in_channels}; make them equal")
+            raise ValueError(f"block strings do not chain: {text_before!r} ends with "
+                             f"o{before.out_channels} but the next, {text_after!r}, starts with "
+                             f"i{after.in_channels}; make them equal")
     return stages
 
 
@@ -159,14 +167,15 @@ def encode_arch(stages: tuple[StageArgs, ...] | list[StageArgs]) -> str:
     return " ".join(encode_stage(s) for s in stages)
 
 
-def round_filters(channels: float, width_mult: float, divisor: int = 8, guard_90: bool = False) -> int:
+def round_filters(channels: float, width_mult: float, divisor: int = 8,
+                  guard_90: bool = False) -> int:
     """Scale a channel count by ``width_mult`` and round to a multiple of ``divisor``.
 
     Official rule (docs/paper.md#architectures-and-block-strings-table-4):
     ``max(divisor, int(c * w + divisor / 2) // divisor * divisor)``.
-    ``guard_90=True`` adds the EfficientNet-V1 / torchvision rule "never drop below 90% of ``c * w``"
-    (bump by one divisor if so); the V1 baselines use it so that our parameter counts equal
-    torchvision's, the V2 models follow the official V2 code, which has no such guard.
+    ``guard_90=True`` adds the EfficientNet-V1 / torchvision rule "never drop below 90% of
+    ``c * w``" (bump by one divisor if so); the V1 baselines use it so that our parameter counts
+    equal torchvision's, the V2 models follow the official V2 code, which has no such guard.
     """
     scaled = channels * width_mult
     rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
@@ -184,32 +193,39 @@ def round_repeats(repeats: int, depth_mult: float) -> int:
 class ModelConfig:
     """Everything needed to build one network (see :mod:`effnetv2_mini.paper.model`).
 
-    ``blocks`` holds the unscaled block strings; ``stages()`` applies the width and depth multipliers.
+    ``blocks`` holds the unscaled block strings; ``stages()`` applies the
+    width and depth multipliers.
     """
 
     name: str
     blocks: tuple[str, ...]
-    family: str  # "v2", "v1" (the paper's baseline) or "demo" (small CPU models, not from the paper)
+    # "v2", "v1" (the paper's baseline) or "demo" (small CPU models, not from the paper)
+    family: str
     width_mult: float = 1.0
     depth_mult: float = 1.0
     train_size: int = 224
     eval_size: int = 224
     dropout: float = 0.2
-    drop_path_rate: float = 0.2  # 1 - survival probability of the last block (docs/paper.md#blocks-figure-2)
+    # 1 - survival probability of the last block (docs/paper.md#blocks-figure-2)
+    drop_path_rate: float = 0.2
     head_channels: int = 1280  # before width rounding
     num_classes: int = 1000
     guard_90: bool = False  # see round_filters
     bn_eps: float = 1e-3
-    bn_momentum: float = 0.01  # PyTorch convention; the paper's TF momentum 0.99 (the official code: 0.9)
-    fused_stages: int = 0  # paper Table 3: stages 1..N use Fused-MBConv (without SE) instead of MBConv
+    # PyTorch convention; the paper's TF momentum 0.99 (the official code: 0.9)
+    bn_momentum: float = 0.01
+    # paper Table 3: stages 1..N use Fused-MBConv (without SE) instead of MBConv
+    fused_stages: int = 0
     description: str = ""
     source: str = field(default="", compare=False)
 
     def stages(self) -> tuple[StageArgs, ...]:
-        """The block strings with width and depth scaling applied (and ``fused_stages`` turned into Fused-MBConv)."""
+        """The block strings with width and depth scaling applied (and ``fused_stages``
+        turned into Fused-MBConv)."""
         decoded = decode_arch(self.blocks)
         if not 0 <= self.fused_stages <= len(decoded):
-            raise ValueError(f"fused_stages must be in 0..{len(decoded)} for {self.name}, got {self.fused_stages}")
+            raise ValueError(f"fused_stages must be in 0..{len(decoded)} for {self.name}, got "
+                             f"{self.fused_stages}")
         scaled = []
         for index, stage in enumerate(decoded):
             scaled.append(
@@ -219,8 +235,9 @@ class ModelConfig:
                     in_channels=self.round(stage.in_channels),
                     out_channels=self.round(stage.out_channels),
                     fused=stage.fused or index < self.fused_stages,
-                    # Table 3's fused stages drop SE, as V2's own Fused-MBConv stages do: this reproduces the paper's
-                    # parameter counts for stages 1-5 and 1-7 to 0.1M (1-3: 20.9M vs 20.0M).
+                    # Table 3's fused stages drop SE, as V2's own Fused-MBConv stages do: this
+                    # reproduces the paper's parameter counts for stages 1-5 and 1-7 to 0.1M
+                    # (1-3: 20.9M vs 20.0M).
                     se_ratio=None if index < self.fused_stages else stage.se_ratio,
                 )
             )
@@ -241,9 +258,10 @@ class ModelConfig:
         return encode_arch(decode_arch(self.blocks))
 
 
-# ----------------------------------------------------------------------------------------------------
-# The paper's architectures (official effnetv2_configs.py; docs/paper.md#architectures-and-block-strings-table-4)
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
+# The paper's architectures (official effnetv2_configs.py;
+# docs/paper.md#architectures-and-block-strings-table-4)
+# --------------------------------------------------------------------------------------------------
 
 V2_S = (
     "r2_k3_s1_e1_i24_o24_c1 r4_k3_s2_e4_i24_o48_c1 r4_k3_s2_e4_i48_o64_c1 "
@@ -275,8 +293,10 @@ V1_BASE = (
     "r1_k3_s1_e6_i192_o320_se0.25"
 )
 # Small models for CPU demos and tests. NOT from the paper: the names start with "demo_".
-DEMO_V2 = "r1_k3_s1_e1_i16_o16_c1 r1_k3_s2_e4_i16_o24_c1 r2_k3_s2_e4_i24_o32_se0.25 r2_k3_s2_e4_i32_o48_se0.25"
-DEMO_V1 = "r1_k3_s1_e1_i16_o16_se0.25 r1_k3_s2_e4_i16_o24_se0.25 r2_k5_s2_e4_i24_o32_se0.25 r2_k3_s2_e4_i32_o48_se0.25"
+DEMO_V2 = ("r1_k3_s1_e1_i16_o16_c1 r1_k3_s2_e4_i16_o24_c1 r2_k3_s2_e4_i24_o32_se0.25 "
+           "r2_k3_s2_e4_i32_o48_se0.25")
+DEMO_V1 = ("r1_k3_s1_e1_i16_o16_se0.25 r1_k3_s2_e4_i16_o24_se0.25 r2_k5_s2_e4_i24_o32_se0.25 "
+           "r2_k3_s2_e4_i32_o48_se0.25")
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -294,7 +314,8 @@ def _paper_models() -> dict[str, ModelConfig]:
     ]:
         configs[name] = ModelConfig(
             name=name, blocks=_split(blocks), family="v2", train_size=train, eval_size=evaluate,
-            dropout=dropout, description=f"EfficientNetV2-{name.rsplit('_', 1)[1].upper()} (paper Table 4)",
+            dropout=dropout,
+            description=f"EfficientNetV2-{name.rsplit('_', 1)[1].upper()} (paper Table 4)",
             source=v2_source,
         )
     for tag, (width, depth, train, evaluate, dropout) in {
@@ -307,7 +328,8 @@ def _paper_models() -> dict[str, ModelConfig]:
         configs[name] = ModelConfig(
             name=name, blocks=_split(V2_BASE), family="v2", width_mult=width, depth_mult=depth,
             train_size=train, eval_size=evaluate, dropout=dropout,
-            description=f"EfficientNetV2-{tag.upper()} (official code, scaled V2 base)", source=v2_source,
+            description=f"EfficientNetV2-{tag.upper()} (official code, scaled V2 base)",
+            source=v2_source,
         )
     for tag, (width, depth, size, dropout) in {
         "b0": (1.0, 1.0, 224, 0.2),
@@ -327,13 +349,14 @@ def _paper_models() -> dict[str, ModelConfig]:
             source="official efficientnet code; torchvision efficientnet_b*",
         )
     for name, blocks, description in [
-        ("demo_v2_tiny", DEMO_V2, "tiny V2-style model (fused early stages) for CPU demos; not a paper model"),
+        ("demo_v2_tiny", DEMO_V2, "tiny V2-style model (fused early stages) for CPU demos; "
+                                  "not a paper model"),
         ("demo_v1_tiny", DEMO_V1, "tiny MBConv-only model for CPU demos; not a paper model"),
     ]:
         configs[name] = ModelConfig(
-            name=name, blocks=_split(blocks), family="demo", train_size=64, eval_size=64, dropout=0.1,
-            drop_path_rate=0.0, head_channels=256, num_classes=10, bn_momentum=0.1, description=description,
-            source="this project",
+            name=name, blocks=_split(blocks), family="demo", train_size=64, eval_size=64,
+            dropout=0.1, drop_path_rate=0.0, head_channels=256, num_classes=10, bn_momentum=0.1,
+            description=description, source="this project",
         )
     return configs
 
@@ -354,7 +377,8 @@ def get_config(name: str) -> ModelConfig:
     if key not in MODEL_CONFIGS:
         close = difflib.get_close_matches(key, MODEL_CONFIGS, n=4, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UnknownModelError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}")
+        raise UnknownModelError(f"unknown model {name!r}.{hint} Known models: "
+                                f"{', '.join(list_models())}")
     return MODEL_CONFIGS[key]
 
 

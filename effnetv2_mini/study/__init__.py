@@ -1,1 +1,2 @@
-"""The study layer: profiles, the experiments (one function per table), their results, claims, plots and tables."""
+"""The study layer: profiles, the experiments (one function per table), their
+results, claims, plots and tables."""

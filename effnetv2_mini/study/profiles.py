@@ -94,8 +94,9 @@ class TrainingProfile(DataProfile):  # 02_training: the recipe, Table 7 accuracy
     progressive: str | None = None  # None (fixed size), "paper", "code" or a SPEC (see effnetv2 train --help)
     # The official RandAugment scale (magnitude / 10 of each op's range). The paper uses 5 to 25; on the built-in
     # set at 48 px, 5 already halves a six-epoch accuracy (notebook 05 measures magnitudes), so smoke trains without.
-    randaug_magnitude: float = 0.0
-    mixup_alpha: float = 0.0
+    # None: the recipe's rule at a fixed size (paper/code on V2-S/M/L: Table 6's last stage), else 0, as the CLI.
+    randaug_magnitude: float | None = None
+    mixup_alpha: float | None = None
     ema_decay: float | None = 0.0  # None: the recipe's
     nproc: int = 1
     accumulate: int = 1  # batches per optimizer step: global batch = batch_size x nproc x accumulate

@@ -1,5 +1,6 @@
-"""The paper's experiments as library functions, one per table or claim, each returning a typed result that
-records its own conditions (:mod:`.results`). The notebooks call these; the report reads their results.
+"""The paper's experiments as library functions, one per table or claim, each returning a typed
+result that records its own conditions (:mod:`.results`). The notebooks call these; the
+report reads their results.
 
 =================================  ================================================  ==========
 paper                              function                                          notebook
@@ -37,8 +38,9 @@ from .search import NasResult, nas_search
 from .training import TrainingResult, train_model
 from .transfer import TransferResult, transfer
 
-__all__ = ["architecture", "train_model", "table2_memory", "table3_fused_stages", "per_stage_speed", "scaling_speed",
-           "nas_search", "table5_grid", "progressive_comparison", "transfer", "Conditions", "Result", "save_results",
-           "load_results", "ArchitectureResult", "TrainingResult", "Table2Result", "Table3Result", "PerStageResult",
-           "ScalingResult", "NasResult", "Table5Result", "ProgressiveResult", "TransferResult", "time_to_accuracy",
+__all__ = ["architecture", "train_model", "table2_memory", "table3_fused_stages", "per_stage_speed",
+           "scaling_speed", "nas_search", "table5_grid", "progressive_comparison", "transfer",
+           "Conditions", "Result", "save_results", "load_results", "ArchitectureResult",
+           "TrainingResult", "Table2Result", "Table3Result", "PerStageResult", "ScalingResult",
+           "NasResult", "Table5Result", "ProgressiveResult", "TransferResult", "time_to_accuracy",
            "table11_speed", "TimeToAccuracyResult", "Table11Result"]

@@ -21,8 +21,9 @@ __all__ = ["ArchitectureResult", "architecture"]
 @result_type
 @dataclass
 class ArchitectureResult(Result):
-    """Per model: parameters and multiply-adds at its eval size, beside the reference numbers; one model's stage
-    table (Table 4); and images/s on the device (which does not compare with the paper: no accelerator match)."""
+    """Per model: parameters and multiply-adds at its eval size, beside the reference numbers; one
+    model's stage table (Table 4); and images/s on the device (which does not compare with the
+    paper: no accelerator match)."""
 
     models: list[dict] = field(default_factory=list)
     stage_table: dict = field(default_factory=dict)
@@ -31,7 +32,8 @@ class ArchitectureResult(Result):
 
 def architecture(settings) -> ArchitectureResult:
     """Count every model of ``settings.models`` (on the ``meta`` device: no memory), tabulate
-    ``settings.summary_model`` stage by stage, and time ``settings.throughput_models`` on the device."""
+    ``settings.summary_model`` stage by stage, and time
+    ``settings.throughput_models`` on the device."""
     start = time.perf_counter()
     device = pick_device(settings.device)
     models = [_counts_row(name) for name in settings.models]
@@ -39,8 +41,10 @@ def architecture(settings) -> ArchitectureResult:
         summary = build_model(settings.summary_model)
     stage_table = {"model": settings.summary_model,
                    "rows": summary.stage_table(get_config(settings.summary_model).eval_size)}
-    throughput = [row for name in settings.throughput_models for row in _throughput_rows(name, settings, device)]
-    conditions = measure_conditions(device, settings.profile, settings.rehearse, model=settings.summary_model,
+    throughput = [row for name in settings.throughput_models
+                  for row in _throughput_rows(name, settings, device)]
+    conditions = measure_conditions(device, settings.profile, settings.rehearse,
+                                    model=settings.summary_model,
                                     wall_clock_s=time.perf_counter() - start)
     return ArchitectureResult(conditions, models, stage_table, throughput)
 
@@ -50,8 +54,9 @@ def _counts_row(name: str) -> dict:
     counts = model_counts(name)
     reference_params, params_source = paper_value(name, "params")
     reference_macs, macs_source = paper_value(name, "macs_billion")
-    return {"name": name, "family": config.family, "eval_size": config.eval_size, "params": counts["params"],
-            "macs": counts["macs"], "reference_params": reference_params, "reference_params_source": params_source,
+    return {"name": name, "family": config.family, "eval_size": config.eval_size,
+            "params": counts["params"], "macs": counts["macs"],
+            "reference_params": reference_params, "reference_params_source": params_source,
             "reference_macs_b": reference_macs, "reference_macs_source": macs_source,
             "paper_top1": paper_value(name, "top1")[0]}
 
@@ -62,9 +67,11 @@ def _throughput_rows(name: str, settings, device: torch.device) -> list[dict]:
     cuda = device.type == "cuda"
     rows = []
     for mode in ("eval", "train"):
-        r = benchmark_throughput(net, size, settings.throughput_batch_size, mode=mode, amp=cuda, channels_last=cuda,
-                                 warmup=1 if settings.rehearse else 2, repeats=1 if settings.rehearse else 5)
-        rows.append({"model": name, "mode": mode, "image_size": size, "batch": settings.throughput_batch_size, "amp": cuda,
+        r = benchmark_throughput(net, size, settings.throughput_batch_size, mode=mode, amp=cuda,
+                                 channels_last=cuda, warmup=1 if settings.rehearse else 2,
+                                 repeats=1 if settings.rehearse else 5)
+        rows.append({"model": name, "mode": mode, "image_size": size,
+                     "batch": settings.throughput_batch_size, "amp": cuda,
                      "images_per_sec": r["images_per_sec"]})
     return rows
 

@@ -28,10 +28,10 @@ from ...data.datasets import dataset_or_fallback
 from ...engine.config import TrainConfig
 from ...engine.devices import pick_device
 from ...engine.launch import launch
-from ...engine.rundir import reported_top1
+from ...engine.rundir import read_history, reported_top1
 from ...measure import benchmark_throughput
+from ...models import build_model
 from ...paper.configs import get_config
-from ...paper.model import build_model
 from ...paper.progressive import variant
 from ...zoo import model_counts
 from ..profiles import FasterProfile, notebook_profile
@@ -45,7 +45,7 @@ __all__ = ["faster_settings", "TimeToAccuracyResult", "Table11Result", "time_to_
            "table11_speed", "time_to_reach", "progressive_effect", "common_accuracy_times", "pair_times",
            "v2_progressive_time_to_v1_fixed_accuracy", "generation", "TABLE11_PAIRS"]
 
-VARIANTS = ("fixed", "progressive")  # the order within each (seed, model): fixed first, then Algorithm 1
+RUNS_PER_MODEL = ("fixed", "progressive")  # each (seed, model): fixed size first, then Algorithm 1
 TABLE11_PAIRS = [(f"efficientnetv2_b{i}", f"efficientnet_b{i}") for i in range(4)]
 
 
@@ -209,7 +209,7 @@ def time_to_accuracy(settings: FasterProfile, output_dir: str) -> TimeToAccuracy
     rows, last, differences = [], None, {}
     for seed in settings.seeds:
         for model in models:
-            for name in VARIANTS:
+            for name in RUNS_PER_MODEL:
                 config = TrainConfig(model=model, batch_size=settings.batch_size, accumulate=settings.accumulate,
                                      recipe=settings.recipe, seed=seed, out_dir=str(runs / f"{model}-{name}-s{seed}"),
                                      **data_fields(settings, dataset))
@@ -248,7 +248,7 @@ def _model_conditions(schedule, rows: list[dict], model: str) -> dict:
 def _run_row(model: str, name: str, seed: int, order: int, summary: dict, out_dir: str) -> dict:
     """One run: its final top-1 (EMA weights when the run keeps an EMA, see ``reported_top1``), training seconds
     and per-epoch curve (``wall_time``: cumulative training seconds at the epoch's end, evaluation excluded)."""
-    history = [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    history = read_history(out_dir)
     curve = [{"epoch": m["epoch"], "wall_time": m["wall_time"], "top1": reported_top1(m), "image_size": m["image_size"],
               "images_per_sec": m.get("images_per_sec")} for m in history]
     return {"model": model, "variant": name, "seed": seed, "order": order, "final_top1": summary["top1"],

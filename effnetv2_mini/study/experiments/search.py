@@ -12,7 +12,8 @@ from ...data.datasets import CACHEABLE, dataset_or_fallback
 from ...engine.config import TrainConfig
 from ...engine.devices import pick_device
 from ...engine.launch import launch
-from ...paper.nas import SPACES, failures, pareto_front, run_search, summarize
+from ...paper.nas import SPACES, pareto_front
+from ..nas_driver import failures, run_search, summarize
 from .common import data_fields
 from .results import FINAL_RAW, Result, measure_conditions, result_type
 
