@@ -163,7 +163,7 @@ def _comparison_sections(r, figures: dict) -> list[Section]:
     c, claims = r.conditions, claims_for(r)
     stages = [dict(s, stage=s["index"] + 1) for s in r.schedule["stages"]]
     figures["progressive_accuracy_time"] = lambda: plots.plot_progressive_comparison(r).figure
-    table6 = Section("Table 6: progressive learning settings (paper section 4.2)", [
+    table6 = Section("Table 6: progressive learning settings (paper section 5.1)", [
         ("p", f"Schedule from {r.schedule.get('source')}, {len(stages)} stages, evaluation at {r.schedule['eval_size']} px."),
         ("table", stages, ["stage", "epochs", "image_size", "dropout", "randaug_magnitude", "mixup_alpha"],
          ["stage", "epochs", "image px", "dropout", "RandAugment", "mixup alpha"]),
