@@ -90,10 +90,11 @@ def _head(glance: list[dict], notebooks: list[str], status: dict) -> list[Sectio
                 f"(see `{status[n].get('output_notebook')}` and `{status[n].get('log')}`)"
                 for n in notebooks if status.get(n, {}).get("state") not in (None, "done")]
     return [Section("At a glance", [
-        ("p", "One row per claim of the paper: its number, ours, the conditions, whether ours was measured in the paper's "
-              "setting (**comparable?**, decided from the recorded conditions; anything missing or different is no), "
-              "and what ours says about the claim at our scale (**verdict**: agrees, contradicts, or no signal when the "
-              "effect is within its noise or at chance level)."),
+        ("p", "One row per claim of the paper: its number, ours, what ours says about the claim at "
+              "our scale (**verdict**: agrees, contradicts, or no signal when the effect is within "
+              "its noise or at chance level), whether ours was measured in the paper's setting "
+              "(**comparable?**, decided from the recorded conditions; anything missing or "
+              "different is no) and the conditions (click to unfold)."),
         ("table", glance, GLANCE_COLUMNS, GLANCE_HEADERS, GLANCE_FOLDED),
     ]), Section("Notebooks", [("table", rows, ["notebook", "state", "seconds"], ["notebook", "state", "seconds"])]
                 + ([("list", failures)] if failures else []))]

@@ -59,10 +59,13 @@ class Report:
     def notebook_parts(self) -> list:
         """The Markdown cut at its figures, each figure as its PNG bytes: what a notebook displays
         (figures embedded, so that they show wherever the notebook is opened; no link to a file of
-        the machine that ran it)."""
+        the machine that ran it). Without the contents line: a notebook's viewer lists the
+        headings, and an output's headings get other ids than a page's (MyST-NB, GitHub)."""
         parts, text = [], []
         for line in self.markdown().split("\n"):
             figure = re.fullmatch(r"!\[.*\]\(figures/(.+)\.png\)", line)
+            if line.startswith("Contents: ["):
+                continue
             if figure and figure.group(1) in self.figures:
                 parts += ["\n".join(text), self.figures[figure.group(1)]]
                 text = []
