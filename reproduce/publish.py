@@ -18,6 +18,7 @@ image resolves, no progress-bar noise, no path of this machine; a problem is an 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -196,6 +197,12 @@ def index_page(info: dict, to: Path) -> str:
         else "not recorded by this run (it predates the runner's machine record)"
     )
     commits = ", ".join(f"`{c}`" for c in info.get("commits") or []) or "not recorded by this run"
+    if "+changes" in commits:
+        commits += " (`+changes`: the checkout had uncommitted changes)"
+    rehearse = " --rehearse" if info["run_dir"].endswith("-rehearsal") else ""
+    readme = "the README"
+    if _inside(Path(to).resolve(), ROOT):
+        readme = f"[the README]({os.path.relpath(ROOT / 'README.md', Path(to).resolve())}#data)"
     rows = [
         f"| {i} | [{n['name']}]({n['name']}.ipynb) | {n['state']} | {duration(n['seconds'])} |"
         for i, n in enumerate(info["notebooks"], 1)
@@ -214,7 +221,7 @@ def index_page(info: dict, to: Path) -> str:
             "[report.md](report.md) gathers every claim: the paper's number, ours, and the "
             "verdict.",
             "",
-            f"- **commit**: {commits} (`+changes`: the checkout had uncommitted changes)",
+            f"- **commit**: {commits}",
             f"- **machine**: {machine}; device `{info.get('device')}`",
             f"- **finished**: {info.get('finished') or 'not recorded'} (UTC)",
             "",
@@ -225,11 +232,12 @@ def index_page(info: dict, to: Path) -> str:
             "",
             "## Refresh it",
             "",
-            "From the repository's root, with the plan's data in place (see the README):",
+            f"From the repository's root, with the plan's data in place (see {readme}):",
             "",
             "```bash",
-            f"python -m reproduce run {plan} --force   # every notebook again, into runs/{plan}/",
-            f"python -m reproduce publish runs/{plan} --to {where}",
+            f"python -m reproduce run {plan}{rehearse} --force   # every notebook again, into "
+            f"runs/{info['run_dir']}/",
+            f"python -m reproduce publish runs/{info['run_dir']} --to {where}",
             f"{book:<41} # the site of this folder: build/book/html/index.html",
             "```",
             "",
