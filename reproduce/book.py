@@ -73,6 +73,8 @@ def build_book(source: Path | None = None, out: Path | None = None) -> Path:
         raise BookError(f"sphinx-build failed ({done.returncode}):\n{done.stderr[-4000:]}")
     if done.stderr.strip():
         print(done.stderr.strip(), file=sys.stderr)
+    for source_map in (html / "_static").rglob("*.map"):  # the theme's, for its developers: 3 MB
+        source_map.unlink()
     problems = check_site(html, book_pages(names), PathScrubber([source], [ROOT, out], source.name))
     if problems:
         raise BookError(f"the book in {html} fails its checks:\n  " + "\n  ".join(problems[:40]))
