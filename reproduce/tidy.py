@@ -21,6 +21,7 @@ __all__ = ["tidy_outputs", "without_progress", "PathScrubber", "relink", "LINK"]
 CSI = re.compile(
     r"\x1b\[[0-9;?]*[A-Za-z]"
 )  # terminal control sequences (a nested bar moves the cursor)
+FOLDER_VARIABLES = ["EFFNETV2_CACHE"]  # effnetv2_mini.data.cache: where decoded images go
 # a live widget: nothing to show once its kernel is gone
 WIDGET = "application/vnd.jupyter.widget-view+json"
 LINK = re.compile(
@@ -68,8 +69,8 @@ def tidy_outputs(nb) -> None:
 class PathScrubber:
     """Replace the absolute paths of the machine that ran a notebook: the run directory by
     ``runs/<name>``, the checkout by ``.``, the Python environment by ``$VENV`` (when outside the
-    home folder), the home folder by ``~``. :meth:`found` lists any of them left in a text (the
-    check after publishing and building)."""
+    home folder), ``$EFFNETV2_CACHE`` by its name, the home folder by ``~``. :meth:`found` lists
+    any of them left in a text (the check after publishing and building)."""
 
     def __init__(self, run_dirs: list[Path], checkouts: list[Path], run_name: str):
         pairs = {}
@@ -78,6 +79,9 @@ class PathScrubber:
         for path in {Path(sys.prefix), Path(sys.prefix).resolve()} - {Path.home()}:
             if not path.is_relative_to(Path.home()):
                 pairs[str(path)] = "$VENV"
+        for variable in FOLDER_VARIABLES:  # a folder set by the environment, e.g. the image cache's
+            if os.path.isabs(os.environ.get(variable, "")):
+                pairs[os.path.normpath(os.environ[variable])] = f"${variable}"
         for checkout in checkouts:
             pairs.update({str(checkout): ".", str(Path(checkout).resolve()): "."})
         for run_dir in map(Path, run_dirs):  # where it ran, and where it is now

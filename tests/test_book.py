@@ -79,7 +79,7 @@ def test_a_cells_streams_are_merged_then_cut_and_widgets_give_their_text():
     nbformat.validate(nb)
 
 
-def test_the_scrubber_replaces_every_path_of_the_machine(tmp_path):
+def test_the_scrubber_replaces_every_path_of_the_machine(tmp_path, monkeypatch):
     run, checkout = tmp_path / "elsewhere" / "laptop", tmp_path / "checkout"
     scrub = PathScrubber([run], [checkout], "laptop")
     text = (
@@ -91,6 +91,10 @@ def test_the_scrubber_replaces_every_path_of_the_machine(tmp_path):
         f"cache ~/.cache/effnetv2-mini; {checkout}x stays"
     )  # another folder: not the checkout
     assert len(scrub.found(text)) == 3 and not scrub.found(scrub(text))
+    monkeypatch.setenv("EFFNETV2_CACHE", str(tmp_path / "cache"))
+    scrub = PathScrubber([run], [checkout], "laptop")
+    text = f"decoded into {tmp_path}/cache/imagenette"
+    assert scrub(text) == "decoded into $EFFNETV2_CACHE/imagenette"
 
 
 def test_relink_rewrites_for_the_new_place_and_unlinks_what_is_not_there(tmp_path):
