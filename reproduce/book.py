@@ -44,10 +44,8 @@ class BookError(ValueError):
 def build_book(source: Path | None = None, out: Path | None = None) -> Path:
     """Build the book of ``source`` (default ``published/laptop``) into ``out`` (default
     ``build/book``); return its front page (``OUT/html/index.html``)."""
-    source, out = (
-        Path(source) if source else ROOT / DEFAULT_BOOK_SOURCE,
-        Path(out) if out else DEFAULT_OUT,
-    )
+    source = Path(source) if source else ROOT / DEFAULT_BOOK_SOURCE
+    out = Path(out) if out else DEFAULT_OUT
     _check_source(source)
     _check_tool()
     shutil.rmtree(out, ignore_errors=True)
@@ -56,18 +54,8 @@ def build_book(source: Path | None = None, out: Path | None = None) -> Path:
     )
     src, html = out / "src", out / "html"
     names = _stage(publication, src)
-    command = [
-        sys.executable,
-        "-m",
-        "sphinx",
-        "-b",
-        "html",
-        "-q",
-        "-d",
-        str(out / "doctrees"),
-        str(src),
-        str(html),
-    ]
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-d", str(out / "doctrees"),
+               str(src), str(html)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=out)
     if done.returncode != 0:
         raise BookError(f"sphinx-build failed ({done.returncode}):\n{done.stderr[-4000:]}")
@@ -83,14 +71,8 @@ def build_book(source: Path | None = None, out: Path | None = None) -> Path:
 
 def book_pages(notebooks: list[str]) -> list[str]:
     """The pages a book of these notebooks has (relative to its html folder)."""
-    return [
-        "index.html",
-        "run.html",
-        *(f"{n}.html" for n in notebooks),
-        *(f"{d}.html" for d in DOCS),
-        "search.html",
-        "genindex.html",
-    ]
+    return ["index.html", "run.html", *(f"{n}.html" for n in notebooks),
+            *(f"{d}.html" for d in DOCS), "search.html", "genindex.html"]
 
 
 def _check_source(source: Path) -> None:
@@ -99,9 +81,8 @@ def _check_source(source: Path) -> None:
         raise BookError(
             f"{DEFAULT_BOOK_SOURCE}/ does not exist yet: the repository's published laptop run "
             "goes there (`python -m reproduce run laptop`, then `python -m reproduce publish "
-            "runs/laptop`). To build "
-            "a book now, run `python -m reproduce run smoke` first, then `python -m reproduce book "
-            "runs/smoke`"
+            "runs/laptop`). To build a book now, run `python -m reproduce run smoke` first, then "
+            "`python -m reproduce book runs/smoke`"
         )
     if not (source / RUN_INFO).exists():
         try:
