@@ -3,18 +3,20 @@
 #   make test                     lint, unit tests and every notebook (nbval, smoke profile)
 #   make lab                      JupyterLab with the project's kernel
 #   make bench                    our V2-S vs torchvision's, CPU (see docs/benchmarks.md)
+#   make book [BOOK=DIR]          a published run (or run directory) as a site: build/book/html
 # Each target creates the virtual environment $(VENV) if it is missing and installs what it needs.
 # VENV=/some/cache/venv reuses an environment outside the checkout (CI does this: .ci/run).
 
 PYTHON ?= python3
 VENV ?= .venv
 PLAN ?= auto
+BOOK ?= published/laptop
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 # Reinstall when pyproject.toml changes or the checkout moves (the editable install points at it).
 STAMP := $(VENV)/.effnetv2-mini-$(shell (cat pyproject.toml; echo "$(CURDIR)") | sha1sum | cut -c1-12)
 
-.PHONY: install test lint reproduce report lab bench clean-notebooks
+.PHONY: install test lint reproduce report lab bench book book-screenshots clean-notebooks
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +52,17 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_vs_torchvision.py
+
+# A static site (Sphinx, MyST-NB, Sphinx Book Theme) of a published folder or a run directory: the
+# report, every executed notebook, docs/paper.md and docs/benchmarks.md; nothing executed, nothing
+# fetched, then checked.
+book: $(STAMP)
+	$(PY) -m reproduce book $(BOOK)
+
+# The book in a headless Chromium (apt-get install -y chromium): the report's at-a-glance table and
+# a figure of notebook 07, 1280 x 800, into build/book/screenshots/ (see docs/benchmarks.md).
+book-screenshots: $(STAMP)
+	$(PY) -m reproduce.screenshots build/book/html --out build/book/screenshots
 
 # Strip notebook outputs except the cells nbval checks (run after editing a notebook).
 clean-notebooks: $(STAMP)

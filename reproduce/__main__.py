@@ -1,4 +1,4 @@
-"""``python -m reproduce run PLAN | report PLAN | clean NOTEBOOK... | plans``"""
+"""``python -m reproduce run PLAN | report PLAN | publish RUN | book [RUN] | clean NB | plans``"""
 
 from __future__ import annotations
 
@@ -35,6 +35,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("plan")
     p.add_argument("--runs-dir", default=None)
 
+    p = sub.add_parser("publish", help="copy a run's executed notebooks (progress bars cut, "
+                                       "paths of this machine replaced), report.md, figures and an "
+                                       "index page into a folder GitHub renders")
+    p.add_argument("run_dir", type=Path, help="a run directory, e.g. runs/laptop")
+    p.add_argument("--to", type=Path, default=None,
+                   help="the folder (default: published/<plan>; replaced if it holds an earlier "
+                        "publication)")
+
+    p = sub.add_parser("book", help="build a static site (Sphinx, MyST-NB, Sphinx Book Theme) "
+                                    "from a published folder or a run directory: no execution, "
+                                    "no network")
+    p.add_argument("run_dir", type=Path, nargs="?", default=None,
+                   help="a published folder or a run directory (default: published/laptop)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to build (default: build/book; the site is OUT/html)")
+
     p = sub.add_parser("clean", help="strip notebook outputs except cells marked # NBVAL_CHECK_OUTPUT")
     p.add_argument("notebooks", nargs="+", type=Path)
     p.add_argument("--check", action="store_true", help="only report notebooks that are not clean")
@@ -56,6 +72,16 @@ def main(argv=None) -> int:
             found = [p for nb in args.notebooks for p in clean_file(nb, check=args.check)]
             print("\n".join(found) if found else "notebooks are clean")
             return 1 if found else 0
+        if args.command == "publish":
+            from .publish import publish
+
+            print(f"published: {publish(args.run_dir, args.to)}")
+            return 0
+        if args.command == "book":
+            from .book import build_book
+
+            print(f"book: {build_book(args.run_dir, args.out)}")
+            return 0
         return _run_or_report(args)
     except (PlanError, ValueError, RunnerBusyError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -6,7 +6,8 @@ timeout) and writes into ``runs/<plan>/``:
     <notebook>.ipynb   the executed copy (saved even when a cell fails: open it to see the error)
     <notebook>.json    the notebook's results (written by the notebook itself)
     logs/<notebook>.log  the notebook's output, streamed while it runs
-    status.json        one record per notebook: done / failed / timeout / interrupted, seconds, error
+    status.json        one record per notebook: done / failed / timeout / interrupted, seconds,
+                       error, the commit and the machine (CPU, cores) that ran it
 
 A notebook counts as done when papermill succeeded and its results JSON exists; done notebooks are skipped on
 rerun unless ``--force``. A failure is recorded and the batch goes on to the next notebook.
@@ -29,6 +30,7 @@ from effnetv2_mini.engine.checkpoint import atomic_write_json
 
 from . import runlock
 from .plans import ROOT, Plan, PlanEntry, notebook_parameters
+from .provenance import git_commit, machine
 from .report import write_report
 from .runlock import Stopped
 from .status import load_status, now
@@ -83,7 +85,7 @@ def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict, environment: di
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(environment or {}))
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     record = {"state": "running", "started": now(), "log": str(log_path), "output_notebook": str(output_nb),
-              "parameters": entry.parameters}
+              "parameters": entry.parameters, "commit": git_commit(), "machine": machine()}
     start = time.monotonic()
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,

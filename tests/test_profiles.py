@@ -83,3 +83,41 @@ def test_the_parameters_cell_is_the_first_code_cell_and_lists_output_dir():
         nb = nbformat.read(NOTEBOOK_DIR / f"{notebook}.ipynb", as_version=4)
         first = next(c for c in nb.cells if c.cell_type == "code")
         assert "parameters" in first.metadata.get("tags", []) and "output_dir" in first.source
+
+
+def test_a_notebook_shows_the_values_it_runs_with_and_where_each_came_from(capsys):
+    """The parameters cell shows ``None`` for most values: the first output is the resolved profile,
+    as a table."""
+    import dataclasses
+
+    injected = '# Parameters\nprofile = "laptop"\nepochs = 3\n'
+    namespace = {"In": ["", injected], "profile": "laptop", "epochs": 3}
+    values = profile_from_globals("02_training", namespace)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "02_training: the values this run uses, profile laptop"
+    rows = {line.split()[0]: line.split(None, 1)[1] for line in lines[3:]}
+    assert set(rows) == {f.name for f in dataclasses.fields(values)} - {"profile", "rehearse"}
+    assert rows["epochs"].split() == ["3", "this", "run's", "parameters"]
+    assert rows["dataset"].split() == ["imagenette", "profile", "laptop"]
+    assert rows["seed"].split() == ["0", "default", "(smoke)"]
+    rehearsed = profile_from_globals("02_training", dict(
+        namespace, rehearse=True, In=namespace["In"] + ['# Parameters\nrehearse = True\n']))
+    text = capsys.readouterr().out
+    image_size = next(line for line in text.splitlines() if line.startswith("image_size")).split()
+    assert "(REHEARSAL" in text
+    assert image_size == ["image_size", str(rehearsed.image_size), "rehearsal"]
+
+
+def test_in_jupyter_the_profile_is_an_html_table_with_a_text_twin(monkeypatch):
+    import IPython
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    monkeypatch.setattr(IPython.display, "display", lambda bundle, raw: shown.append((bundle, raw)))
+    values = profile_from_globals("08_report", {"In": [], "plan": "laptop"})
+    [(bundle, raw)] = shown
+    assert raw and set(bundle) == {"text/html", "text/plain"} and values.plan == "laptop"
+    assert "<table>" in bundle["text/html"]
+    assert "<code>plan</code></td><td>laptop</td>" in bundle["text/html"]
+    assert bundle["text/plain"].splitlines()[3].split()[:2] == ["plan", "laptop"]

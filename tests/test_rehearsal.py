@@ -59,3 +59,46 @@ def test_rehearsal_runs_every_notebook_and_claims_nothing(plan, rehearsals):
         conditions = notebook["results"]["training"]["conditions"]
         assert conditions["rehearsal"] is True and conditions["steps_per_epoch"] == 2
         assert conditions["processes"] == (2 if plan == "full" else 1)  # the full plan trains through torchrun
+
+
+def test_the_laptop_rehearsal_publishes_and_its_book_builds(rehearsals, tmp_path):
+    """What the repository does with the laptop run, on its rehearsal (a real run directory, every
+    notebook executed): publish it (every page valid for GitHub: notebooks, links, images; no
+    progress-bar noise, no path of this machine), then build its book (every page there, every link
+    and image resolving, nothing loaded from the web)."""
+    import nbformat
+
+    from reproduce.book import build_book
+    from reproduce.publish import publish
+    from reproduce.sitecheck import check_publication, check_site, external_references
+    from reproduce.tidy import PathScrubber
+
+    runs_dir, _ = rehearsals
+    run = runs_dir / "laptop-rehearsal"
+    names = [e.name for e in load_plan("laptop").entries]
+    folder = publish(run, tmp_path / "published").parent
+    this_machine = PathScrubber([run, runs_dir], [ROOT, tmp_path], run.name)
+    assert check_publication(folder, this_machine) == []
+    assert sorted(p.stem for p in folder.glob("*.ipynb")) == sorted(names)
+    index = (folder / "README.md").read_text()
+    listed = [line.split("](")[1].split(".ipynb")[0]
+              for line in index.splitlines() if ".ipynb)" in line]
+    assert listed == names
+    report = (folder / "report.md").read_text()
+    figures = [line.split("](")[1].rstrip(")")
+               for line in report.splitlines() if line.startswith("![")]
+    assert len(figures) >= 8 and all((folder / f).is_file() for f in figures)
+    for name in names:
+        nb = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+        nbformat.validate(nb)
+        outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+        assert not any("\r" in o.text for o in outputs if o.output_type == "stream"), name
+        first = outputs[0]  # the values the notebook ran with
+        shown = first["data"]["text/html"]
+        assert "the values this run uses, profile laptop (REHEARSAL" in shown, name
+    book = build_book(folder, tmp_path / "book").parent
+    pages = ["index.html", "run.html", "paper.html", "benchmarks.html", "search.html",
+             *(f"{n}.html" for n in names)]
+    assert check_site(book, pages, this_machine) == []
+    assert "<img" in (book / "07_faster_training.html").read_text()
+    assert external_references(book)["load"] == set()  # it works offline

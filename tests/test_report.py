@@ -138,7 +138,7 @@ def test_smoke_report_has_every_section_a_toc_and_claims_nothing_comparable(tmp_
 def test_a_full_imagenet_training_with_the_paper_settings_is_comparable(tmp_path):
     run = write_run(tmp_path / "full", "full", "imagenet")
     text = build_report("full", "", list(SECTIONS), run, draw=False).markdown()
-    table7 = next(row for row in glance_rows(text) if row.startswith("| Table 7 |"))
+    table7 = next(row for row in glance_rows(text) if row.startswith("| Table 7:"))
     assert "| **yes** |" in table7 and "**agrees**" in table7 and "83.9%" in table7 and "83.1%" in table7
     assert "Not a reproduction" not in text
 
@@ -149,7 +149,7 @@ def test_a_full_run_missing_a_condition_is_not_comparable(tmp_path):
     payload["results"]["training"]["conditions"]["schedule"] = None  # a fixed-size run is not Table 7's setting
     (run / "02_training.json").write_text(json.dumps(payload))
     table7 = next(row for row in glance_rows(build_report("full", "", list(SECTIONS), run, draw=False).markdown())
-                  if row.startswith("| Table 7 |"))
+                  if row.startswith("| Table 7:"))
     assert "no (schedule not recorded)" in table7
 
 
@@ -164,7 +164,7 @@ def test_a_full_run_at_another_global_batch_or_with_cached_crops_is_not_comparab
     payload["results"]["training"]["conditions"][field] = value
     (run / "02_training.json").write_text(json.dumps(payload))
     table7 = next(row for row in glance_rows(build_report("full", "", list(SECTIONS), run, draw=False).markdown())
-                  if row.startswith("| Table 7 |"))
+                  if row.startswith("| Table 7:"))
     assert reason in table7
 
 
@@ -231,3 +231,56 @@ def test_the_report_names_its_glance_rows_and_a_comparison_names_its_curves(tmp_
     assert plots.comparison_curve(comparison, "progressive", 0) is comparison.curves["progressive-s0"]
     ax = plots.plot_progressive_comparison(comparison)
     assert len(ax.lines) == len(comparison.rows) + 1  # one curve per run, and chance
+
+
+def test_the_glance_table_puts_claim_paper_ours_and_verdict_first_and_folds_the_rest(tmp_path):
+    """The complaint: the verdict behind a horizontal scroll, after the wide conditions column."""
+    run = write_run(tmp_path / "laptop", "laptop", "imagenette")
+    report = build_report("laptop", "", list(SECTIONS), run, draw=False)
+    header = next(line for line in report.markdown().splitlines() if line.startswith("| claim |"))
+    assert header.split(" | ")[:4] == ["| claim", "paper's number", "ours", "verdict"]
+    rows = glance_rows(report.markdown())
+    long = [row for row in rows if "350 epochs" in row]  # a training's conditions: folded
+    assert long and all("<details><summary>" in row.rsplit(" | ", 2)[-1] for row in long)
+    html = report.html()
+    glance = html.split('id="at-a-glance"')[1].split("</table>")[0]
+    assert glance.index(">verdict<") < glance.index(">conditions<")
+    assert "<details><summary>" in glance
+    assert "Table 6: progressive learning settings (paper section 5.1)" in report.markdown()
+
+
+def test_the_report_finds_the_results_of_every_notebook_that_writes_them(tmp_path):
+    """Derived from the notebooks themselves: each one that saves results (all but the report, which
+    builds it) has a section, and a run directory holding their results has every one found
+    (notebook 08 once globbed 01-06)."""
+    import nbformat
+
+    from reproduce.report import results_found
+
+    writers = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        code = "\n".join(c.source for c in cells if c.cell_type == "code")
+        if "save_results(" in code and "build_report(" not in code:
+            writers.append(path.stem)
+    plans = {e.name for p in ("smoke", "laptop", "quick", "full") for e in load_plan(p).entries}
+    assert len(writers) >= 7 and set(writers) <= plans
+    assert set(writers) <= set(SECTIONS)
+    for name in writers:
+        (tmp_path / f"{name}.json").write_text("{}")
+    assert results_found(tmp_path) == [name for name in SECTIONS if name in writers]
+
+
+def test_the_report_notebook_records_the_runs_device(tmp_path):
+    from reproduce.report import run_device
+
+    run = write_run(tmp_path / "quick", "quick", "imagenette")
+    assert run_device(run, list(SECTIONS)) == "cpu"
+    for name in ("02_training", "04_nas", "05_progressive_learning", "07_faster_training"):
+        payload = json.loads((run / f"{name}.json").read_text())
+        for result in payload["results"].values():
+            result["conditions"]["device"] = "cuda:0"
+        (run / f"{name}.json").write_text(json.dumps(payload))
+    # 4 notebooks of 7 (the other 3, with 6 results, on the cpu)
+    assert run_device(run, list(SECTIONS)) == "cuda:0"
+    assert run_device(tmp_path / "nothing", list(SECTIONS)) == "cpu"

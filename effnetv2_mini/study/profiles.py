@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from ..paper.progressive import VARIANTS
 
 __all__ = ["PROFILES", "NOTEBOOKS", "NotebookProfile", "notebook_profile", "profile_from_globals", "parameter_names",
-           "check_value", "ParameterError"]
+           "check_value", "ParameterError", "value_sources"]
 
 
 class ParameterError(ValueError):
@@ -398,7 +398,9 @@ def notebook_profile(notebook: str, profile: str | None = None, rehearse: bool =
 def profile_from_globals(notebook: str, namespace: dict):
     """:func:`notebook_profile` from a notebook's globals, after papermill injected its parameters. The names papermill
     injected (its cell starts with ``# Parameters``, IPython keeps the source in ``In``) must all be parameters
-    of the notebook: ``papermill -p epoch 2`` is an error here, not a warning lost in a log."""
+    of the notebook: ``papermill -p epoch 2`` is an error here, not a warning lost in a log. The
+    resolved values are shown as a table (:mod:`.showprofile`): the notebook's first output says
+    what it ran with."""
     known = parameter_names(notebook)
     unknown = sorted(_injected_names(namespace.get("In", [])) - set(known))
     if unknown:
@@ -408,7 +410,32 @@ def profile_from_globals(notebook: str, namespace: dict):
     values = {name: namespace[name] for name in known if name in namespace and name != "output_dir"}
     profile, rehearse = values.pop("profile", None), values.pop("rehearse", False)
     check_value(f"{notebook} parameter 'rehearse'", rehearse, bool)
-    return notebook_profile(notebook, profile, rehearse, **values)
+    result = notebook_profile(notebook, profile, rehearse, **values)
+    from .showprofile import show_profile
+
+    show_profile(notebook, result, value_sources(notebook, result, values))
+    return result
+
+
+def value_sources(notebook: str, result, overrides: dict) -> dict[str, str]:
+    """Where each value of ``result`` (from :func:`notebook_profile` with ``overrides``) came from:
+    the run's own parameters, its profile, the defaults (the smoke profile's) or the rehearsal's
+    shrinking."""
+    listed = PROFILES[result.profile][notebook]
+    plain = result
+    if result.rehearse:
+        plain = notebook_profile(notebook, result.profile, False, **overrides)
+    sources = {}
+    for name in (f.name for f in dataclasses.fields(result)):
+        if getattr(result, name) != getattr(plain, name):
+            sources[name] = "rehearsal"
+        elif overrides.get(name) is not None:
+            sources[name] = "this run's parameters"
+        elif name in listed:
+            sources[name] = f"profile {result.profile}"
+        else:
+            sources[name] = "default (smoke)"
+    return sources
 
 
 def _injected_names(history: list[str]) -> set[str]:

@@ -10,6 +10,7 @@ judging live in the library (:mod:`effnetv2_mini.study.claims`), so the notebook
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -19,10 +20,15 @@ from ..status import load_status
 from .document import Report, Section
 from .sections import COVERS, SECTIONS
 
-__all__ = ["build_report", "write_report", "Report", "Section", "SECTIONS"]
+__all__ = ["build_report", "write_report", "results_found", "run_device", "Report", "Section",
+           "SECTIONS"]
 
-GLANCE_COLUMNS = ["table", "statement", "paper", "ours", "conditions", "comparable", "verdict"]
-GLANCE_HEADERS = ["paper", "claim", "paper's number", "ours", "conditions", "comparable?", "verdict"]
+# What a reader looks for first (the claim, the paper's number, ours, the verdict), then the rest,
+# folded (a <details> per cell: "no" of "no (why)", the conditions' first items), so that every
+# verdict is on the first screen of a 1280 px window.
+GLANCE_COLUMNS = ["claim", "paper", "ours", "verdict", "comparable", "conditions"]
+GLANCE_HEADERS = ["claim", "paper's number", "ours", "verdict", "comparable?", "conditions"]
+GLANCE_FOLDED = ["comparable", "conditions"]
 
 
 def build_report(plan_name: str, description: str, notebooks: list[str], out_dir: Path, draw: bool = True) -> Report:
@@ -51,7 +57,7 @@ def _notebook_sections(name: str, out_dir: Path, status: dict) -> tuple[list[Sec
     path = out_dir / f"{name}.json"
     if not path.exists():
         state = status.get(name, {}).get("state", "not run")
-        return [], {}, {"table": COVERS[name], "statement": "", "ours": f"({name}: {state})"}
+        return [], {}, _missing_row(name, state)
     figures: dict = {}
     try:
         return SECTIONS[name](load_results(path), figures), figures, None
@@ -60,14 +66,21 @@ def _notebook_sections(name: str, out_dir: Path, status: dict) -> tuple[list[Sec
         return [Section(f"{name}: results that cannot be read", [
             ("quote", f"**{path.name} could not be turned into its section** ({problem}). Results written by an "
                       f"older version? Rerun the notebook: `python -m reproduce run PLAN --only {name} --force`.")])], {}, \
-            {"table": COVERS[name], "statement": "", "ours": f"({name}: unreadable results)"}
+            _missing_row(name, "unreadable results")
+
+
+def _missing_row(name: str, state: str) -> dict:
+    return {"table": COVERS[name], "statement": "", "claim": COVERS[name],
+            "ours": f"({name}: {state})"}
 
 
 def _glance_row(claim, seconds: float | None) -> dict:
     conditions = claim.conditions + (f"; notebook {seconds:.0f} s" if seconds is not None else "")
     comparable = "**yes**" if claim.comparable.label == "yes" else f"no ({claim.comparable.why})"
-    return {"table": claim.table, "statement": claim.statement, "paper": claim.paper, "ours": claim.ours,
-            "conditions": conditions, "comparable": comparable, "verdict": f"**{claim.verdict.label}**: {claim.verdict.why}"}
+    return {"table": claim.table, "statement": claim.statement,
+            "claim": f"{claim.table}: {claim.statement}", "paper": claim.paper, "ours": claim.ours,
+            "conditions": re.sub(r",(?=\S)", ", ", conditions),  # "v2_s,b4": a place to wrap
+            "comparable": comparable, "verdict": f"**{claim.verdict.label}**: {claim.verdict.why}"}
 
 
 def _head(glance: list[dict], notebooks: list[str], status: dict) -> list[Section]:
@@ -77,11 +90,12 @@ def _head(glance: list[dict], notebooks: list[str], status: dict) -> list[Sectio
                 f"(see `{status[n].get('output_notebook')}` and `{status[n].get('log')}`)"
                 for n in notebooks if status.get(n, {}).get("state") not in (None, "done")]
     return [Section("At a glance", [
-        ("p", "One row per claim of the paper: its number, ours, the conditions, whether ours was measured in the paper's "
-              "setting (**comparable?**, decided from the recorded conditions; anything missing or different is no), "
-              "and what ours says about the claim at our scale (**verdict**: agrees, contradicts, or no signal when the "
-              "effect is within its noise or at chance level)."),
-        ("table", glance, GLANCE_COLUMNS, GLANCE_HEADERS),
+        ("p", "One row per claim of the paper: its number, ours, what ours says about the claim at "
+              "our scale (**verdict**: agrees, contradicts, or no signal when the effect is within "
+              "its noise or at chance level), whether ours was measured in the paper's setting "
+              "(**comparable?**, decided from the recorded conditions; anything missing or "
+              "different is no) and the conditions (click to unfold)."),
+        ("table", glance, GLANCE_COLUMNS, GLANCE_HEADERS, GLANCE_FOLDED),
     ]), Section("Notebooks", [("table", rows, ["notebook", "state", "seconds"], ["notebook", "state", "seconds"])]
                 + ([("list", failures)] if failures else []))]
 
@@ -126,6 +140,32 @@ def _draw(drawers: dict) -> dict[str, bytes]:
         plt.close(figure)
         figures[name] = buffer.getvalue()
     return figures
+
+
+def results_found(out_dir: Path, notebooks: list[str] | None = None) -> list[str]:
+    """The notebooks (default: every notebook the report has a section for, in order) whose results
+    are in ``out_dir``."""
+    return [name for name in notebooks or SECTIONS if (Path(out_dir) / f"{name}.json").exists()]
+
+
+def run_device(out_dir: Path, notebooks: list[str]) -> str:
+    """The device the run's notebooks measured on: the one most of them recorded in their results'
+    conditions (a vote per notebook); ``cpu`` when none says."""
+    import json
+    from collections import Counter
+
+    devices = Counter()
+    for name in notebooks:
+        try:
+            payload = json.loads((Path(out_dir) / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        results = (payload.get("results") or {}).values() if isinstance(payload, dict) else ()
+        recorded = Counter((r.get("conditions") or {}).get("device")
+                           for r in results if isinstance(r, dict))
+        recorded.pop(None, None)
+        devices.update([recorded.most_common(1)[0][0]] if recorded else [])
+    return devices.most_common(1)[0][0] if devices else "cpu"
 
 
 def write_report(plan, out_dir: Path) -> Path:

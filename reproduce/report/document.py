@@ -1,7 +1,12 @@
 """The report as a document: sections made of a few kinds of blocks, rendered to Markdown and to one
 self-contained HTML page (a table of contents, figures embedded as PNG).
 
-    ("p", text)  ("quote", text)  ("list", [text, ...])  ("table", rows, columns, headers)  ("figure", name, caption)
+    ("p", text)  ("quote", text)  ("list", [text, ...])  ("figure", name, caption)
+    ("table", rows, columns, headers)  ("table", rows, columns, headers, folded)
+
+``folded``: columns whose long cells fold (a ``<details>``: the cell's start, the whole on a click),
+in HTML and in the Markdown (GitHub and MyST render the tags), so that the columns before them fit
+on the screen.
 
 Text may use the two pieces of Markdown the report needs inline: **bold** and `code`.
 """
@@ -27,7 +32,9 @@ class Section:
 
     @property
     def anchor(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
+        """GitHub's (and MyST's) id for the Markdown heading: lower case, punctuation dropped,
+        spaces to hyphens."""
+        return re.sub(r"[^\w\- ]", "", self.title.strip().lower()).replace(" ", "-")
 
 
 @dataclass
@@ -48,6 +55,23 @@ class Report:
             for block in section.blocks:
                 lines += _markdown_block(block) + [""]
         return "\n".join(lines)
+
+    def notebook_parts(self) -> list:
+        """The Markdown cut at its figures, each figure as its PNG bytes: what a notebook displays
+        (figures embedded, so that they show wherever the notebook is opened; no link to a file of
+        the machine that ran it). Without the contents line: a notebook's viewer lists the
+        headings, and an output's headings get other ids than a page's (MyST-NB, GitHub)."""
+        parts, text = [], []
+        for line in self.markdown().split("\n"):
+            figure = re.fullmatch(r"!\[.*\]\(figures/(.+)\.png\)", line)
+            if line.startswith("Contents: ["):
+                continue
+            if figure and figure.group(1) in self.figures:
+                parts += ["\n".join(text), self.figures[figure.group(1)]]
+                text = []
+            else:
+                text.append(line)
+        return parts + ["\n".join(text)]
 
     def html(self) -> str:
         """A self-contained page (figures embedded)."""
@@ -95,12 +119,38 @@ class Report:
         raise ValueError(f"unknown report block {kind!r}")
 
 
-def _html_table(rows, columns, headers) -> str:
+def _html_table(rows, columns, headers, folded=()) -> str:
     numeric = [all(isinstance(row.get(c), (int, float)) or row.get(c) is None for row in rows) for c in columns]
     head = "".join(f'<th class="{"num" if num else "text"}">{_e(h)}</th>' for h, num in zip(headers, numeric))
-    cells = "".join("<tr>" + "".join(f'<td class="{"num" if num else "text"}">{_inline(format_value(row.get(c)))}</td>'
-                                     for c, num in zip(columns, numeric)) + "</tr>" for row in rows)
+
+    def cell(row, column, num):
+        text = format_value(row.get(column))
+        shown = _folded(text) if column in folded else _inline(text)
+        return f'<td class="{"num" if num else "text"}">{shown}</td>'
+
+    cells = "".join("<tr>" + "".join(cell(row, c, num) for c, num in zip(columns, numeric))
+                    + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>"
+
+
+def _fold(text: str, keep: int = 32) -> str | None:
+    """The summary a long cell folds under: ``no`` of ``no (why)``, else its first items (up to
+    ``keep`` characters, cut at a comma) and an ellipsis; None for a cell short enough to show
+    whole."""
+    if len(text) <= keep + 8:
+        return None
+    word = re.fullmatch(r"(\S+) \(.*\)", text)
+    if word:
+        return word.group(1)
+    cut = text.rfind(", ", 0, keep)
+    return text[:cut if cut > 0 else keep] + " …"
+
+
+def _folded(text: str) -> str:
+    summary = _fold(text)
+    if summary is None:
+        return _inline(text)
+    return f"<details><summary>{_inline(summary)}</summary>{_inline(text)}</details>"
 
 
 def _markdown_block(block) -> list[str]:
@@ -112,9 +162,19 @@ def _markdown_block(block) -> list[str]:
     if kind == "list":
         return [f"- {item}" for item in block[1]]
     if kind == "table":
-        _, rows, columns, headers = block
+        rows, columns, headers = block[1:4]
+        folded = block[4] if len(block) > 4 else ()
+
+        def cell(row, column):
+            text = format_value(row.get(column))
+            summary = _fold(text) if column in folded else None
+            if summary is not None:
+                text = (f"<details><summary>{html.escape(summary, quote=False)}</summary>"
+                        f"{html.escape(text, quote=False)}</details>")
+            return text.replace("|", "\\|")
+
         return (["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-                + ["| " + " | ".join(format_value(row.get(c)).replace("|", "\\|") for c in columns) + " |" for row in rows])
+                + ["| " + " | ".join(cell(row, c) for c in columns) + " |" for row in rows])
     if kind == "figure":
         return [f"![{block[2]}](figures/{block[1]}.png)", "", f"*{block[2]}*"]
     raise ValueError(f"unknown report block {kind!r}")
