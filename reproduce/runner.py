@@ -28,6 +28,7 @@ from effnetv2_mini.data.datasets import loud_notice
 from effnetv2_mini.engine.checkpoint import atomic_write_json
 
 from . import runlock
+from .inputs import check_inputs, fell_back
 from .plans import ROOT, Plan, PlanEntry, notebook_parameters
 from .report import write_report
 from .runlock import Stopped
@@ -170,6 +171,9 @@ def run_plan(plan: Plan, only: list[str] | None = None, force: bool = False, dry
         todo += [entry] if force or state != "done" else []
         verb = "run " if force or state != "done" else "skip"
         print(f"  {verb} {entry.name:<28} {state:<11} {reason.splitlines()[0] if reason else ''}", file=stream)
+    for notice in check_inputs(todo, lambda e: _parameters(e, out_dir, data_root, device, False, dataset), data_root,
+                               dataset, rehearse):  # the data before anything runs, dry run included
+        print(notice, file=stream)
     if dry_run:
         return 0
     if rehearse:
@@ -218,11 +222,14 @@ def _run_entries(plan: Plan, todo: list[PlanEntry], out_dir: Path, status: dict,
                 status[entry.name] = interrupted.record
                 atomic_write_json(out_dir / "status.json", status, indent=2)
                 raise KeyboardInterrupt from None
+            notices = fallback_notices(out_dir / f"{entry.name}.json")
+            if not rehearse:  # data named on the command line must never turn into the built-in set
+                record = fell_back(record, notices, *overrides[::2])
             status[entry.name] = record
             atomic_write_json(out_dir / "status.json", status, indent=2)
             if rehearse and record["state"] == "done":
                 drop_checkpoints(out_dir)
-            for notice in fallback_notices(out_dir / f"{entry.name}.json"):
+            for notice in notices:
                 tqdm.write(f"  {entry.name}: {notice}", file=stream)
             if record["state"] != "done":
                 failures += 1

@@ -168,6 +168,32 @@ def test_sigterm_during_training_checkpoints_and_resumes_identically(tmp_path, s
     assert_same_run(tmp_path / "run", straight)
 
 
+@pytest.fixture(scope="module")
+def straight_accumulating(tmp_path_factory):
+    """The uninterrupted run with --accumulate 100: more than an epoch's 8 batches, so one step per epoch."""
+    out = tmp_path_factory.mktemp("straight_accumulating")
+    fit(config(out, accumulate=100))
+    return out
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_at_the_next_batch_when_accumulate_exceeds_the_epoch(tmp_path, straight_accumulating,
+                                                                            signal_name):
+    """--accumulate 100 on epochs of 8 batches: a stop was honoured only at `batches_done % accumulate == 0`, never
+    reached, so SIGTERM and Ctrl-C were ignored and the run trained on. Now it stops after the batch in progress,
+    the checkpoint keeps the gradients accumulated so far, and the resumed run ends bit for bit as the straight one."""
+    run_config = config(tmp_path / "run", accumulate=100)
+    child = run_child(run_config, at_call=STEPS + 2, signal=signal_name)
+    assert child.returncode != 0, child.stdout + child.stderr
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (saved["epoch"], saved["batches_done"], saved["finished"]) == (1, 2, False), child.stderr[-2000:]
+    assert {k: saved["accumulation"][k] for k in ("batches", "accumulate", "kept")} == {
+        "batches": 2, "accumulate": 100, "kept": "gradients"}
+    assert saved["accumulation"]["gradients"].keys() <= saved["model"].keys()
+    fit(run_config)
+    assert_same_run(tmp_path / "run", straight_accumulating)
+
+
 def partial_files(folder):
     return list(folder.glob("*.tmp")) + list(folder.glob(f".*{TEMP_SUFFIX}"))
 

@@ -68,6 +68,9 @@ class RunState:
     best_top1: float = -1.0
     elapsed: float = 0.0  # training seconds so far
     partial: dict = field(default_factory=lambda: {"loss_sum": 0.0, "seen": 0, "skipped": 0})
+    # a stop between two optimizer steps (gradient accumulation): the gradients of the batches trained since the
+    # last step, kept so that the resumed run adds the rest of the group to them (engine.loop._pending_gradients)
+    accumulation: dict | None = None
 
 
 @dataclass(kw_only=True)
@@ -285,7 +288,8 @@ def _restore(run: Run, checkpoint: dict, changed: list[str] = ()) -> None:
         run.ema.load_state_dict(checkpoint["ema"])
     set_rng_state(checkpoint["rng"])
     run.state = RunState(epoch=checkpoint["epoch"], batches_done=checkpoint["batches_done"],
-                         best_top1=checkpoint["best_top1"], elapsed=checkpoint["elapsed"], partial=checkpoint["partial_epoch"])
+                         best_top1=checkpoint["best_top1"], elapsed=checkpoint["elapsed"], partial=checkpoint["partial_epoch"],
+                         accumulation=checkpoint.get("accumulation"))
     if run.info.main and not run.config.quiet:
         print(f"resuming {run.out} at epoch {run.state.epoch + 1}, batch {run.state.batches_done}")
 
@@ -343,7 +347,7 @@ def _payload(run: Run, finished: bool) -> dict:
             "ema": run.ema.state_dict() if run.ema is not None else {}, "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "epoch": state.epoch,
             "batches_done": state.batches_done, "best_top1": state.best_top1, "elapsed": state.elapsed,
-            "rng": rng_state(), "finished": finished,
+            "rng": rng_state(), "finished": finished, "accumulation": state.accumulation,
             "summary": summarize_metrics(run.out, state.best_top1, state.elapsed) if finished else {},
             "model_name": run.config.model, "model_overrides": dict(run.config.model_overrides),
             "num_classes": run.data.num_classes, "classes": run.data.class_names, "eval_size": run.config.eval_size,
