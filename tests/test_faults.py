@@ -550,3 +550,104 @@ def test_an_interrupted_progressive_run_resumed_without_its_schedule_is_refused(
         fit(config(out))
     fit(config(out), schedule=schedule)  # its own command resumes it
     assert [row["image_size"] for row in metrics(out)] == [16, 24, 32]
+
+
+# ---- what a resume changes is recorded, or refused -------------------------------------------------------------
+
+def test_every_setting_is_checked_on_resume_or_free_by_design():
+    """Each TrainConfig field is either compared on resume (refused, or recorded with --resume-with-changes) or listed
+    as changing nothing trained or recorded: a new field must be put in one of the two."""
+    from effnetv2_mini.engine.rundir import FIXED_FIELDS, FREE_FIELDS, IDENTITY_FIELDS
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(IDENTITY_FIELDS) | set(FREE_FIELDS) == fields and not set(IDENTITY_FIELDS) & set(FREE_FIELDS)
+    assert set(FIXED_FIELDS) <= set(IDENTITY_FIELDS)
+
+
+def recorded(out) -> dict:
+    return json.loads(Path(out, "config.json").read_text())
+
+
+def test_an_fp32_run_resumed_with_amp_is_refused_or_recorded_from_the_batch_it_took_effect(tmp_path, capsys):
+    """The issue: an fp32 run resumed with --amp trained its later batches in bf16 while config.json said amp: true
+    for the whole run. Now the plain resume is refused, and --resume-with-changes records where amp began; a later
+    plain resume keeps that record (it used to drop every "changes" entry)."""
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(out), stop_after_steps=3)
+    with pytest.raises(ValueError, match=r"different settings \(amp: None -> True\).*add --resume-with-changes"):
+        fit(config(out, amp=True))
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(out, amp=True, resume_with_changes=True), stop_after_steps=STEPS + 1)
+    entry = {"at_epoch": 0, "at_batch": 3, "fields": {"amp": [False, True]}}  # effective values: fp32, then bf16
+    assert recorded(out)["changes"] == [entry] and recorded(out)["amp"] is True
+    fit(config(out, amp=True, resume_with_changes=True))  # nothing changes now: the record stays as it is
+    assert recorded(out)["changes"] == [entry]
+    assert [row["epoch"] for row in metrics(out)] == [1, 2, 3]
+
+
+def test_a_progressive_run_resumed_without_its_schedule_records_the_loss_of_it(tmp_path):
+    """The issue: under --resume-with-changes a progressive run resumed without its schedule lost "progressive" from
+    config.json with no "changes" entry. Now the old schedule is in the entry, with the epoch it stopped applying."""
+    from effnetv2_mini.paper.progressive import linear_schedule
+
+    out = tmp_path / "run"
+    schedule = linear_schedule(3, 3, (16, 32), 32, source="test")
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(out), schedule=schedule, stop_after_steps=STEPS + 2)
+    before = recorded(out)["progressive"]
+    fit(config(out, resume_with_changes=True))
+    record = recorded(out)
+    assert "progressive" not in record
+    (entry,) = record["changes"]
+    assert (entry["at_epoch"], entry["at_batch"]) == (1, 2)
+    assert entry["fields"]["progressive"] == [before, None]
+    assert [row["image_size"] for row in metrics(out)] == [16, 32, 32]
+
+
+def test_a_run_resumed_on_another_device_records_it(tmp_path, capsys):
+    """A resume on another machine (here: config.json says the first epochs ran on cuda:0) is not refused, as the
+    same command is rerun; the effective device is recorded as a change from the epoch it took over, and said."""
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(out), stop_after_steps=STEPS + 2)
+    moved = recorded(out)
+    (out / "config.json").write_text(json.dumps(dict(moved, device="cuda:0")))
+    fit(config(out))
+    assert recorded(out)["changes"] == [{"at_epoch": 1, "at_batch": 2, "fields": {"device": ["cuda:0", "cpu"]}}]
+    assert "resuming with other runtime settings (device: 'cuda:0' -> 'cpu') from epoch 2" in capsys.readouterr().err
+
+
+def test_kill_9_with_loader_workers_frees_the_run_directory_at_once(tmp_path):
+    """kill -9 of a training with --workers 2: its orphaned loader workers shared the lock file and held the flock for
+    seconds, so the rerun said "in use by another training (pid N)" with N dead. Now forked children close their
+    copy: the lock is free as soon as the training is gone, while its workers still live, and the rerun resumes."""
+    import fcntl
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "effnetv2_mini.cli", "train", "--model", "demo_v2_tiny", "--dataset", "synthetic",
+               "--image-size", "32", "--train-samples", "128", "--batch-size", "16", "--recipe", "simple",
+               "--workers", "2", "--epochs", "40", "--quiet", "--device", "cpu", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    training = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 or not (out / ".lock").exists() or "pid" not in (out / ".lock").read_text():
+            assert time.monotonic() < deadline and training.poll() is None, "the training did not start its workers"
+            workers = psutil.Process(training.pid).children()
+            time.sleep(0.2)
+        training.kill()
+        training.wait()
+        assert any(_alive(w) for w in workers), "the workers were gone before the lock could be checked"
+        with open(out / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while an orphan held it
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        rerun = subprocess.run([*command[:command.index("--epochs") + 1], "1", *command[command.index("--epochs") + 2:],
+                                "--resume-with-changes"], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=240)
+        assert rerun.returncode == 0 and "in use" not in rerun.stderr, rerun.stderr[-2000:]
+    finally:
+        for process in [*workers, training]:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                process.kill()
