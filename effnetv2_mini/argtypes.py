@@ -23,7 +23,7 @@ import numbers
 __all__ = ["MAX_IMAGE_SIZE", "MAX_MIX_ALPHA", "Rule", "POSITIVE_INT", "NON_NEGATIVE_INT", "IMAGE_SIZE",
            "POSITIVE_FLOAT", "NON_NEGATIVE_FLOAT", "FINITE_FLOAT", "FRACTION", "MIX_ALPHA", "check", "arg", "positive_int",
            "non_negative_int", "image_size", "positive_float", "non_negative_float", "finite_float", "fraction", "mix_alpha",
-           "model_name", "unique"]
+           "model_name", "unique", "data"]
 
 # The paper's largest image is 512 px; far larger sizes only fail later, in the allocator, after a whole epoch.
 MAX_IMAGE_SIZE = 2048
@@ -116,3 +116,15 @@ def unique(parser: argparse.ArgumentParser, option: str, values: list) -> list:
     if repeated:
         parser.error(f"argument {option}: {', '.join(map(str, repeated))} given more than once; give each once")
     return values
+
+
+def data(parser: argparse.ArgumentParser, dataset: str, data_root: str | None) -> None:
+    """Refuse (``parser.error``, exit 2) a data set that training could not read: an unknown name, a missing, empty
+    or file ``--data-root``, a tree without images or of one class (effnetv2_mini.data.datasets.check_data)."""
+    from .data.datasets import check_data
+
+    try:
+        check_data(dataset, data_root)
+    except (OSError, ValueError, RuntimeError) as error:
+        root = f" --data-root {data_root}" if data_root is not None else ""
+        parser.error(f"--dataset {dataset}{root}: {error}")

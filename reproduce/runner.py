@@ -119,21 +119,25 @@ def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict, environment: di
 
 def stop_tree(process: subprocess.Popen, grace: float) -> None:
     """Stop papermill, its kernel (which jupyter starts in a session of its own) and the kernel's data-loader
-    workers: SIGINT first, so that a training saves its checkpoint at the next batch boundary, then SIGKILL to
-    whatever is left after ``grace`` seconds."""
+    workers. SIGINT goes to the kernel and its children, not to papermill: a training in the kernel finishes its
+    batch and writes its checkpoint, the cell ends with KeyboardInterrupt, and papermill saves the notebook and
+    exits on its own (a SIGINT to papermill made it tear the kernel down at once, before that checkpoint: the log
+    ended in ZMQError and the rerun redid the epoch). Whatever is left after ``grace`` seconds gets SIGKILL."""
     import psutil
 
     try:
-        tree = psutil.Process(process.pid).children(recursive=True) + [psutil.Process(process.pid)]
+        root = psutil.Process(process.pid)
+        tree = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        tree = []
-    for member in tree:
+        root, tree = None, []
+    for member in tree[1:] or tree:  # no kernel yet: papermill itself
         try:
             member.send_signal(signal.SIGINT)
         except psutil.NoSuchProcess:
             pass
     try:
-        _, alive = psutil.wait_procs(tree, timeout=grace)
+        psutil.wait_procs(tree[:1], timeout=grace)  # papermill ends once the kernel's cell has stopped
+        _, alive = psutil.wait_procs(tree, timeout=5 if tree and not root.is_running() else 0)
     except (KeyboardInterrupt, Stopped):  # a second Ctrl-C or signal: no more grace, and still a record of the stop
         alive = tree
     for member in alive:

@@ -392,6 +392,59 @@ def test_a_signal_to_the_runner_records_interrupted_and_leaves_no_process(tmp_pa
                     process.kill()
 
 
+TRAINING = textwrap.dedent("""
+    import pathlib, time
+    import torch
+    from effnetv2_mini.engine.config import TrainConfig
+    from effnetv2_mini.engine.loop import fit
+
+    torch.set_num_threads(1)
+
+    def on_epoch_start(epoch, model, loader, mixer):  # a slow step, as a large model's: 0.4 s per training batch
+        if epoch == 1 and not getattr(model, "_slow", False):
+            model.register_forward_pre_hook(lambda module, inputs: time.sleep(0.4) if module.training else None)
+            model._slow = True
+            pathlib.Path(out, "epoch2").touch()
+
+    fit(TrainConfig(model="demo_v2_tiny", dataset="synthetic", epochs=3, batch_size=16, image_size=32,
+                    recipe="simple", workers=0, synthetic={"num_samples": 512}, out_dir=out, device="cpu"),
+        on_epoch_start=on_epoch_start)
+""")
+
+
+def test_sigterm_to_the_runner_lets_the_kernels_training_checkpoint_at_the_next_batch(tmp_path):
+    """docs/reliability.md said a SIGTERM to the runner makes a training notebook save a checkpoint at the next batch;
+    papermill, signalled too, tore the kernel down first (the log ended in ZMQError) and the rerun redid the epoch
+    from its start. Now only the kernel is signalled: its training finishes the batch and checkpoints mid-epoch."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "train.ipynb", 'output_dir = "out"\nout = ""', TRAINING)
+    out = tmp_path / "run"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f'name: t\nnotebooks:\n  - name: train\n    parameters: {{out: "{out}"}}\n')
+    script = (f"from reproduce.plans import load_plan; from reproduce.runner import run_plan; "
+              f"run_plan(load_plan({str(plan)!r}, notebooks_dir={str(notebooks)!r}), runs_dir={str(tmp_path)!r})")
+    batch = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "epoch2").exists():
+            assert time.monotonic() < deadline and batch.poll() is None, "the training did not reach epoch 2"
+            time.sleep(0.2)
+        time.sleep(1.0)  # a batch or two into epoch 2
+        os.kill(batch.pid, signal.SIGTERM)
+        batch.communicate(timeout=120)
+    finally:
+        if batch.poll() is None:
+            batch.kill()
+    saved = load_checkpoint(out / "last.pt")
+    assert saved["epoch"] == 1 and saved["batches_done"] >= 1, (saved["epoch"], saved["batches_done"])
+    log = (tmp_path / "t" / "logs" / "train.log").read_text()
+    assert f"interrupted: checkpoint written to {out / 'last.pt'}" in log and "ZMQError" not in log, log[-3000:]
+    record = json.loads((tmp_path / "t" / "status.json").read_text())["train"]
+    assert record["state"] == "interrupted" and "SIGTERM" in record["error"]
+
+
 # ---- NAS workers -----------------------------------------------------------------------------------------------
 
 def test_two_nas_workers_with_one_seed_never_train_one_candidate_twice(tmp_path):

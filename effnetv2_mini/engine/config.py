@@ -32,7 +32,8 @@ from ..argtypes import (
 from ..data.datasets import is_built_in
 from ..paper.recipe import RECIPES
 
-__all__ = ["TrainConfig", "config_from_dict", "ema_decay_per_step", "global_batch", "MAX_IMAGE_SIZE"]
+__all__ = ["TrainConfig", "config_from_dict", "ema_decay_per_step", "global_batch", "MAX_IMAGE_SIZE",
+           "surely_mistaken"]
 
 
 @dataclass
@@ -159,6 +160,29 @@ def _validate(config: TrainConfig) -> None:
     if not str(config.out_dir).strip():
         raise ValueError("out_dir is empty: name the run directory (CLI: --out runs/NAME); an empty name would write "
                          "the run's files into the current folder")
+
+
+# Peak learning rates above these are surely a mistake (a warning, not an error: row 19 of docs/reliability.md
+# trains one on purpose). The recipes' largest peak is 0.016 x 4096 / 256 = 0.256 (RMSProp at the paper's batch);
+# large-batch SGD (Goyal et al. 2017) peaks at 0.1 x 8192 / 256 = 3.2.
+LR_SURELY_WRONG = {"rmsprop": 1.0, "adamw": 1.0, "sgd": 10.0}
+
+
+def surely_mistaken(config: TrainConfig, world: int, peak_lr: float, steps_per_epoch: int) -> list[str]:
+    """Legal values that are surely a mistake, as warnings: a peak learning rate far above any recipe's, and more
+    batches accumulated per optimizer step than an epoch holds (each step then sees one epoch, while the learning
+    rate and the EMA are scaled for the nominal global batch)."""
+    found = []
+    if peak_lr > LR_SURELY_WRONG.get(config.optimizer, 1.0):
+        found.append(f"the peak learning rate {peak_lr:g} ({config.optimizer}) is far above any recipe's (0.256 at the "
+                     "paper's batch of 4096): the run will diverge or learn nothing. Check --lr, --base-lr and "
+                     "--accumulate (the lr follows the global batch)")
+    if config.accumulate > steps_per_epoch:
+        found.append(f"--accumulate {config.accumulate} exceeds the {steps_per_epoch} batches of an epoch: each "
+                     f"optimizer step sees one epoch ({steps_per_epoch * config.batch_size * world} images), while "
+                     f"the learning rate and EMA are scaled for a global batch of {global_batch(config, world)}. "
+                     f"Use --accumulate {steps_per_epoch} or less")
+    return found
 
 
 def config_from_dict(values: dict) -> TrainConfig:

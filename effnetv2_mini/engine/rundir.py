@@ -38,7 +38,7 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
-from .config import TrainConfig, ema_decay_per_step, global_batch
+from .config import TrainConfig, ema_decay_per_step, global_batch, surely_mistaken
 from .devices import device_name, speed_defaults
 from .distributed import DistInfo, setup
 from .errors import TrainingDiverged
@@ -368,6 +368,10 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
                "sync_bn_active": any(isinstance(m, nn.SyncBatchNorm) for m in run.model.modules()),
                "train_images": len(run.data.train_set), "val_images": len(run.data.val_set), **(extra_config or {})}
     _record_changes(run, payload, "changes" in (extra_config or {}))
+    warnings = surely_mistaken(config, run.info.world, payload["peak_lr"], run.steps_per_epoch)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    payload.update({"warnings": warnings} if warnings else {})
     for stale in run.out.glob(f".*{TEMP_SUFFIX}"):
         stale.unlink(missing_ok=True)  # a partial write of a killed process (kill -9 while saving)
     atomic_write_json(run.out / "config.json", payload, indent=2, default=str)

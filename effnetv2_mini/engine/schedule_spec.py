@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from ..argtypes import MAX_MIX_ALPHA, MIX_ALPHA
 from ..paper.configs import get_config
 from ..paper.progressive import PAPER_TABLE_6, ProgressiveSchedule, linear_schedule, schedule_preset, variant
 
@@ -81,6 +82,8 @@ def _check_range(key: str, value, token: str) -> None:
         raise ValueError(f"--progressive: {token!r}: values must be >= 0")
     if key == "dropout" and any(v >= 1 for v in values):
         raise ValueError(f"--progressive: {token!r}: a dropout rate must be below 1")
+    if key == "mixup" and any(v > MAX_MIX_ALPHA for v in values):
+        raise ValueError(f"--progressive: {token!r}: a mixup alpha must be {MIX_ALPHA.meaning}")
 
 
 def _int_pair(pair: tuple[float, float]) -> tuple[int, int]:
