@@ -13,7 +13,14 @@ import torch
 from torch.utils.data import BatchSampler, RandomSampler
 
 from effnetv2_mini import build_model
-from effnetv2_mini.argtypes import data, image_size, model_name, non_negative_float, non_negative_int, positive_int
+from effnetv2_mini.argtypes import (
+    data,
+    image_size,
+    model_name,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 from effnetv2_mini.data.datasets import get_dataset
 from effnetv2_mini.data.devicedecode import DevicePipeline, SeededEncoded, collate_encoded, encoded_images
 from effnetv2_mini.data.loaders import SeededDataset, SeededSampler, make_loader, shutdown
@@ -26,7 +33,8 @@ parser.add_argument("--model", type=model_name, default="efficientnetv2_s")
 parser.add_argument("--sizes", type=image_size, nargs="+", default=[128, 192, 256])
 parser.add_argument("--workers", type=non_negative_int, default=16)
 parser.add_argument("--batch", type=positive_int, default=256)
-parser.add_argument("--batches", type=positive_int, default=30, help="timed batches per figure (after one warm-up batch)")
+parser.add_argument("--batches", type=positive_int, default=30,
+                    help="timed batches per figure (after one warm-up batch)")
 parser.add_argument("--magnitude", type=non_negative_float, default=10.0)
 parser.add_argument("--device", default="cuda")
 args = parser.parse_args()

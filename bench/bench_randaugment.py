@@ -50,8 +50,10 @@ def main(argv=None) -> None:
     parser.add_argument("--data-root", required=True, help="a class-per-folder tree with a train/ split")
     parser.add_argument("--dataset", default="imagefolder", choices=("imagefolder", "imagenette", "imagenet"))
     parser.add_argument("--sizes", type=image_size, nargs="+", default=[64, 96, 128])
-    parser.add_argument("--magnitudes", type=non_negative_float, nargs="+", default=[5.0, 10.0, 15.0])
-    parser.add_argument("--images", type=positive_int, default=300, help="decoded images each figure transforms")
+    parser.add_argument("--magnitudes", type=non_negative_float, nargs="+",
+                        default=[5.0, 10.0, 15.0])
+    parser.add_argument("--images", type=positive_int, default=300,
+                        help="decoded images each figure transforms")
     parser.add_argument("--rounds", type=positive_int, default=5)
     args = parser.parse_args(argv)
     data(parser, args.dataset, args.data_root)

@@ -95,7 +95,8 @@ def break_even_images(compile_s: float, compiled_rate: float, eager_rate: float)
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=model_name, default="efficientnetv2_s", help="ours; torchvision's twin is looked up")
+    parser.add_argument("--model", type=model_name, default="efficientnetv2_s",
+                        help="ours; torchvision's twin is looked up")
     parser.add_argument("--image-size", type=image_size, default=128)
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--rounds", type=positive_int, default=7)

@@ -21,8 +21,8 @@ import dataclasses
 import os
 import sys
 
-# option types, checked at the edge with the option named in the error: the same checks as the bench/
-# scripts' and TrainConfig's
+# option types, checked at the edge with the option named in the error: the same checks as the
+# bench/ scripts' and TrainConfig's
 from .argtypes import (
     finite_float,
     fraction,
@@ -181,7 +181,8 @@ def _add_models(sub) -> None:
 def _add_summary(sub) -> None:
     p = sub.add_parser("summary", help="Table-4-style stage summary of a model", formatter_class=_Formatter)
     p.add_argument("model", type=model_name, help="a model name (effnetv2 models lists them)")
-    p.add_argument("--image-size", type=image_size, help="input resolution (default: the model's eval size)")
+    p.add_argument("--image-size", type=image_size,
+                   help="input resolution (default: the model's eval size)")
     p.set_defaults(func=_summary)
 
 
@@ -333,7 +334,8 @@ def _add_nas(sub) -> None:
     p.add_argument("--recipe", choices=["paper", "code", "simple"], default="simple", help="proxy training recipe")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading worker processes")
-    p.add_argument("--w", type=finite_float, default=-0.07, help="exponent of the normalized step time")
+    p.add_argument("--w", type=finite_float, default=-0.07,
+                   help="exponent of the normalized step time")
     p.add_argument("--v", type=finite_float, default=-0.05, help="exponent of the parameter count")
     p.add_argument("--top", type=positive_int, default=5, help="candidates to print")
     p.set_defaults(func=_nas)
@@ -346,8 +348,10 @@ def _add_nas_summary(sub) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/nas.db)")
     p.add_argument("--study", default="nas", help="study name inside the storage")
     p.add_argument("--top", type=positive_int, default=5, help="candidates to print")
-    p.add_argument("--w", type=finite_float, help="re-rank with another exponent (default: the study's)")
-    p.add_argument("--v", type=finite_float, help="re-rank with another exponent (default: the study's)")
+    p.add_argument("--w", type=finite_float,
+                   help="re-rank with another exponent (default: the study's)")
+    p.add_argument("--v", type=finite_float,
+                   help="re-rank with another exponent (default: the study's)")
     p.set_defaults(func=_nas_summary)
 
 

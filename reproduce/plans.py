@@ -185,9 +185,11 @@ def _plan_entry(i: int, entry, notebooks: list, defaults: dict, plan_timeout: fl
     for key, value in merged.items():
         where = ("notebooks", i, "parameters", key) if key in parameters else ("defaults", key)
         _check_type(name, key, value, lambda message, where=where: fail(where, message))
-    _check_ranges(name, merged, lambda key, message: fail(
-        ("notebooks", i, "parameters", key) if key in parameters else ("defaults", key) if key else ("notebooks", i),
-        message))
+    def where(key):
+        return ("notebooks", i, "parameters", key) if key in parameters else \
+            ("defaults", key) if key else ("notebooks", i)
+
+    _check_ranges(name, merged, lambda key, message: fail(where(key), message))
     timeout = _timeout(entry.get("timeout", plan_timeout), ("notebooks", i, "timeout"), fail)
     return PlanEntry(name, nb_path, merged, timeout)
 
@@ -199,8 +201,9 @@ def _timeout(value, key_path, fail) -> float:
 
 
 def _check_ranges(notebook: str, parameters: dict, fail) -> None:
-    """The notebook's parameters through the checks its ``profile_from_globals`` cell makes (the command line's
-    ranges: ``epochs: -1`` fails here, before anything runs, not in the notebook's first cell)."""
+    """The notebook's parameters through the checks its ``profile_from_globals`` cell makes (the
+    command line's ranges: ``epochs: -1`` fails here, before anything runs, not in the notebook's
+    first cell)."""
     if notebook not in NOTEBOOKS:
         return
     given = {k: v for k, v in parameters.items() if k not in ("profile", "rehearse", "output_dir")}

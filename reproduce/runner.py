@@ -118,11 +118,12 @@ def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict, environment: di
 
 
 def stop_tree(process: subprocess.Popen, grace: float) -> None:
-    """Stop papermill, its kernel (which jupyter starts in a session of its own) and the kernel's data-loader
-    workers. SIGINT goes to the kernel and its children, not to papermill: a training in the kernel finishes its
-    batch and writes its checkpoint, the cell ends with KeyboardInterrupt, and papermill saves the notebook and
-    exits on its own (a SIGINT to papermill made it tear the kernel down at once, before that checkpoint: the log
-    ended in ZMQError and the rerun redid the epoch). Whatever is left after ``grace`` seconds gets SIGKILL."""
+    """Stop papermill, its kernel (which jupyter starts in a session of its own) and the kernel's
+    data-loader workers. SIGINT goes to the kernel and its children, not to papermill: a training in
+    the kernel finishes its batch and writes its checkpoint, the cell ends with KeyboardInterrupt,
+    and papermill saves the notebook and exits on its own (a SIGINT to papermill made it tear the
+    kernel down at once, before that checkpoint: the log ended in ZMQError and the rerun redid the
+    epoch). Whatever is left after ``grace`` seconds gets SIGKILL."""
     import psutil
 
     try:
@@ -136,7 +137,7 @@ def stop_tree(process: subprocess.Popen, grace: float) -> None:
         except psutil.NoSuchProcess:
             pass
     try:
-        psutil.wait_procs(tree[:1], timeout=grace)  # papermill ends once the kernel's cell has stopped
+        psutil.wait_procs(tree[:1], timeout=grace)  # papermill ends once the kernel's cell stops
         _, alive = psutil.wait_procs(tree, timeout=5 if tree and not root.is_running() else 0)
     except (KeyboardInterrupt, Stopped):  # a second Ctrl-C or signal: no more grace, and still a record of the stop
         alive = tree
@@ -175,8 +176,10 @@ def run_plan(plan: Plan, only: list[str] | None = None, force: bool = False, dry
         todo += [entry] if force or state != "done" else []
         verb = "run " if force or state != "done" else "skip"
         print(f"  {verb} {entry.name:<28} {state:<11} {reason.splitlines()[0] if reason else ''}", file=stream)
-    for notice in check_inputs(todo, lambda e: _parameters(e, out_dir, data_root, device, False, dataset), data_root,
-                               dataset, rehearse):  # the data before anything runs, dry run included
+    def parameters_of(entry):
+        return _parameters(entry, out_dir, data_root, device, False, dataset)
+
+    for notice in check_inputs(todo, parameters_of, data_root, dataset, rehearse):  # dry run too
         print(notice, file=stream)
     if dry_run:
         return 0

@@ -66,9 +66,10 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, work
 
 
 def test_gradient_accumulation_steps_once_per_group_scales_the_lr_and_resumes_exactly(tmp_path):
-    """accumulate=2 at batch 32: global batch 64 (lr 0.016 * 64 / 256 = 0.004), 4 optimizer steps per epoch of 8
-    batches; a stop request mid-group stops at the next batch (batch 3 of epoch 2) with the group's first batch's
-    gradients in the checkpoint, and the resumed run equals the uninterrupted one."""
+    """accumulate=2 at batch 32: global batch 64 (lr 0.016 * 64 / 256 = 0.004), 4 optimizer steps
+    per epoch of 8 batches; a stop request mid-group stops at the next batch (batch 3 of epoch 2)
+    with the group's first batch's gradients in the checkpoint, and the resumed run equals the
+    uninterrupted one."""
     options = dict(accumulate=2, ema_decay=0.9, ema_reference_batch=64)
     fit(tiny_config(tmp_path / "straight", **options))
     recorded = json.loads((tmp_path / "straight" / "config.json").read_text())

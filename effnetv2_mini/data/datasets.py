@@ -279,20 +279,22 @@ CACHEABLE = ("imagenette", "imagenet", "imagefolder")  # folder data sets that `
 
 
 def _data_root(name: str, root: str | Path | None) -> Path:
-    """``root`` as a path; None and the empty name are refused (``Path("")`` is the current folder)."""
+    """``root`` as a path; None and the empty name are refused (``Path("")`` is the current
+    folder)."""
     if root is None:
         raise ValueError(f"data set {name!r} needs a data root (CLI: --data-root DIR)")
     if not str(root).strip():
-        raise ValueError(f"the data root of {name!r} is empty (--data-root ''): name the folder holding the data "
-                         "set (an empty name would read the current folder)")
+        raise ValueError(f"the data root of {name!r} is empty (--data-root ''): name the folder "
+                         "holding the data set (an empty name would read the current folder)")
     return Path(root).expanduser()
 
 
 def check_data(name: str, root: str | Path | None, **options) -> None:
-    """Raise what training on ``name`` under ``root`` would raise, without downloading anything and without listing
-    every image of a large tree: an unknown name, a missing, empty or file data root, missing splits, class
-    folders without images, a tree of one class (a classifier of one class scores 100% whatever it learns).
-    ``options``: as :func:`get_dataset` (``size`` of Imagenette)."""
+    """Raise what training on ``name`` under ``root`` would raise, without downloading anything and
+    without listing every image of a large tree: an unknown name, a missing, empty or file data
+    root, missing splits, class folders without images, a tree of one class (a classifier of one
+    class scores 100% whatever it learns). ``options``: as :func:`get_dataset` (``size`` of
+    Imagenette)."""
     _check_name_and_split(name, "train")
     if is_built_in(name):
         return
@@ -313,15 +315,19 @@ def check_data(name: str, root: str | Path | None, **options) -> None:
         classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
         empty = [c for c in classes if not _holds_an_image(folder / c)]
         if not classes or empty:
-            what = f"class folders without images: {', '.join(empty[:5])}" if empty else "no class folders"
+            what = "no class folders"
+            if empty:
+                what = f"class folders without images: {', '.join(empty[:5])}"
             raise _not_found(name, path, f"{folder} holds {what}")
         if split == "train" and len(classes) < 2:
-            raise ValueError(f"{folder} holds one class folder ({classes[0]}): a classifier needs two classes or "
-                             "more (trained on one, it scores 100% whatever it learns); add the other classes' folders")
+            raise ValueError(f"{folder} holds one class folder ({classes[0]}): a classifier "
+                             "needs two classes or more (trained on one, it scores 100% whatever "
+                             "it learns); add the other classes' folders")
 
 
 def _holds_an_image(folder: Path) -> bool:
-    """True once one file with an image extension is found under ``folder`` (what ImageFolder reads)."""
+    """True once one file with an image extension is found under ``folder`` (what ImageFolder
+    reads)."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     for _, _, files in os.walk(folder, followlinks=True):

@@ -431,18 +431,21 @@ def _fits(value, annotation) -> bool:
     return isinstance(value, annotation)
 
 
-# Range checks: (fields, rule): the command line's rules (effnetv2_mini.argtypes) wherever a parameter is a
-# TrainConfig option too, so that a plan file or `papermill -p` gets what `effnetv2 train` gets. None is always
-# accepted here (the field's type says whether it may be None).
-_SIZES = ("image_size", "eval_size", "min_size", "max_size", "table3_image_size", "proxy_image_size",
-          "proxy_eval_size", "throughput_image_size", "scaling_image_size")
+# Range checks: (fields, rule): the command line's rules (effnetv2_mini.argtypes) wherever a
+# parameter is a TrainConfig option too, so that a plan file or `papermill -p` gets what `effnetv2
+# train` gets. None is always accepted here (the field's type says whether it may be None).
+_SIZES = ("image_size", "eval_size", "min_size", "max_size", "table3_image_size",
+          "proxy_image_size", "proxy_eval_size", "throughput_image_size", "scaling_image_size")
+_COUNTS = ("epochs", "grid_epochs", "batch_size", "trials", "stages", "steps", "table3_batch_size",
+           "scaling_batch_size", "throughput_batch_size", "nproc", "proxy_batch_size",
+           "max_batch_limit", "timing_repeats", "accumulate", "train_samples",
+           "max_steps_per_epoch", "images_per_class", "memory_budget_mb")
 _RANGES = [
-    (("epochs", "grid_epochs", "batch_size", "trials", "stages", "steps", "table3_batch_size", "scaling_batch_size",
-      "throughput_batch_size", "nproc", "proxy_batch_size", "max_batch_limit", "timing_repeats", "accumulate",
-      "train_samples", "max_steps_per_epoch", "images_per_class", "memory_budget_mb"), POSITIVE_INT),
+    (_COUNTS, POSITIVE_INT),
     (("num_classes",), Rule(lambda v: v >= 2, "a whole number >= 2", whole=True)),
     (_SIZES, IMAGE_SIZE),
-    (("workers", "proxy_epochs", "retrain_top", "retrain_epochs", "pretrain_epochs"), NON_NEGATIVE_INT),
+    (("workers", "proxy_epochs", "retrain_top", "retrain_epochs", "pretrain_epochs"),
+     NON_NEGATIVE_INT),
     (("randaug_magnitude",), NON_NEGATIVE_FLOAT),
     (("mixup_alpha",), MIX_ALPHA),
     (("ema_decay",), FRACTION),
