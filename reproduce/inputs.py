@@ -70,7 +70,7 @@ def check_inputs(entries: list[PlanEntry], parameters_of, data_root: str | None,
     if rehearse:
         return [loud_notice(f"{given} does not apply to a rehearsal: it runs every notebook on its "
                             "own miniature data")] if given else []
-    problems, unused = _survey(entries, parameters_of, bool(given))
+    problems, unused = _survey(entries, parameters_of, bool(given), dataset)
     errors = [f"{', '.join(nbs)} would read {name} from {root}: {why}"
               for (name, root, why, downloads), nbs in problems.items() if given and not downloads]
     if errors:
@@ -83,14 +83,15 @@ def check_inputs(entries: list[PlanEntry], parameters_of, data_root: str | None,
     return [loud_notice(n) for n in notices]
 
 
-def _survey(entries: list[PlanEntry], parameters_of, given: bool) -> tuple[dict, list[str]]:
+def _survey(entries: list[PlanEntry], parameters_of, given: bool,
+            dataset: str | None) -> tuple[dict, list[str]]:
     """``({(data set, root, why, downloads): notebooks}, notebooks that read no named data)``."""
     problems: dict[tuple, list[str]] = {}
     unused = []
     for entry in entries:
         read, values = data_read(entry.name, parameters_of(entry))
         names = [n for n in read if not is_built_in(n)]
-        if given and not names:
+        if given and not names and dataset not in read:  # --dataset synthetic does apply
             unused.append(f"{entry.name} ("
                           + (f"the built-in set {read[0]}" if read else "reads no data") + ")")
         for name in names:

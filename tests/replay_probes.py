@@ -1,7 +1,7 @@
 """Replay the hostile-input probes of docs/reliability.md and issue 35 against a checkout, and count
 the outcomes.
 
-    python tests/replay_probes.py                     # this checkout; ~25 minutes on 2 CPU cores
+    python tests/replay_probes.py                     # this checkout; ~35 minutes on 2 CPU cores
     python tests/replay_probes.py --code /tmp/before  # another one (git archive COMMIT | tar -x)
     python tests/replay_probes.py --only acc amp --json probes.json
 
