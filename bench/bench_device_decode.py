@@ -13,6 +13,14 @@ import torch
 from torch.utils.data import BatchSampler, RandomSampler
 
 from effnetv2_mini import build_model
+from effnetv2_mini.argtypes import (
+    data,
+    image_size,
+    model_name,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 from effnetv2_mini.data.datasets import get_dataset
 from effnetv2_mini.data.devicedecode import DevicePipeline, SeededEncoded, collate_encoded, encoded_images
 from effnetv2_mini.data.loaders import SeededDataset, SeededSampler, make_loader, shutdown
@@ -21,14 +29,16 @@ from effnetv2_mini.data.transforms import train_transform
 parser = argparse.ArgumentParser()
 parser.add_argument("--data-root", required=True)
 parser.add_argument("--dataset", default="imagenet", choices=("imagenet", "imagenette", "imagefolder"))
-parser.add_argument("--model", default="efficientnetv2_s")
-parser.add_argument("--sizes", type=int, nargs="+", default=[128, 192, 256])
-parser.add_argument("--workers", type=int, default=16)
-parser.add_argument("--batch", type=int, default=256)
-parser.add_argument("--batches", type=int, default=30, help="timed batches per figure (after one warm-up batch)")
-parser.add_argument("--magnitude", type=float, default=10.0)
+parser.add_argument("--model", type=model_name, default="efficientnetv2_s")
+parser.add_argument("--sizes", type=image_size, nargs="+", default=[128, 192, 256])
+parser.add_argument("--workers", type=non_negative_int, default=16)
+parser.add_argument("--batch", type=positive_int, default=256)
+parser.add_argument("--batches", type=positive_int, default=30,
+                    help="timed batches per figure (after one warm-up batch)")
+parser.add_argument("--magnitude", type=non_negative_float, default=10.0)
 parser.add_argument("--device", default="cuda")
 args = parser.parse_args()
+data(parser, args.dataset, args.data_root)
 device = torch.device(args.device)
 train = get_dataset(args.dataset, "train", root=args.data_root, skip_corrupt=True)
 encoded = SeededEncoded(encoded_images(train, skip_corrupt=True))

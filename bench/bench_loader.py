@@ -33,6 +33,14 @@ import torch
 from torch.utils.data import BatchSampler, Dataset, RandomSampler, Subset
 
 from effnetv2_mini import build_model
+from effnetv2_mini.argtypes import (
+    data,
+    image_size,
+    model_name,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 from effnetv2_mini.data.cache import cache_info
 from effnetv2_mini.data.datasets import get_dataset
 from effnetv2_mini.data.loaders import make_loader
@@ -183,15 +191,19 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True, help="data root holding the data set (see get_dataset)")
     parser.add_argument("--dataset", choices=("imagefolder", "imagenette", "imagenet"), default="imagefolder")
-    parser.add_argument("--model", nargs="+", default=["demo_v2_tiny"], help="one or more model names")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128])
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts")
-    parser.add_argument("--batches", type=int, default=10, help="timed batches per figure")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is their median")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--randaug-magnitude", type=float, default=10.0)
+    parser.add_argument("--model", nargs="+", type=model_name, default=["demo_v2_tiny"],
+                        help="one or more model names")
+    parser.add_argument("--sizes", type=image_size, nargs="+", default=[64, 96, 128])
+    parser.add_argument("--workers", type=non_negative_int, nargs="+", default=[0, 1, 2],
+                        help="DataLoader worker counts")
+    parser.add_argument("--batches", type=positive_int, default=10, help="timed batches per figure")
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help="interleaved rounds; each figure is their median")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--randaug-magnitude", type=non_negative_float, default=10.0)
     parser.add_argument("--cache-dir", default=None, help="cache root (default $EFFNETV2_CACHE or ~/.cache/...)")
     args = parser.parse_args(argv)
+    data(parser, args.dataset, args.data_root)
     source = get_dataset(args.dataset, "train", root=args.data_root)
     models = {name: build_model(name, num_classes=len(source.classes)) for name in args.model}
     print(machine(), flush=True)

@@ -23,6 +23,16 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from effnetv2_mini.argtypes import (
+    data,
+    fraction,
+    image_size,
+    model_name,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    unique,
+)
 from effnetv2_mini.study.experiments import progressive_comparison
 from effnetv2_mini.study.experiments.progressive import comparison_schedule
 from effnetv2_mini.study.profiles import notebook_profile
@@ -33,24 +43,39 @@ def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="synthetic", help="synthetic, imagenette or imagefolder")
     parser.add_argument("--data-root", help="folder holding the data set (imagefolder: train/ and val/ class folders)")
-    parser.add_argument("--model", default="demo_v2_tiny")
+    parser.add_argument("--model", type=model_name, default="demo_v2_tiny")
     parser.add_argument("--recipe", default="simple", choices=["paper", "code", "simple"])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--stages", type=int, default=4)
-    parser.add_argument("--min-size", type=int, default=28, help="the first stage's image size")
-    parser.add_argument("--size", type=int, default=64, help="the last stage's (and the fixed run's) image size")
-    parser.add_argument("--eval-size", type=int, help="default: --size")
-    parser.add_argument("--randaug", type=float, nargs=2, default=[0.0, 10.0], metavar=("FIRST", "LAST"))
-    parser.add_argument("--dropout", type=float, nargs=2, default=[0.05, 0.2], metavar=("FIRST", "LAST"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--images-per-class", type=int, help="train on this many images per class (default: all)")
-    parser.add_argument("--train-samples", type=int, default=2000, help="the built-in set's training images")
+    parser.add_argument("--epochs", type=positive_int, default=8)
+    parser.add_argument("--stages", type=positive_int, default=4, help="at most --epochs")
+    parser.add_argument("--min-size", type=image_size, default=28,
+                        help="the first stage's image size")
+    parser.add_argument("--size", type=image_size, default=64,
+                        help="the last stage's (and the fixed run's) image size")
+    parser.add_argument("--eval-size", type=image_size, help="default: --size")
+    parser.add_argument("--randaug", type=non_negative_float, nargs=2, default=[0.0, 10.0],
+                        metavar=("FIRST", "LAST"))
+    parser.add_argument("--dropout", type=fraction, nargs=2, default=[0.05, 0.2],
+                        metavar=("FIRST", "LAST"))
+    parser.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--images-per-class", type=positive_int,
+                        help="train on this many images per class (default: all)")
+    parser.add_argument("--train-samples", type=positive_int, default=2000,
+                        help="the built-in set's training images")
     parser.add_argument("--cache", action="store_true", help="decode photos once per size (effnetv2_mini.data.cache)")
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--workers", type=non_negative_int, default=0)
     parser.add_argument("--out", help="run directories (default: a temporary folder)")
     parser.add_argument("--json", help="write the summary here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unique(parser, "--seeds", args.seeds)
+    if args.stages > args.epochs:
+        parser.error(f"argument --stages: {args.stages} stages need at least as many epochs "
+                     f"(--epochs {args.epochs})")
+    if args.min_size >= args.size:
+        parser.error(f"argument --min-size: progressive learning grows the image size: --min-size "
+                     f"{args.min_size} must be below --size {args.size}")
+    data(parser, args.dataset, args.data_root)
+    return args
 
 
 def run(args) -> dict:

@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from effnetv2_mini.argtypes import data, image_size, non_negative_float, positive_int
 from effnetv2_mini.data.datasets import get_dataset
 from effnetv2_mini.data.transforms import train_transform
 
@@ -48,11 +49,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True, help="a class-per-folder tree with a train/ split")
     parser.add_argument("--dataset", default="imagefolder", choices=("imagefolder", "imagenette", "imagenet"))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128])
-    parser.add_argument("--magnitudes", type=float, nargs="+", default=[5.0, 10.0, 15.0])
-    parser.add_argument("--images", type=int, default=300, help="decoded images each figure transforms")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sizes", type=image_size, nargs="+", default=[64, 96, 128])
+    parser.add_argument("--magnitudes", type=non_negative_float, nargs="+",
+                        default=[5.0, 10.0, 15.0])
+    parser.add_argument("--images", type=positive_int, default=300,
+                        help="decoded images each figure transforms")
+    parser.add_argument("--rounds", type=positive_int, default=5)
     args = parser.parse_args(argv)
+    data(parser, args.dataset, args.data_root)
     torch.set_num_threads(1)  # as in a DataLoader worker
     print(f"torch {torch.__version__}, 1 thread, {args.images} images, median of {args.rounds} alternating rounds\n")
     print("| size | magnitude | official img/s | torchvision img/s | official / torchvision |")

@@ -15,6 +15,7 @@ import statistics
 import torch
 
 from effnetv2_mini import build_model
+from effnetv2_mini.argtypes import image_size, positive_int
 from effnetv2_mini.engine.devices import pick_device
 from effnetv2_mini.measure import benchmark_throughput
 from effnetv2_mini.study.reference import paper_table
@@ -22,9 +23,9 @@ from effnetv2_mini.study.reference import paper_table
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--image-size", type=image_size, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--rounds", type=positive_int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true")
     parser.add_argument("--channels-last", action="store_true")

@@ -30,39 +30,76 @@ import json
 import tempfile
 from pathlib import Path
 
+from effnetv2_mini.argtypes import (
+    data,
+    fraction,
+    image_size,
+    model_name,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    unique,
+)
 from effnetv2_mini.paper.recipe import RECIPES
 from effnetv2_mini.study.claims import claims_for
 from effnetv2_mini.study.experiments.faster import faster_settings, table11_speed, time_to_accuracy
 
 
 def parse(argv=None):
+    """The arguments, each checked as the command line checks its own (effnetv2_mini.argtypes): exit
+    2 naming the option, never a traceback after minutes of training."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="synthetic", help="synthetic, imagenette or imagefolder")
     parser.add_argument("--data-root", help="folder holding the data set (imagefolder: train/ and val/ class folders)")
-    parser.add_argument("--models", nargs="+", default=["demo_v2_tiny", "demo_v1_tiny"],
-                        help="any name build_model knows (efficientnetv2_b0, efficientnet_b0, resnet18, resnet50, ...)")
-    parser.add_argument("--v2-model", help="the V2 network of the headline (default: the first V2-style of --models)")
-    parser.add_argument("--v1-model", help="the V1 network of the headline (default: the first V1-style of --models)")
+    parser.add_argument("--models", nargs="+", type=model_name,
+                        default=["demo_v2_tiny", "demo_v1_tiny"],
+                        help="any name build_model knows (efficientnetv2_b0, efficientnet_b0, "
+                             "resnet18, resnet50, ...)")
+    parser.add_argument("--v2-model", type=model_name,
+                        help="the V2 network of the headline (default: the first V2-style of "
+                             "--models)")
+    parser.add_argument("--v1-model", type=model_name,
+                        help="the V1 network of the headline (default: the first V1-style of "
+                             "--models)")
     parser.add_argument("--recipe", default="short", choices=list(RECIPES))
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--stages", type=int, default=4)
-    parser.add_argument("--min-size", type=int, default=32, help="the first stage's image size")
-    parser.add_argument("--size", type=int, default=64, help="the last stage's (and the fixed runs') image size")
-    parser.add_argument("--eval-size", type=int, help="default: --size")
-    parser.add_argument("--randaug", type=float, nargs=2, default=[0.0, 10.0], metavar=("FIRST", "LAST"))
-    parser.add_argument("--dropout", type=float, nargs=2, default=[0.05, 0.2], metavar=("FIRST", "LAST"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--images-per-class", type=int, help="train on this many images per class (default: all)")
-    parser.add_argument("--train-samples", type=int, default=1000, help="the built-in set's training images")
+    parser.add_argument("--epochs", type=positive_int, default=8)
+    parser.add_argument("--stages", type=positive_int, default=4,
+                        help="progressive stages (at most --epochs)")
+    parser.add_argument("--min-size", type=image_size, default=32,
+                        help="the first stage's image size")
+    parser.add_argument("--size", type=image_size, default=64,
+                        help="the last stage's (and the fixed runs') image size; above --min-size")
+    parser.add_argument("--eval-size", type=image_size, help="default: --size")
+    parser.add_argument("--randaug", type=non_negative_float, nargs=2, default=[0.0, 10.0],
+                        metavar=("FIRST", "LAST"))
+    parser.add_argument("--dropout", type=fraction, nargs=2, default=[0.05, 0.2],
+                        metavar=("FIRST", "LAST"))
+    parser.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0, 1],
+                        help="each once")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--images-per-class", type=positive_int,
+                        help="train on this many images per class (default: all)")
+    parser.add_argument("--train-samples", type=positive_int, default=1000,
+                        help="the built-in set's training images")
     parser.add_argument("--cache", action="store_true", help="decode photos once per size (effnetv2_mini.data.cache)")
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--workers", type=non_negative_int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--table11", action="store_true", help="also time V2-B0..B3 against V1-B0..B3 (Table 11)")
-    parser.add_argument("--speed-batch", type=int, default=32, help="--table11: images per timed step")
+    parser.add_argument("--speed-batch", type=positive_int, default=32,
+                        help="--table11: images per timed step")
     parser.add_argument("--out", help="run directories (default: a temporary folder)")
     parser.add_argument("--json", help="write the summary here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unique(parser, "--seeds", args.seeds)
+    unique(parser, "--models", args.models)
+    if args.stages > args.epochs:
+        parser.error(f"argument --stages: {args.stages} stages need at least as many epochs "
+                     f"(--epochs {args.epochs})")
+    if args.min_size >= args.size:
+        parser.error(f"argument --min-size: progressive learning grows the image size: --min-size "
+                     f"{args.min_size} must be below --size {args.size}")
+    data(parser, args.dataset, args.data_root)
+    return args
 
 
 def run(args) -> dict:

@@ -38,6 +38,7 @@ import torch
 import torchvision
 
 from effnetv2_mini import build_model
+from effnetv2_mini.argtypes import image_size, model_name, non_negative_int, positive_int
 from effnetv2_mini.engine.devices import pick_device, speed_defaults
 from effnetv2_mini.measure import benchmark_throughput
 
@@ -94,12 +95,13 @@ def break_even_images(compile_s: float, compiled_rate: float, eager_rate: float)
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="efficientnetv2_s", help="ours; torchvision's twin is looked up")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps per round")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--model", type=model_name, default="efficientnetv2_s",
+                        help="ours; torchvision's twin is looked up")
+    parser.add_argument("--image-size", type=image_size, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--rounds", type=positive_int, default=7)
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed steps per round")
+    parser.add_argument("--warmup", type=non_negative_int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="autocast (bf16 where supported), both models")
     parser.add_argument("--channels-last", action="store_true", help="both models")

@@ -20,45 +20,21 @@ import argparse
 import os
 import sys
 
+# option types, checked at the edge with the option named in the error: the same checks as the
+# bench/ scripts' and TrainConfig's
+from .argtypes import (
+    finite_float,
+    fraction,
+    image_size,
+    mix_alpha,
+    model_name,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
 __all__ = ["main", "build_parser"]
-
-
-# ---- option types: checked at the edge, with the option named in the error ------------------------------------
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A rate in [0, 1): dropout, drop path, label smoothing, EMA decay, probabilities."""
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
 
 
 # ---- commands ---------------------------------------------------------------------------------------------------
@@ -221,15 +197,16 @@ def _add_models(sub) -> None:
 
 def _add_summary(sub) -> None:
     p = sub.add_parser("summary", help="Table-4-style stage summary of a model", formatter_class=_Formatter)
-    p.add_argument("model", help="a model name (effnetv2 models lists them)")
-    p.add_argument("--image-size", type=positive_int, help="input resolution (default: the model's eval size)")
+    p.add_argument("model", type=model_name, help="a model name (effnetv2 models lists them)")
+    p.add_argument("--image-size", type=image_size,
+                   help="input resolution (default: the model's eval size)")
     p.set_defaults(func=_summary)
 
 
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="training and inference images/s of one model", formatter_class=_Formatter)
-    p.add_argument("model", help="a model name (effnetv2 models lists them)")
-    p.add_argument("--image-size", type=positive_int, default=128, help="input resolution")
+    p.add_argument("model", type=model_name, help="a model name (effnetv2 models lists them)")
+    p.add_argument("--image-size", type=image_size, default=128, help="input resolution")
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per step")
     p.add_argument("--repeats", type=positive_int, default=10, help="timed steps (the median is reported)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -251,7 +228,8 @@ def _add_train(sub) -> None:
 
 
 def _add_run_options(p) -> None:
-    p.add_argument("--model", required=True, help="e.g. efficientnetv2_s, demo_v2_tiny (effnetv2 models lists them)")
+    p.add_argument("--model", required=True, type=model_name,
+                   help="e.g. efficientnetv2_s, demo_v2_tiny (effnetv2 models lists them)")
     p.add_argument("--dataset", required=True, help="synthetic, imagenette, imagenet, imagefolder, cifar10, ...")
     p.add_argument("--data-root", help="folder holding the data set (not needed for synthetic)")
     p.add_argument("--download", action="store_true", help="download the data set if missing (needs internet)")
@@ -261,10 +239,11 @@ def _add_run_options(p) -> None:
     p.add_argument("--accumulate", type=positive_int, default=1,
                    help="batches per optimizer step (gradient accumulation): the global batch is batch size x "
                         "processes x this (the paper's: 4096), and the learning rate and EMA follow it")
-    p.add_argument("--image-size", type=positive_int, help="training size (default: the model's; 64 for synthetic)")
-    p.add_argument("--eval-size", type=positive_int, help="evaluation size (default: the model's)")
+    p.add_argument("--image-size", type=image_size,
+                   help="training size (default: the model's; 64 for synthetic)")
+    p.add_argument("--eval-size", type=image_size, help="evaluation size (default: the model's)")
     p.add_argument("--train-samples", type=positive_int, help="synthetic only: training set size")
-    p.add_argument("--difficulty", type=float, help="synthetic only: 0 (easy) .. 1 (hard)")
+    p.add_argument("--difficulty", type=finite_float, help="synthetic only: 0 (easy) .. 1 (hard)")
     p.add_argument("--num-classes", type=positive_int, help="classifier outputs (default: the data set's)")
     p.add_argument("--max-steps-per-epoch", type=positive_int, help="cap the steps of each epoch (quick checks)")
     p.add_argument("--seed", type=int, default=0, help="seeds the weights, the order and every augmentation")
@@ -308,9 +287,9 @@ def _add_recipe_options(p) -> None:
     p.add_argument("--randaug-magnitude", type=non_negative_float,
                    help="RandAugment strength; 0: off (default: 0; with --recipe paper/code on efficientnetv2_s/m/l "
                         "and no --progressive, the last stage's of the recipe's schedule)")
-    p.add_argument("--mixup-alpha", type=non_negative_float,
+    p.add_argument("--mixup-alpha", type=mix_alpha,
                    help="MixUp strength; 0: off (default: as --randaug-magnitude)")
-    p.add_argument("--cutmix-alpha", type=non_negative_float, default=0.0, help="CutMix strength; 0: off")
+    p.add_argument("--cutmix-alpha", type=mix_alpha, default=0.0, help="CutMix strength; 0: off")
 
 
 def _add_progressive_options(p) -> None:
@@ -345,7 +324,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="a best.pt or last.pt of a run")
     p.add_argument("--dataset", required=True, help="synthetic, imagenette, imagenet, imagefolder, cifar10, ...")
     p.add_argument("--data-root", help="folder holding the data set")
-    p.add_argument("--image-size", type=positive_int, help="evaluation size (default: the checkpoint's eval size)")
+    p.add_argument("--image-size", type=image_size,
+                   help="evaluation size (default: the checkpoint's eval size)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
     p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -369,14 +349,16 @@ def _add_nas(sub) -> None:
     p.add_argument("--dataset", default="synthetic", help="proxy-training data set")
     p.add_argument("--data-root", help="folder holding the data set")
     p.add_argument("--epochs", type=positive_int, default=4, help="proxy training epochs per candidate")
-    p.add_argument("--image-size", type=positive_int, default=48, help="reduced proxy training (and evaluation) size")
+    p.add_argument("--image-size", type=image_size, default=48,
+                   help="reduced proxy training (and evaluation) size")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
     p.add_argument("--train-samples", type=positive_int, default=2000, help="synthetic only: training set size")
     p.add_argument("--recipe", choices=["paper", "code", "simple"], default="simple", help="proxy training recipe")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading worker processes")
-    p.add_argument("--w", type=float, default=-0.07, help="exponent of the normalized step time")
-    p.add_argument("--v", type=float, default=-0.05, help="exponent of the parameter count")
+    p.add_argument("--w", type=finite_float, default=-0.07,
+                   help="exponent of the normalized step time")
+    p.add_argument("--v", type=finite_float, default=-0.05, help="exponent of the parameter count")
     p.add_argument("--top", type=positive_int, default=5, help="candidates to print")
     p.set_defaults(func=_nas)
 
@@ -388,8 +370,10 @@ def _add_nas_summary(sub) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/nas.db)")
     p.add_argument("--study", default="nas", help="study name inside the storage")
     p.add_argument("--top", type=positive_int, default=5, help="candidates to print")
-    p.add_argument("--w", type=float, help="re-rank with another exponent (default: the study's)")
-    p.add_argument("--v", type=float, help="re-rank with another exponent (default: the study's)")
+    p.add_argument("--w", type=finite_float,
+                   help="re-rank with another exponent (default: the study's)")
+    p.add_argument("--v", type=finite_float,
+                   help="re-rank with another exponent (default: the study's)")
     p.set_defaults(func=_nas_summary)
 
 

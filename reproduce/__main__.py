@@ -98,7 +98,9 @@ def _run_or_report(args) -> int:
 
     if args.plan == "auto":
         from .choose import choose_plan
+        from .inputs import refuse_empty_data_root
 
+        refuse_empty_data_root(getattr(args, "data_root", None))
         args.plan, why = choose_plan(getattr(args, "data_root", None) or "data")
         if args.plan == "quick":
             print(f"plan auto -> quick: {why}")

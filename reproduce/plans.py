@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from effnetv2_mini.study.profiles import NOTEBOOKS, ParameterError, check_value
+from effnetv2_mini.study.profiles import NOTEBOOKS, ParameterError, check_value, notebook_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # plan and notebook names become file names
@@ -185,6 +185,11 @@ def _plan_entry(i: int, entry, notebooks: list, defaults: dict, plan_timeout: fl
     for key, value in merged.items():
         where = ("notebooks", i, "parameters", key) if key in parameters else ("defaults", key)
         _check_type(name, key, value, lambda message, where=where: fail(where, message))
+    def where(key):
+        return ("notebooks", i, "parameters", key) if key in parameters else \
+            ("defaults", key) if key else ("notebooks", i)
+
+    _check_ranges(name, merged, lambda key, message: fail(where(key), message))
     timeout = _timeout(entry.get("timeout", plan_timeout), ("notebooks", i, "timeout"), fail)
     return PlanEntry(name, nb_path, merged, timeout)
 
@@ -193,6 +198,20 @@ def _timeout(value, key_path, fail) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         fail(key_path, f"timeout must be a finite number of seconds > 0, got {value!r}")
     return float(value)
+
+
+def _check_ranges(notebook: str, parameters: dict, fail) -> None:
+    """The notebook's parameters through the checks its ``profile_from_globals`` cell makes (the
+    command line's ranges: ``epochs: -1`` fails here, before anything runs, not in the notebook's
+    first cell)."""
+    if notebook not in NOTEBOOKS:
+        return
+    given = {k: v for k, v in parameters.items() if k not in ("profile", "rehearse", "output_dir")}
+    try:
+        notebook_profile(notebook, parameters.get("profile"), **given)
+    except ParameterError as error:
+        named = [k for k in given if f"parameter {k!r}" in str(error)]
+        fail(named[0] if named else ("profile" if "profile" in parameters else None), str(error))
 
 
 def _check_type(notebook: str, key: str, value, fail) -> None:

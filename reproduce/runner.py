@@ -29,6 +29,7 @@ from effnetv2_mini.data.datasets import loud_notice
 from effnetv2_mini.engine.checkpoint import atomic_write_json
 
 from . import runlock
+from .inputs import check_inputs, fell_back
 from .plans import ROOT, Plan, PlanEntry, notebook_parameters
 from .provenance import git_commit, machine
 from .report import write_report
@@ -119,22 +120,27 @@ def run_entry(entry: PlanEntry, out_dir: Path, parameters: dict, environment: di
 
 
 def stop_tree(process: subprocess.Popen, grace: float) -> None:
-    """Stop papermill, its kernel (which jupyter starts in a session of its own) and the kernel's data-loader
-    workers: SIGINT first, so that a training saves its checkpoint at the next batch boundary, then SIGKILL to
-    whatever is left after ``grace`` seconds."""
+    """Stop papermill, its kernel (which jupyter starts in a session of its own) and the kernel's
+    data-loader workers. SIGINT goes to the kernel and its children, not to papermill: a training in
+    the kernel finishes its batch and writes its checkpoint, the cell ends with KeyboardInterrupt,
+    and papermill saves the notebook and exits on its own (a SIGINT to papermill made it tear the
+    kernel down at once, before that checkpoint: the log ended in ZMQError and the rerun redid the
+    epoch). Whatever is left after ``grace`` seconds gets SIGKILL."""
     import psutil
 
     try:
-        tree = psutil.Process(process.pid).children(recursive=True) + [psutil.Process(process.pid)]
+        root = psutil.Process(process.pid)
+        tree = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        tree = []
-    for member in tree:
+        root, tree = None, []
+    for member in tree[1:] or tree:  # no kernel yet: papermill itself
         try:
             member.send_signal(signal.SIGINT)
         except psutil.NoSuchProcess:
             pass
     try:
-        _, alive = psutil.wait_procs(tree, timeout=grace)
+        psutil.wait_procs(tree[:1], timeout=grace)  # papermill ends once the kernel's cell stops
+        _, alive = psutil.wait_procs(tree, timeout=5 if tree and not root.is_running() else 0)
     except (KeyboardInterrupt, Stopped):  # a second Ctrl-C or signal: no more grace, and still a record of the stop
         alive = tree
     for member in alive:
@@ -172,6 +178,11 @@ def run_plan(plan: Plan, only: list[str] | None = None, force: bool = False, dry
         todo += [entry] if force or state != "done" else []
         verb = "run " if force or state != "done" else "skip"
         print(f"  {verb} {entry.name:<28} {state:<11} {reason.splitlines()[0] if reason else ''}", file=stream)
+    def parameters_of(entry):
+        return _parameters(entry, out_dir, data_root, device, False, dataset)
+
+    for notice in check_inputs(todo, parameters_of, data_root, dataset, rehearse):  # dry run too
+        print(notice, file=stream)
     if dry_run:
         return 0
     if rehearse:
@@ -220,11 +231,14 @@ def _run_entries(plan: Plan, todo: list[PlanEntry], out_dir: Path, status: dict,
                 status[entry.name] = interrupted.record
                 atomic_write_json(out_dir / "status.json", status, indent=2)
                 raise KeyboardInterrupt from None
+            notices = fallback_notices(out_dir / f"{entry.name}.json")
+            if not rehearse:  # data named on the command line must never turn into the built-in set
+                record = fell_back(record, notices, *overrides[::2])
             status[entry.name] = record
             atomic_write_json(out_dir / "status.json", status, indent=2)
             if rehearse and record["state"] == "done":
                 drop_checkpoints(out_dir)
-            for notice in fallback_notices(out_dir / f"{entry.name}.json"):
+            for notice in notices:
                 tqdm.write(f"  {entry.name}: {notice}", file=stream)
             if record["state"] != "done":
                 failures += 1

@@ -22,6 +22,8 @@ from effnetv2_mini.engine.checkpoint import CheckpointError, load_checkpoint, no
 from effnetv2_mini.engine.config import TrainConfig
 from effnetv2_mini.engine.loop import fit
 
+ROOT_DIR = Path(__file__).resolve().parent.parent
+
 TINY = ["--model", "demo_v2_tiny", "--dataset", "synthetic", "--train-samples", "64", "--image-size", "32",
         "--batch-size", "32", "--recipe", "simple", "--workers", "0", "--quiet"]
 
@@ -95,8 +97,26 @@ def runs(tmp_path_factory):
     (["train", *TINY, "--epochs", "three"], "argument --epochs: invalid positive_int value: 'three'"),
     (["nas", "--trials", "0"], "argument --trials: must be a whole number >= 1, got 0"),
     (["nas", "--trials", "-2"], "argument --trials: must be a whole number >= 1, got -2"),
-    (["summary", "demo_v2_tiny", "--image-size", "-5"], "argument --image-size: must be a whole number >= 1, got -5"),
-    (["bench", "demo_v2_tiny", "--image-size", "0"], "argument --image-size: must be a whole number >= 1, got 0"),
+    (["summary", "demo_v2_tiny", "--image-size", "-5"],
+     "argument --image-size: must be a whole number from 1 to 2048 (px), got -5"),
+    (["bench", "demo_v2_tiny", "--image-size", "0"],
+     "argument --image-size: must be a whole number from 1 to 2048 (px), got 0"),
+    # issue 35: numbers out of any sensible range (1e308 mixed nothing and wrote Infinity into the
+    # metrics)
+    (["train", *TINY, "--mixup-alpha", "1e308"],
+     "argument --mixup-alpha: must be a number from 0 to 100"),
+    (["train", *TINY, "--mixup-alpha", "inf"],
+     "argument --mixup-alpha: must be a number from 0 to 100"),
+    (["train", *TINY, "--cutmix-alpha", "nan"],
+     "argument --cutmix-alpha: must be a number from 0 to 100"),
+    (["train", *TINY, "--lr", "inf"], "argument --lr: must be a number > 0, got inf"),
+    (["train", *TINY, "--image-size", "4096"],
+     "argument --image-size: must be a whole number from 1 to 2048 (px)"),
+    (["train", *TINY, "--difficulty", "nan"],
+     "argument --difficulty: must be a finite number, got nan"),
+    (["train", *TINY, "--model", "efficientnetv2_z"],
+     "argument --model: unknown model 'efficientnetv2_z'"),
+    (["nas", "--trials", "1", "--w", "inf"], "argument --w: must be a finite number, got inf"),
 ])
 def test_out_of_range_options_exit_2_naming_the_option_and_write_nothing(tmp_path, capsys, argv, message):
     """An out-of-range option is refused before any work, and leaves no run directory (no config.json) behind."""
@@ -120,9 +140,14 @@ def test_the_corrected_command_runs_after_a_refused_one(tmp_path, capsys):
 @pytest.mark.parametrize("field, value, message", [
     ("epochs", 0, "epochs must be a whole number >= 1, got 0 (CLI: --epochs)"),
     ("batch_size", 0, "batch_size must be a whole number >= 1, got 0 (CLI: --batch-size)"),
-    ("ema_decay", 1.5, "ema_decay must be in [0, 1), got 1.5 (CLI: --ema-decay)"),
+    ("ema_decay", 1.5, "ema_decay must be None or in [0, 1), got 1.5 (CLI: --ema-decay)"),
     ("image_size", -5, "image_size must be a whole number from 1 to 2048 (px), got -5 (CLI: --image-size)"),
-    ("lr", -1.0, "lr must be None or > 0, got -1.0 (CLI: --lr)"),
+    ("lr", -1.0, "lr must be None or a number > 0, got -1.0 (CLI: --lr)"),
+    ("lr", float("inf"), "lr must be None or a number > 0, got inf (CLI: --lr)"),
+    ("mixup_alpha", 1e308, "mixup_alpha must be a number from 0 to 100"),
+    ("cutmix_alpha", float("inf"), "cutmix_alpha must be a number from 0 to 100"),
+    ("epochs", 2.5, "epochs must be a whole number >= 1, got 2.5 (CLI: --epochs)"),
+    ("num_classes", 1, "num_classes must be None or a whole number >= 2"),
 ])
 def test_library_callers_get_the_cli_messages(field, value, message):
     """TrainConfig refuses what the CLI refuses, naming the field and its option."""
@@ -159,8 +184,10 @@ def test_resume_with_changes_cannot_change_the_model(runs, capsys, tmp_path):
     (["train", "--model", "demo_v2_tiny", "--dataset", "imagenett"], "unknown data set 'imagenett'. Did you mean imagenette"),
     (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 colour=3"], "--progressive: cannot read 'colour=3'"),
     (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 randaug=x"], "--progressive: 'randaug=x' is not a number"),
-    (["train", *TINY, "--eval-size", "10000"], "eval_size must be a whole number from 1 to 2048 (px), got 10000 (CLI: --eval"),
-    (["train", *TINY, "--image-size", "10000"], "image_size must be a whole number from 1 to 2048 (px), got 10000"),
+    (["train", *TINY, "--eval-size", "10000"],
+     "--eval-size: must be a whole number from 1 to 2048 (px), got 10000"),
+    (["train", *TINY, "--image-size", "10000"],
+     "--image-size: must be a whole number from 1 to 2048 (px), got 10000"),
     (["train", *TINY, "--epochs", "4", "--progressive", ""], "--progressive '': a SPEC needs size=FIRST:LAST"),
     (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 stages=1.9"], "stages must be a whole number >= 1"),
     (["train", *TINY, "--epochs", "4", "--progressive", "size=16:32 stages=inf"], "'stages=inf' must be finite"),
@@ -431,6 +458,14 @@ def test_nas_trials_below_one_and_a_missing_search_are_refused(tmp_path, capsys)
      "timeout must be a finite number of seconds > 0, got 'ten minutes'"),
     ("name: t\nnotebooks:\n  - name: 02_training\n    parameters: {batch_size: '32'}\n",
      "parameter 'batch_size' of 02_training must be int, got '32'"),
+    # issue 35: a plan's values go through the command line's ranges, before anything runs (dry run
+    # included)
+    ("name: t\nnotebooks:\n  - name: 02_training\n    parameters: {epochs: -1}\n",
+     "02_training parameter 'epochs' must be a whole number >= 1, got -1"),
+    ("name: t\ndefaults: {mixup_alpha: .inf}\nnotebooks:\n  - name: 02_training\n",
+     "02_training parameter 'mixup_alpha' must be a number from 0 to 100"),
+    ("name: t\nnotebooks:\n  - name: 05_progressive_learning\n    parameters: {seeds: [0, 0]}\n",
+     "05_progressive_learning parameter 'seeds' must be a list without repeats, got [0, 0]"),
 ])
 def test_plans_that_would_escape_or_misbehave_are_refused(tmp_path, text, message):
     """Plan names become paths and values reach notebooks: both are checked, with the plan file and line."""
@@ -467,6 +502,19 @@ def test_a_papermill_parameter_the_notebook_lacks_is_an_error():
     injected = "# Parameters\nprofile = \"smoke\"\nbatch_sise = 8\n"
     namespace = {"In": ["", "profile = None", injected], "profile": "smoke", "batch_sise": 8}
     with pytest.raises(ParameterError, match="no parameter 'batch_sise'; did you mean 'batch_size'"):
+        profile_from_globals("02_training", namespace)
+
+
+def test_a_papermill_parameter_out_of_range_is_an_error():
+    """papermill -p mixup_alpha inf trained with Beta(inf, inf), which mixes nothing, and wrote
+    Infinity into the metrics; the notebook's first cell now refuses it as the command line refuses
+    --mixup-alpha inf."""
+    from effnetv2_mini.study.profiles import ParameterError, profile_from_globals
+
+    injected = "# Parameters\nprofile = \"smoke\"\nmixup_alpha = float('inf')\n"
+    namespace = {"In": ["", "profile = None", injected], "profile": "smoke",
+                 "mixup_alpha": float("inf")}
+    with pytest.raises(ParameterError, match=r"'mixup_alpha' must be a number from 0 to 100 .*inf"):
         profile_from_globals("02_training", namespace)
 
 
@@ -554,3 +602,78 @@ def test_a_corrupt_image_read_by_a_loader_worker_is_one_line_not_a_worker_traceb
     assert code == 2
     assert "Traceback" not in output and "DataLoader worker" not in output
     assert re.search(r"effnetv2: error: cannot read image .*0\.png: .*--skip-corrupt", output)
+
+
+# ---- issue 35: data that cannot train, values surely a mistake, the benchmarks' arguments -------
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "imagefolder", "--data-root", ""],
+     "the data root of 'imagefolder' is empty (--data-root '')"),
+    (["--dataset", "synthetic", "--num-classes", "1"],
+     "num_classes must be None or a whole number >= 2"),
+])
+def test_data_that_cannot_train_a_classifier_is_refused(tmp_path, capsys, monkeypatch, argv,
+                                                        message):
+    """`--data-root ''` read the current folder; one class trained to "top-1 100.00%"."""
+    monkeypatch.chdir(tmp_path)
+    image_tree(tmp_path, {"train": list("ab"), "val": list("ab")})  # what '' would have read
+    argv = ["train", *TINY[:2], *argv, *TINY[4:], "--epochs", "1", "--out", tmp_path / "out"]
+    code, text = cli(argv, capsys)
+    assert code == 2 and message in text and "Traceback" not in text, text
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_one_class_folder_is_refused_for_training_not_reported_as_100_percent(tmp_path, capsys):
+    folder = image_tree(tmp_path / "one", {"train": ["only"], "val": ["only"]})
+    code, text = cli(["train", "--model", "demo_v2_tiny", "--dataset", "imagefolder", "--data-root",
+                      folder, "--image-size", "32", "--batch-size", "2", "--recipe", "simple",
+                      "--workers", "0", "--epochs", "1", "--out", tmp_path / "out"], capsys)
+    assert code == 2, text
+    assert "imagefolder has one class (only) to train on: a classifier needs two or more" in text
+    assert "100.00%" not in text
+
+
+def test_values_that_are_surely_a_mistake_are_warned_about_and_recorded(tmp_path, capsys):
+    """--accumulate 1000000000 trained with a peak lr of 1e6 and a global batch of 1.6e10 without a
+    word."""
+    out = tmp_path / "run"
+    argv = ["train", *TINY, "--epochs", "1", "--accumulate", "1000000000", "--out", out]
+    code, text = cli(argv, capsys)
+    assert code == 0, text
+    assert "warning: the peak learning rate 2e+06 (adamw) is far above any recipe's" in text
+    assert "warning: --accumulate 1000000000 exceeds the 2 batches of an epoch" in text
+    assert "Use --accumulate 2 or less" in text
+    assert len(json.loads((out / "config.json").read_text())["warnings"]) == 2
+    code, text = cli(["train", *TINY, "--epochs", "1", "--out", tmp_path / "fine"], capsys)
+    record = json.loads((tmp_path / "fine" / "config.json").read_text())
+    assert code == 0 and "warning" not in text and "warnings" not in record
+
+
+BENCH = ROOT_DIR / "bench" / "bench_time_to_accuracy.py"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "nosuch", "demo_v1_tiny"], "argument --models: unknown model 'nosuch'"),
+    (["--epochs", "0"], "argument --epochs: must be a whole number >= 1, got 0"),
+    (["--epochs", "2", "--stages", "4"],
+     "argument --stages: 4 stages need at least as many epochs (--epochs 2)"),
+    (["--batch-size", "-1"], "argument --batch-size: must be a whole number >= 1, got -1"),
+    (["--size", "4096"], "argument --size: must be a whole number from 1 to 2048 (px), got 4096"),
+    (["--min-size", "96", "--size", "48"],
+     "progressive learning grows the image size: --min-size 96 must be below"),
+    (["--seeds", "0", "0"], "argument --seeds: 0 given more than once"),
+    (["--dataset", "imagenett"], "unknown data set 'imagenett'. Did you mean imagenette"),
+    (["--dataset", "imagefolder", "--data-root", "/nonexistent"],
+     "data set 'imagefolder' not found at /nonexistent"),
+])
+def test_the_time_to_accuracy_benchmark_checks_its_arguments(argv, message, capsys):
+    """bench/bench_time_to_accuracy.py took every argument as given: tracebacks after the first
+    trainings, a "progressive" run at 48 px throughout, duplicated seeds counted as one. It uses the
+    command line's checks now."""
+    import runpy
+
+    module = runpy.run_path(str(BENCH))
+    with pytest.raises(SystemExit) as exit:
+        module["parse"](argv)
+    text = capsys.readouterr().err
+    assert exit.value.code == 2 and message in text and "Traceback" not in text, text

@@ -18,8 +18,9 @@ def test_summary_prints_table_4(capsys):
 
 
 def test_unknown_model_exits_2_with_suggestions(capsys):
-    assert main(["summary", "efficientnetv2_ss"]) == 2
-    assert "Did you mean efficientnetv2_s" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:  # refused by the argument's type, before any work
+        main(["summary", "efficientnetv2_ss"])
+    assert exit.value.code == 2 and "Did you mean efficientnetv2_s" in capsys.readouterr().err
 
 
 def test_models_lists_demo_family(capsys):

@@ -168,6 +168,35 @@ def test_sigterm_during_training_checkpoints_and_resumes_identically(tmp_path, s
     assert_same_run(tmp_path / "run", straight)
 
 
+@pytest.fixture(scope="module")
+def straight_accumulating(tmp_path_factory):
+    """The uninterrupted run with --accumulate 100: more than an epoch's 8 batches, so one step per
+    epoch."""
+    out = tmp_path_factory.mktemp("straight_accumulating")
+    fit(config(out, accumulate=100))
+    return out
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_stops_at_the_next_batch_when_accumulate_exceeds_the_epoch(
+        tmp_path, straight_accumulating, signal_name):
+    """--accumulate 100 on epochs of 8 batches: a stop was honoured only at `batches_done %
+    accumulate == 0`, never reached, so SIGTERM and Ctrl-C were ignored and the run trained on. Now
+    it stops after the batch in progress, the checkpoint keeps the gradients accumulated so far, and
+    the resumed run ends bit for bit as the straight one."""
+    run_config = config(tmp_path / "run", accumulate=100)
+    child = run_child(run_config, at_call=STEPS + 2, signal=signal_name)
+    assert child.returncode != 0, child.stdout + child.stderr
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    where = (saved["epoch"], saved["batches_done"], saved["finished"])
+    assert where == (1, 2, False), child.stderr[-2000:]
+    assert {k: saved["accumulation"][k] for k in ("batches", "accumulate", "kept")} == {
+        "batches": 2, "accumulate": 100, "kept": "gradients"}
+    assert saved["accumulation"]["gradients"].keys() <= saved["model"].keys()
+    fit(run_config)
+    assert_same_run(tmp_path / "run", straight_accumulating)
+
+
 def partial_files(folder):
     return list(folder.glob("*.tmp")) + list(folder.glob(f".*{TEMP_SUFFIX}"))
 
@@ -366,6 +395,68 @@ def test_a_signal_to_the_runner_records_interrupted_and_leaves_no_process(tmp_pa
                     process.kill()
 
 
+TRAINING = textwrap.dedent("""
+    import pathlib, time
+    import torch
+    from effnetv2_mini.engine.config import TrainConfig
+    from effnetv2_mini.engine.loop import fit
+
+    torch.set_num_threads(1)
+
+    def slow(module, inputs):  # a slow step, as a large model's: 0.4 s per training batch
+        if module.training:
+            time.sleep(0.4)
+
+    def on_epoch_start(epoch, model, loader, mixer):
+        if epoch == 1 and not getattr(model, "_slow", False):
+            model.register_forward_pre_hook(slow)
+            model._slow = True
+            pathlib.Path(out, "epoch2").touch()
+
+    config = TrainConfig(model="demo_v2_tiny", dataset="synthetic", epochs=3, batch_size=16,
+                         image_size=32, recipe="simple", workers=0, synthetic={"num_samples": 512},
+                         out_dir=out, device="cpu")
+    fit(config, on_epoch_start=on_epoch_start)
+""")
+
+
+def test_sigterm_to_the_runner_lets_the_kernels_training_checkpoint_at_the_next_batch(tmp_path):
+    """docs/reliability.md said a SIGTERM to the runner makes a training notebook save a checkpoint
+    at the next batch; papermill, signalled too, tore the kernel down first (the log ended in
+    ZMQError) and the rerun redid the epoch from its start. Now only the kernel is signalled: its
+    training finishes the batch and checkpoints mid-epoch."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "train.ipynb", 'output_dir = "out"\nout = ""', TRAINING)
+    out = tmp_path / "run"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f'name: t\nnotebooks:\n  - name: train\n    parameters: {{out: "{out}"}}\n')
+    script = (f"from reproduce.plans import load_plan; from reproduce.runner import run_plan; "
+              f"run_plan(load_plan({str(plan)!r}, notebooks_dir={str(notebooks)!r}), "
+              f"runs_dir={str(tmp_path)!r})")
+    batch = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "epoch2").exists():
+            assert time.monotonic() < deadline and batch.poll() is None, "no epoch 2"
+            time.sleep(0.2)
+        time.sleep(1.0)  # a batch or two into epoch 2
+        os.kill(batch.pid, signal.SIGTERM)
+        batch.communicate(timeout=120)
+    finally:
+        if batch.poll() is None:
+            batch.kill()
+    saved = load_checkpoint(out / "last.pt")
+    assert (saved["epoch"], saved["batches_done"] >= 1) == (1, True), saved["batches_done"]
+    log = (tmp_path / "t" / "logs" / "train.log").read_text()
+    assert f"interrupted: checkpoint written to {out / 'last.pt'}" in log, log[-3000:]
+    assert "ZMQError" not in log, log[-3000:]
+    record = json.loads((tmp_path / "t" / "status.json").read_text())["train"]
+    assert record["state"] == "interrupted" and "SIGTERM" in record["error"]
+
+
 # ---- NAS workers -----------------------------------------------------------------------------------------------
 
 def test_two_nas_workers_with_one_seed_never_train_one_candidate_twice(tmp_path):
@@ -524,3 +615,116 @@ def test_an_interrupted_progressive_run_resumed_without_its_schedule_is_refused(
         fit(config(out))
     fit(config(out), schedule=schedule)  # its own command resumes it
     assert [row["image_size"] for row in metrics(out)] == [16, 24, 32]
+
+
+# ---- what a resume changes is recorded, or refused -----------------------------------------------
+
+def test_every_setting_is_checked_on_resume_or_free_by_design():
+    """Each TrainConfig field is either compared on resume (refused, or recorded with
+    --resume-with-changes) or listed as changing nothing trained or recorded: a new field must be
+    put in one of the two."""
+    from effnetv2_mini.engine.rundir import FIXED_FIELDS, FREE_FIELDS, IDENTITY_FIELDS
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(IDENTITY_FIELDS) | set(FREE_FIELDS) == fields
+    assert not set(IDENTITY_FIELDS) & set(FREE_FIELDS)
+    assert set(FIXED_FIELDS) <= set(IDENTITY_FIELDS)
+
+
+def recorded(out) -> dict:
+    return json.loads(Path(out, "config.json").read_text())
+
+
+def test_an_fp32_run_resumed_with_amp_is_refused_or_recorded_from_the_batch_it_began(tmp_path):
+    """The issue: an fp32 run resumed with --amp trained its later batches in bf16 while config.json
+    said amp: true for the whole run. Now the plain resume is refused, and --resume-with-changes
+    records where amp began; a later plain resume keeps that record (it used to drop every "changes"
+    entry)."""
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(out), stop_after_steps=3)
+    refused = r"different settings \(amp: None -> True\).*add --resume-with-changes"
+    with pytest.raises(ValueError, match=refused):
+        fit(config(out, amp=True))
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(out, amp=True, resume_with_changes=True), stop_after_steps=STEPS + 1)
+    # the effective values: fp32, then bf16
+    entry = {"at_epoch": 0, "at_batch": 3, "fields": {"amp": [False, True]}}
+    assert recorded(out)["changes"] == [entry] and recorded(out)["amp"] is True
+    fit(config(out, amp=True, resume_with_changes=True))  # nothing changes now: the record stays
+    assert recorded(out)["changes"] == [entry]
+    assert [row["epoch"] for row in metrics(out)] == [1, 2, 3]
+
+
+def test_a_progressive_run_resumed_without_its_schedule_records_the_loss_of_it(tmp_path):
+    """The issue: under --resume-with-changes a progressive run resumed without its schedule lost
+    "progressive" from config.json with no "changes" entry. Now the old schedule is in the entry,
+    with the epoch it stopped applying."""
+    from effnetv2_mini.paper.progressive import linear_schedule
+
+    out = tmp_path / "run"
+    schedule = linear_schedule(3, 3, (16, 32), 32, source="test")
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(out), schedule=schedule, stop_after_steps=STEPS + 2)
+    before = recorded(out)["progressive"]
+    fit(config(out, resume_with_changes=True))
+    record = recorded(out)
+    assert "progressive" not in record
+    (entry,) = record["changes"]
+    assert (entry["at_epoch"], entry["at_batch"]) == (1, 2)
+    assert entry["fields"]["progressive"] == [before, None]
+    assert [row["image_size"] for row in metrics(out)] == [16, 32, 32]
+
+
+def test_a_run_resumed_on_another_device_records_it(tmp_path, capsys):
+    """A resume on another machine (here: config.json says the first epochs ran on cuda:0) is not
+    refused, as the same command is rerun; the effective device is recorded as a change from the
+    epoch it took over, and said."""
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(out), stop_after_steps=STEPS + 2)
+    moved = recorded(out)
+    (out / "config.json").write_text(json.dumps(dict(moved, device="cuda:0")))
+    fit(config(out))
+    entry = {"at_epoch": 1, "at_batch": 2, "fields": {"device": ["cuda:0", "cpu"]}}
+    assert recorded(out)["changes"] == [entry]
+    said = "resuming with other runtime settings (device: 'cuda:0' -> 'cpu') from epoch 2"
+    assert said in capsys.readouterr().err
+
+
+def test_kill_9_with_loader_workers_frees_the_run_directory_at_once(tmp_path):
+    """kill -9 of a training with --workers 2: its orphaned loader workers shared the lock file and
+    held the flock for seconds, so the rerun said "in use by another training (pid N)" with N dead.
+    Now forked children close their copy: the lock is free as soon as the training is gone, while
+    its workers still live, and the rerun resumes."""
+    import fcntl
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "effnetv2_mini.cli", "train", "--model", "demo_v2_tiny",
+               "--dataset", "synthetic", "--image-size", "32", "--train-samples", "128",
+               "--batch-size", "16", "--recipe", "simple", "--workers", "2", "--quiet", "--device",
+               "cpu", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    training = subprocess.Popen([*command, "--epochs", "40"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        lock = out / ".lock"
+        while len(workers) < 2 or not lock.exists() or "pid" not in lock.read_text():
+            assert time.monotonic() < deadline and training.poll() is None, "no loader workers"
+            workers = psutil.Process(training.pid).children()
+            time.sleep(0.2)
+        training.kill()
+        training.wait()
+        assert any(_alive(w) for w in workers), "the workers were gone before the lock was tried"
+        with open(lock, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: orphans held it
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        rerun = subprocess.run([*command, "--epochs", "1", "--resume-with-changes"], cwd=ROOT,
+                               env=env, capture_output=True, text=True, timeout=240)
+        assert rerun.returncode == 0 and "in use" not in rerun.stderr, rerun.stderr[-2000:]
+    finally:
+        for process in [*workers, training]:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                process.kill()

@@ -45,8 +45,10 @@ def test_unknown_parameter_is_an_error_that_suggests_the_name():
     ("epochs", "abc", "'epochs' must be int, got 'abc'"),
     ("epochs", 2.5, "'epochs' must be int"),
     ("epochs", True, "'epochs' must be int"),
-    ("epochs", 0, "'epochs' must be >= 1"),
-    ("batch_size", -3, "'batch_size' must be >= 1"),
+    ("epochs", 0, "'epochs' must be a whole number >= 1"),
+    ("batch_size", -3, "'batch_size' must be a whole number >= 1"),
+    ("mixup_alpha", float("inf"), "'mixup_alpha' must be a number from 0 to 100"),  # issue 35
+    ("image_size", 4096, "'image_size' must be a whole number from 1 to 2048"),
     ("ema_decay", 1.5, "'ema_decay' must be in \\[0, 1\\)"),
     ("data_root", 3, "'data_root' must be str | None"),
 ])

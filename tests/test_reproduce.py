@@ -342,13 +342,13 @@ def test_sigterm_between_notebooks_ends_with_a_message_not_a_traceback(workspace
 
     plan = load_plan(str(write_plan(workspace, "name: t\nnotebooks: [good, slow]\n")), notebooks_dir=workspace / "notebooks")
     monkeypatch.setattr(runner, "probe_speed", lambda: 1.0)
-    real = runner.fallback_notices
+    real = runner.atomic_write_json
 
-    def term_after_first(path):  # runs right after a notebook's record is written: between two notebooks
+    def term_after_first(path, *args, **kwargs):  # after a notebook's record: between two notebooks
+        real(path, *args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)
-        return real(path)
 
-    monkeypatch.setattr(runner, "fallback_notices", term_after_first)
+    monkeypatch.setattr(runner, "atomic_write_json", term_after_first)
     with pytest.raises(runner.Stopped):
         run_plan(plan, runs_dir=workspace / "runs")
     status = json.loads((workspace / "runs" / "t" / "status.json").read_text())
@@ -361,3 +361,91 @@ def test_sigterm_between_notebooks_ends_with_a_message_not_a_traceback(workspace
     monkeypatch.setattr(command, "_run_or_report", stopped)
     assert command.main(["run", "smoke"]) == 128 + signal.SIGTERM
     assert "interrupted (SIGTERM): finished notebooks are kept" in capsys.readouterr().err
+
+
+# ---- issue 35: a plan's data checked before anything runs ---------------------------------------
+
+def _tree(root: Path, classes: list[str]) -> Path:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for name in classes:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8)).save(root / split / name / "0.png")
+    return root
+
+
+@pytest.mark.parametrize("case, argv, message", [
+    ("missing", ["--dataset", "imagefolder", "--data-root", "/nonexistent"],
+     "data set 'imagefolder' not found at /nonexistent (no such folder)"),
+    ("file", ["--dataset", "imagefolder", "--data-root", "{tmp}/afile"],
+     "(it is a file, not a folder)"),
+    ("empty", ["--dataset", "imagefolder", "--data-root", "{tmp}/empty"],
+     "(no folder {tmp}/empty/train)"),
+    ("no images", ["--dataset", "imagefolder", "--data-root", "{tmp}/hollow"],
+     "class folders without images: a"),
+    ("one class", ["--dataset", "imagefolder", "--data-root", "{tmp}/one"],
+     "holds one class folder (a)"),
+    ("empty root", ["--data-root", ""], "--data-root is empty ('')"),
+    ("misspelt", ["--dataset", "imagenett"],
+     "--dataset imagenett: unknown data set 'imagenett'. Did you mean"),
+])
+def test_a_dry_run_checks_the_data_the_command_line_names(tmp_path, capsys, case, argv, message):
+    """`python -m reproduce run laptop --dry-run --dataset imagefolder --data-root /nonexistent`
+    listed every notebook as to run and exited 0, and the real run fell back to the built-in set;
+    every such case is now exit 2 with the notebooks, the data set, the folder and what is wrong,
+    before anything runs."""
+    from reproduce.__main__ import main
+
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "hollow" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "hollow" / "val" / "a").mkdir(parents=True)
+    _tree(tmp_path / "one", ["a"])
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code = main(["run", "laptop", "--dry-run", "--runs-dir", str(tmp_path / "runs"), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message.replace("{tmp}", str(tmp_path)) in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs" / "laptop").exists()
+
+
+def test_named_data_that_reads_is_accepted_and_a_notebook_it_does_not_reach_is_named(tmp_path,
+                                                                                    capsys):
+    """A readable tree passes; `--dataset` on notebooks that train on the built-in set (the smoke
+    plan) was ignored without a word, and is now a loud notice naming them."""
+    from reproduce.__main__ import main
+
+    tree = _tree(tmp_path / "photos", ["a", "b"])
+    named = ["--runs-dir", str(tmp_path / "runs"), "--dataset", "imagefolder", "--data-root",
+             str(tree)]
+    assert main(["run", "laptop", "--dry-run", *named]) == 0
+    out = capsys.readouterr().out
+    assert "02_training" not in out.split("NOTICE:")[-1]  # the laptop plan's training reads it
+    assert main(["run", "smoke", "--dry-run", *named]) == 0
+    notice = capsys.readouterr().out.split("NOTICE:")[-1]
+    assert f"--dataset imagefolder --data-root {tree} does not apply to" in notice
+    assert "02_training (the built-in set synthetic)" in notice
+    assert "01_architecture (reads no data)" in notice
+
+
+def test_a_notebook_that_falls_back_although_the_data_was_named_is_failed(workspace):
+    """The real run fell back to the built-in set with exit 0 when the user gave a data root; a
+    notebook whose results carry a fallback notice is now recorded as failed when the command line
+    named the data."""
+    make_notebook(workspace / "notebooks" / "fallback.ipynb", textwrap.dedent("""
+        import json, os
+        os.makedirs(output_dir, exist_ok=True)
+        notice = "NOTICE: data set 'imagefolder' not found. Falling back to the built-in set"
+        results = {"r": {"conditions": {"fallback_notice": notice}}}
+        json.dump({"notebook": "fallback", "results": results},
+                  open(os.path.join(output_dir, "fallback.json"), "w"))
+    """), 'profile = None\noutput_dir = "out"\ndata_root = None')
+    plan = load_plan(str(write_plan(workspace, "name: t\nnotebooks: [fallback]\n")),
+                     notebooks_dir=workspace / "notebooks")
+    assert run_plan(plan, runs_dir=workspace / "runs", data_root=str(workspace)) == 1
+    record = json.loads((workspace / "runs" / "t" / "status.json").read_text())["fallback"]
+    assert record["state"] == "failed"
+    assert "fell back to the built-in set although the command line" in record["error"]
+    # the plan's own data: a loud notice only
+    assert run_plan(plan, runs_dir=workspace / "runs", force=True) == 0

@@ -22,6 +22,7 @@ TOP_LEVEL = {
     "models": "engine",  # any network by name: the paper's builder and the baselines meet here, above paper/
     "measure": "engine",  # parameters, FLOPs, throughput and memory (uses the engine's device helpers)
     "compat": "engine",  # torchvision's weights mapped onto ours (uses the engine's checkpoint loading)
+    "argtypes": "engine",  # the range checks of every option: TrainConfig, the CLI, plans and benches share them
     "zoo": "study",  # the model zoo's table: measurements beside the paper's numbers
     "cli": "top",
 }

@@ -66,8 +66,9 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, work
 
 
 def test_gradient_accumulation_steps_once_per_group_scales_the_lr_and_resumes_exactly(tmp_path):
-    """accumulate=2 at batch 32: global batch 64 (lr 0.016 * 64 / 256 = 0.004), 4 optimizer steps per epoch of 8
-    batches; a stop request waits for the group's end (batch 4 of epoch 2, not 3), and the resumed run equals the
+    """accumulate=2 at batch 32: global batch 64 (lr 0.016 * 64 / 256 = 0.004), 4 optimizer steps
+    per epoch of 8 batches; a stop request mid-group stops at the next batch (batch 3 of epoch 2)
+    with the group's first batch's gradients in the checkpoint, and the resumed run equals the
     uninterrupted one."""
     options = dict(accumulate=2, ema_decay=0.9, ema_reference_batch=64)
     fit(tiny_config(tmp_path / "straight", **options))
@@ -78,7 +79,10 @@ def test_gradient_accumulation_steps_once_per_group_scales_the_lr_and_resumes_ex
     assert {int(state["step"]) for state in optimizer_state.values()} == {12}  # 3 epochs x 4 steps
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_config(tmp_path / "resumed", **options), stop_after_steps=11)
-    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["batches_done"] == 4
+    stopped = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert stopped["batches_done"] == 3
+    assert {k: stopped["accumulation"][k] for k in ("batches", "accumulate", "kept")} == {
+        "batches": 1, "accumulate": 2, "kept": "gradients"}
     fit(tiny_config(tmp_path / "resumed", **options))
     assert without_timing(read_metrics(tmp_path / "resumed")) == without_timing(read_metrics(tmp_path / "straight"))
 

@@ -43,6 +43,7 @@ __all__ = [
     "DatasetNotFoundError",
     "get_dataset",
     "dataset_or_fallback",
+    "check_data",
     "loud_notice",
     "is_built_in",
     "imagenette_url",
@@ -307,6 +308,64 @@ def _folder_root(name: str, root: Path) -> Path:
 CACHEABLE = ("imagenette", "imagenet", "imagefolder")  # folder data sets that ``cache=`` applies to
 
 
+def _data_root(name: str, root: str | Path | None) -> Path:
+    """``root`` as a path; None and the empty name are refused (``Path("")`` is the current
+    folder)."""
+    if root is None:
+        raise ValueError(f"data set {name!r} needs a data root (CLI: --data-root DIR)")
+    if not str(root).strip():
+        raise ValueError(f"the data root of {name!r} is empty (--data-root ''): name the folder "
+                         "holding the data set (an empty name would read the current folder)")
+    return Path(root).expanduser()
+
+
+def check_data(name: str, root: str | Path | None, **options) -> None:
+    """Raise what training on ``name`` under ``root`` would raise, without downloading anything and
+    without listing every image of a large tree: an unknown name, a missing, empty or file data
+    root, missing splits, class folders without images, a tree of one class (a classifier of one
+    class scores 100% whatever it learns). ``options``: as :func:`get_dataset` (``size`` of
+    Imagenette)."""
+    _check_name_and_split(name, "train")
+    if is_built_in(name):
+        return
+    path = _data_root(name, root)
+    if not path.exists():
+        raise _not_found(name, path, "no such folder")
+    if not path.is_dir():
+        raise _not_found(name, path, "it is a file, not a folder")
+    if name not in ("imagenet", "imagenet21k", "imagefolder"):
+        for split in ("train", "val"):
+            get_dataset(name, split, root=path, download=False, **options)
+        return
+    path = _folder_root(name, path)
+    for split in ("train", "val"):
+        folder = path / split
+        if not folder.is_dir():
+            raise _not_found(name, path, f"no folder {folder}")
+        classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+        empty = [c for c in classes if not _holds_an_image(folder / c)]
+        if not classes or empty:
+            what = "no class folders"
+            if empty:
+                what = f"class folders without images: {', '.join(empty[:5])}"
+            raise _not_found(name, path, f"{folder} holds {what}")
+        if split == "train" and len(classes) < 2:
+            raise ValueError(f"{folder} holds one class folder ({classes[0]}): a classifier "
+                             "needs two classes or more (trained on one, it scores 100% whatever "
+                             "it learns); add the other classes' folders")
+
+
+def _holds_an_image(folder: Path) -> bool:
+    """True once one file with an image extension is found under ``folder`` (what ImageFolder
+    reads)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(f.lower().endswith(IMG_EXTENSIONS) for f in files):
+            return True
+    return False
+
+
 def _check_name_and_split(name: str, split: str) -> None:
     if name not in DATASETS:
         import difflib
@@ -355,9 +414,7 @@ def get_dataset(
     if name == "synthetic_b":
         options.pop("num_classes", None)
         return SyntheticShapes(split=split, transform=transform, classes=TRANSFER_CLASSES, **options)
-    if root is None:
-        raise ValueError(f"data set {name!r} needs a data root (CLI: --data-root DIR)")
-    root = _folder_root(name, Path(root).expanduser())
+    root = _folder_root(name, _data_root(name, root))
     unknown = set(options) - ({"size", "num_classes"} if name == "imagenet21k" else {"size"})
     if unknown:
         raise ValueError(f"options {', '.join(sorted(unknown))} do not apply to data set {name!r}")

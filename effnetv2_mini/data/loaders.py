@@ -128,6 +128,11 @@ class Loaders:
             raise ValueError(f"num_classes {self.num_classes} is smaller than the {len(self.class_names)} classes of "
                              f"{config.dataset} ({_shown(self.class_names)}): drop --num-classes, or train on some "
                              "classes only (TrainConfig.classes, or a folder with fewer class folders)")
+        if len(self.class_names) < 2:  # every label the same: top-1 100% whatever the model learns
+            shown = _shown(self.class_names)
+            raise ValueError(f"{config.dataset} has one class ({shown}) to train on: "
+                             "a classifier needs two or more (on one it scores 100% whatever it "
+                             "learns); add the other classes")
         self._train_key = self._val_key = None
         self._train_loader = self._val_loader = None
         # decode_on_device (folder data sets): workers read JPEG bytes, the training device decodes and augments them

@@ -25,11 +25,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..argtypes import (
+    FRACTION,
+    IMAGE_SIZE,
+    MAX_IMAGE_SIZE,
+    MIX_ALPHA,
+    NON_NEGATIVE_FLOAT,
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    Rule,
+)
 from ..data.datasets import is_built_in
 from ..paper.recipe import RECIPES
 
 __all__ = ["TrainConfig", "config_from_dict", "global_batch", "split_global_batch",
-           "bn_momentum_per_batch", "optimizer_steps_per_epoch"]
+           "bn_momentum_per_batch", "optimizer_steps_per_epoch", "MAX_IMAGE_SIZE", "surely_mistaken"]
 
 
 @dataclass
@@ -121,41 +132,73 @@ class TrainConfig:
         return config
 
 
-MAX_IMAGE_SIZE = 2048
 SCHEDULES = ("exponential", "cosine", "flat_cosine", "constant")  # the lr after the warm-up (paper.optim.lr_factor)
-# (fields, test, what they must be): checked on every resolved config, so that library callers get the CLI's errors
+_OPTIONAL = True  # the field may be None (the recipe's, the model's or the data set's value)
+_CLASSES = Rule(lambda v: v >= 2, "a whole number >= 2 (one class scores 100% whatever is learnt)",
+                whole=True)
+_DECAY_RATE = Rule(lambda v: 0 < v <= 1, "in (0, 1]", whole=False)
+# (fields, rule, may be None): checked on every resolved config, so that library callers get the
+# CLI's errors (the same rules as the command line's argument types, effnetv2_mini.argtypes)
 _RULES = [
-    (("epochs", "batch_size", "accumulate", "eval_every"), lambda v: v >= 1, "a whole number >= 1"),
-    # the paper's largest is 512 px; far larger sizes only fail later, in the allocator, after a whole epoch
-    (("image_size", "eval_size"), lambda v: 1 <= v <= MAX_IMAGE_SIZE, f"a whole number from 1 to {MAX_IMAGE_SIZE} (px)"),
-    (("max_steps_per_epoch", "num_classes", "images_per_class", "ema_reference_batch", "randaug_reference",
-      "head_init_classes"),
-     lambda v: v is None or v >= 1, "None or >= 1"),
-    (("workers",), lambda v: v >= 0, ">= 0"),
-    (("lr", "base_lr"), lambda v: v is None or v > 0, "None or > 0"),
-    (("warmup_epochs", "weight_decay", "randaug_magnitude", "mixup_alpha", "cutmix_alpha", "decay_epochs"),
-     lambda v: v is None or v >= 0, ">= 0"),
-    (("ema_decay", "label_smoothing", "drop_path_rate", "bn_momentum"), lambda v: v is None or 0 <= v < 1, "in [0, 1)"),
-    (("dropout",), lambda v: v is None or 0 <= v < 1, "None or in [0, 1)"),
-    (("decay_rate",), lambda v: v is None or 0 < v <= 1, "in (0, 1]"),
-    (("crop_scale",), lambda v: v is None or 0 < v[0] <= v[1] <= 1, "None or (low, high) with 0 < low <= high <= 1"),
+    (("epochs", "batch_size", "accumulate", "eval_every"), POSITIVE_INT, False),
+    (("image_size", "eval_size"), IMAGE_SIZE, False),
+    (("max_steps_per_epoch", "images_per_class", "ema_reference_batch", "randaug_reference",
+      "head_init_classes"), POSITIVE_INT, _OPTIONAL),
+    (("num_classes",), _CLASSES, _OPTIONAL),
+    (("workers",), NON_NEGATIVE_INT, False),
+    (("lr", "base_lr"), POSITIVE_FLOAT, _OPTIONAL),
+    (("warmup_epochs", "weight_decay", "randaug_magnitude", "decay_epochs"), NON_NEGATIVE_FLOAT,
+     _OPTIONAL),
+    (("mixup_alpha", "cutmix_alpha"), MIX_ALPHA, False),
+    (("ema_decay", "label_smoothing", "drop_path_rate", "bn_momentum", "dropout"), FRACTION,
+     _OPTIONAL),
+    (("decay_rate",), _DECAY_RATE, _OPTIONAL),
 ]
 
 
 def _validate(config: TrainConfig) -> None:
-    for names, test, meaning in _RULES:
+    for names, rule, optional in _RULES:
         for name in names:
             value = getattr(config, name)
-            ok = False
-            try:
-                ok = bool(test(value))
-            except TypeError:
-                pass
-            if not ok or isinstance(value, bool):
+            if not (optional and value is None) and not rule.holds(value):
+                meaning = f"None or {rule.meaning}" if optional else rule.meaning
                 raise ValueError(f"{name} must be {meaning}, got {value!r} (CLI: --{name.replace('_', '-')})")
+    scale = config.crop_scale
+    finite = scale is not None and all(NON_NEGATIVE_FLOAT.holds(v) for v in scale)
+    if scale is not None and not (len(scale) == 2 and finite and 0 < scale[0] <= scale[1] <= 1):
+        raise ValueError("crop_scale must be None or (low, high) with 0 < low <= high <= 1, got "
+                         f"{scale!r}")
     if not str(config.out_dir).strip():
         raise ValueError("out_dir is empty: name the run directory (CLI: --out runs/NAME); an empty name would write "
                          "the run's files into the current folder")
+
+
+# Peak learning rates above these are surely a mistake (a warning, not an error: row 19 of
+# docs/reliability.md trains one on purpose). The recipes' largest peak is 0.016 x 4096 / 256 =
+# 0.256 (RMSProp at the paper's batch); large-batch SGD (Goyal et al. 2017) peaks at 0.1 x 8192 /
+# 256 = 3.2.
+LR_SURELY_WRONG = {"rmsprop": 1.0, "adamw": 1.0, "sgd": 10.0}
+
+
+def surely_mistaken(config: TrainConfig, world: int, peak_lr: float,
+                    steps_per_epoch: int) -> list[str]:
+    """Legal values that are surely a mistake, as warnings: a peak learning rate far above any
+    recipe's, and more batches accumulated per optimizer step than an epoch holds (each step then
+    sees one epoch, while the learning rate and the EMA are scaled for the nominal global batch)."""
+    found = []
+    if peak_lr > LR_SURELY_WRONG.get(config.optimizer, 1.0):
+        found.append(f"the peak learning rate {peak_lr:g} ({config.optimizer}) is far above any "
+                     "recipe's (0.256 at the paper's batch of 4096): the run will diverge or "
+                     "learn nothing. Check --lr, --base-lr and --accumulate (the lr follows the "
+                     "global batch)")
+    if config.accumulate > steps_per_epoch:
+        seen = steps_per_epoch * config.batch_size * world
+        nominal = global_batch(config, world)
+        found.append(f"--accumulate {config.accumulate} exceeds the {steps_per_epoch} batches of "
+                     f"an epoch: each optimizer step sees one epoch ({seen} images), while the "
+                     f"learning rate and EMA are scaled for a global batch of {nominal}. Use "
+                     f"--accumulate {steps_per_epoch} or less")
+    return found
 
 
 def config_from_dict(values: dict) -> TrainConfig:

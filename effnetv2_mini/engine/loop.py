@@ -76,6 +76,7 @@ def train_one_epoch(run: Run, epoch: int, plan: EpochPlan, stop: StopRequests, o
     if on_epoch_start is not None:
         on_epoch_start(epoch, run.model, loader, mixer)
     run.model.train()
+    _restore_gradients(run)
     sums = dict(state.partial)
     seen_before, start = sums["seen"], time.perf_counter()
     total = run.steps_per_epoch - state.batches_done
@@ -92,7 +93,7 @@ def train_one_epoch(run: Run, epoch: int, plan: EpochPlan, stop: StopRequests, o
             progress.set_postfix(loss=f"{loss:.3f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.0f}",
                                  refresh=False)
         state.batches_done += 1
-        if stop.requested() and state.batches_done % config.accumulate == 0:  # no half-accumulated gradient is lost
+        if stop.requested():  # whatever the accumulation: its gradients go into the checkpoint
             progress.close()
             _save_interrupted(run, sums, time.perf_counter() - start)
     progress.close()
@@ -133,14 +134,57 @@ def _train_step(run: Run, images: torch.Tensor | EncodedBatch, labels: torch.Ten
 
 
 def _save_interrupted(run: Run, sums: dict, seconds: float) -> None:
-    """A stop request: record the batches trained so far in ``last.pt``, then stop (KeyboardInterrupt)."""
+    """A stop request: record the batches trained so far in ``last.pt`` (with the gradients
+    accumulated since the last optimizer step, if any), then stop (KeyboardInterrupt)."""
     run.state.elapsed += seconds
     run.state.partial = {k: sums[k] for k in ("loss_sum", "seen", "skipped")}
+    run.state.accumulation = _pending_gradients(run)
     if run.info.main:
         save_checkpoint(run, [run.last_path])
         if not run.config.quiet:
-            print(f"\ninterrupted: checkpoint written to {run.last_path}; rerun the same command to resume")
+            pending = run.state.accumulation
+            kept = (f" (with the gradients of the {pending['batches']} batch(es) accumulated "
+                    "since the last optimizer step)") if pending else ""
+            print(f"\ninterrupted: checkpoint written to {run.last_path}{kept}; rerun the same "
+                  "command to resume")
     raise KeyboardInterrupt
+
+
+def _pending_gradients(run: Run) -> dict | None:
+    """The gradients of the batches trained since the last optimizer step (``--accumulate``), as the
+    checkpoint keeps them: ``{"batches", "accumulate", "kept": "gradients", "gradients": {name:
+    tensor}}``; None after a step. Under DDP each process's local sums are averaged first, as the
+    next step's all-reduce would have done."""
+    done, steps = run.state.batches_done, run.config.accumulate
+    pending = 0 if done == run.steps_per_epoch else done % steps  # an epoch's last batch steps
+    if not pending:
+        return None
+    grads = {name: p.grad.detach().clone() for name, p in run.model.named_parameters()
+             if p.grad is not None}
+    if run.info.world > 1:
+        for grad in grads.values():
+            torch.distributed.all_reduce(grad)
+            grad /= run.info.world
+    return {"batches": pending, "accumulate": steps, "kept": "gradients",
+            "gradients": {name: grad.cpu() for name, grad in grads.items()}}
+
+
+def _restore_gradients(run: Run) -> None:
+    """Put the gradients a stop kept back on the parameters, so that the group of ``--accumulate``
+    batches goes on where it stopped (bit for bit); kept under another ``--accumulate``
+    (--resume-with-changes) they are dropped."""
+    pending, run.state.accumulation = run.state.accumulation, None
+    if not pending:
+        return
+    if pending["accumulate"] != run.config.accumulate:
+        if run.info.main:
+            print(f"the gradients of {pending['batches']} batch(es) accumulated at --accumulate "
+                  f"{pending['accumulate']} before the stop are dropped (now --accumulate "
+                  f"{run.config.accumulate})")
+        return
+    for name, parameter in run.model.named_parameters():
+        if name in pending["gradients"]:
+            parameter.grad = pending["gradients"][name].to(parameter.device)
 
 
 def end_epoch(run: Run, epoch: int, plan: EpochPlan, stats: dict) -> dict:

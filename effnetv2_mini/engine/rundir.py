@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,26 +39,39 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
-from .config import TrainConfig, bn_momentum_per_batch, global_batch
+from .config import TrainConfig, bn_momentum_per_batch, global_batch, surely_mistaken
 from .devices import device_name
 from .distributed import DistInfo, setup
 from .errors import TrainingDiverged
 
 __all__ = ["Run", "RunState", "open_run", "append_metrics", "save_checkpoint", "diverged_note", "reported_top1",
-           "summarize_metrics", "read_summary", "read_history", "IDENTITY_FIELDS", "FIXED_FIELDS"]
+           "summarize_metrics", "read_summary", "read_history", "IDENTITY_FIELDS", "FIXED_FIELDS",
+           "FREE_FIELDS"]
 
-# Settings that define a run: resuming a directory with different values is refused.
+# Settings that define a run: resuming a directory with different values is refused, or with
+# --resume-with-changes recorded in config.json's "changes" with the epoch (and batch) from which
+# they apply.
 IDENTITY_FIELDS = (
-    "model", "model_overrides", "init_from", "freeze_backbone", "dataset", "epochs", "batch_size", "image_size",
-    "eval_size", "recipe", "optimizer", "lr", "base_lr", "warmup_epochs", "schedule", "weight_decay", "label_smoothing",
-    "ema_decay", "seed", "num_classes", "randaug_magnitude", "mixup_alpha", "cutmix_alpha", "dropout", "drop_path_rate",
-    "classes", "images_per_class", "bn_momentum", "preprocessing", "normalize", "randaug_reference", "cutmix_with_mixup",
-    "ema_reference_batch", "cache", "decode_on_device", "accumulate", "data_root", "synthetic", "max_steps_per_epoch",
-    "imagenette_size", "head_init_classes",
+    "model", "model_overrides", "init_from", "freeze_backbone", "dataset", "epochs", "batch_size",
+    "image_size", "eval_size", "recipe", "optimizer", "lr", "base_lr", "warmup_epochs", "schedule",
+    "weight_decay", "label_smoothing", "ema_decay", "seed", "num_classes", "randaug_magnitude",
+    "mixup_alpha", "cutmix_alpha", "dropout", "drop_path_rate", "classes", "images_per_class",
+    "bn_momentum", "preprocessing", "normalize", "randaug_reference", "cutmix_with_mixup",
+    "ema_reference_batch", "cache", "decode_on_device", "accumulate", "data_root", "synthetic",
+    "max_steps_per_epoch", "imagenette_size", "head_init_classes", "decay_rate", "decay_epochs",
+    "crop_scale", "eval_every", "skip_corrupt", "sync_bn", "amp", "channels_last", "compile",
+    "init_from_ema",
 )
 # What a run is: even --resume-with-changes cannot change these (the weights and data would not fit).
-FIXED_FIELDS = ("model", "model_overrides", "init_from", "freeze_backbone", "dataset", "num_classes", "classes",
-                "images_per_class", "batch_size")
+FIXED_FIELDS = ("model", "model_overrides", "init_from", "init_from_ema", "freeze_backbone",
+                "dataset", "num_classes", "classes", "images_per_class", "batch_size")
+# Settings that change neither what is trained nor what is recorded: free on resume. The device is
+# recorded where it matters, as the effective device, amp, channels_last and process count
+# (RUNTIME_RECORD).
+FREE_FIELDS = ("out_dir", "download", "quiet", "resume_with_changes", "workers", "device")
+# config.json's effective runtime settings: a resume under other ones (another machine, --nproc) is
+# recorded too.
+RUNTIME_RECORD = ("device", "amp", "channels_last", "world_size")
 
 
 @dataclass
@@ -69,6 +83,10 @@ class RunState:
     best_top1: float = -1.0
     elapsed: float = 0.0  # training seconds so far
     partial: dict = field(default_factory=lambda: {"loss_sum": 0.0, "seen": 0, "skipped": 0})
+    # a stop between two optimizer steps (gradient accumulation): the gradients of the batches
+    # trained since the last step, kept so that the resumed run adds the rest of the group to them
+    # (engine.loop._pending_gradients)
+    accumulation: dict | None = None
 
 
 @dataclass(kw_only=True)
@@ -96,6 +114,7 @@ class Run:
     def release(self) -> None:
         """Give the run directory's lock back (the process's end, kill -9 included, gives it back too)."""
         if self.lock is not None:
+            _HELD_LOCKS.discard(self.lock)
             self.lock.close()
             self.lock = None
 
@@ -136,9 +155,11 @@ def open_run(config: TrainConfig, schedule: ProgressiveSchedule | None = None,
         if info.main and not config.quiet:
             print(f"{out}: run already finished ({checkpoint['epoch']} epochs); nothing to do")
         return checkpoint["summary"]
-    _check_schedule(out / "config.json", extra_config, config.resume_with_changes)  # before any data or model is built
-    if changed:
-        extra_config = {**(extra_config or {}), "changes": _changes(out / "config.json", config, changed, checkpoint)}
+    # before any data or model is built
+    schedule = _check_schedule(out / "config.json", extra_config, config.resume_with_changes)
+    if changed or schedule:
+        changes = _changes(out / "config.json", config, changed, checkpoint, schedule)
+        extra_config = {**(extra_config or {}), "changes": changes}
     torch.manual_seed(config.seed)
     data = Loaders(config, info, device)
     config.num_classes = data.num_classes
@@ -173,6 +194,21 @@ def _rule_note(config: TrainConfig, rule: dict) -> str:
 
 
 LOCK_NAME = ".lock"
+# The lock files this process holds. A forked child (a DataLoader worker) shares the open file and
+# with it the flock: after kill -9 of the training, its orphaned workers held the lock for seconds
+# and the rerun was refused ("in use by another training (pid N)" with N dead). Children close their
+# copy at once; the parent keeps the lock.
+_HELD_LOCKS: set = set()
+
+
+def _close_inherited_locks() -> None:
+    for handle in list(_HELD_LOCKS):
+        handle.close()  # this copy only: the flock stays with the parent's open file
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def _lock_directory(out: Path):
@@ -190,27 +226,54 @@ def _lock_directory(out: Path):
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise RuntimeError(f"the run directory {out} is in use by another training ({holder}): wait for it to end, or "
-                           "stop it and rerun this command to resume; or give another --out") from None
+        raise RuntimeError(f"the run directory {out} is in use by another training ({holder})"
+                           f"{_gone(holder)}: wait for it to end, or stop it and rerun this "
+                           "command to resume; or give another --out") from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     handle.flush()
+    _HELD_LOCKS.add(handle)
     return handle
 
 
-def _check_schedule(path: Path, extra_config: dict | None, resume_with_changes: bool) -> None:
-    """An interrupted progressive run resumed without its schedule, or with another one, is refused (its record in
-    config.json would be replaced and the epochs would follow other sizes)."""
-    if not path.exists() or resume_with_changes:
-        return
+def _gone(holder: str) -> str:
+    """What to say when the lock's named holder on this machine no longer runs (processes it started
+    hold it)."""
+    words = holder.split()
+    here = len(words) >= 4 and words[3].rstrip(",") == socket.gethostname()
+    if not here or words[0] != "pid" or not words[1].isdigit():
+        return ""
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return (f"; pid {words[1]} is gone, and processes it started (data-loader workers) still "
+                "hold the lock: they exit within seconds, so rerun then")
+    except PermissionError:  # alive, another user's
+        pass
+    return ""
+
+
+def _check_schedule(path: Path, extra_config: dict | None, resume_with_changes: bool) -> dict:
+    """An interrupted progressive run resumed without its schedule, or with another one, is refused
+    (its record in config.json would be replaced and the epochs would follow other sizes); with
+    ``resume_with_changes`` the change is returned, ``{"progressive": [before, after]}``, for
+    config.json's "changes" ({} if none)."""
+    if not path.exists():
+        return {}
     before = json.loads(path.read_text()).get("progressive")
     after = json.loads(json.dumps((extra_config or {}).get("progressive")))  # as config.json holds it
-    if before != after:
-        had = "no progressive schedule" if before is None else f"the progressive schedule of {before.get('source')!r}"
-        asks = "none" if after is None else repr(after.get("source"))
-        raise ValueError(f"{path.parent} holds a run trained with {had}; this command asks for {asks}: rerun the run's "
-                         "own command (its config.json records it), or use another output directory")
+    if before == after:
+        return {}
+    if resume_with_changes:
+        return {"progressive": [before, after]}
+    had = "no progressive schedule"
+    if before is not None:
+        had = f"the progressive schedule of {before.get('source')!r}"
+    asks = "none" if after is None else repr(after.get("source"))
+    raise ValueError(f"{path.parent} holds a run trained with {had}; this command asks for {asks}: "
+                     "rerun the run's own command (its config.json records it), or use another "
+                     "output directory")
 
 
 def _check_settings(path: Path, config: TrainConfig) -> list[str]:
@@ -221,27 +284,48 @@ def _check_settings(path: Path, config: TrainConfig) -> list[str]:
     try:
         previous = json.loads(path.read_text())["config"]
     except (ValueError, KeyError, TypeError) as error:  # truncated or edited by hand
-        raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error}): it records the settings of the run in "
-                         f"{path.parent}. Restore it, or use another output directory") from None
-    current = dataclasses.asdict(config)
-    differing = [k for k in IDENTITY_FIELDS if previous.get(k, getattr(TrainConfig, k, None)) != current.get(k)  # absent: default
+        raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error}): it records the "
+                         f"settings of the run in {path.parent}. Restore it, or use another output "
+                         "directory") from None
+    # as config.json holds it (tuples as lists); a field absent from an old file: the default
+    current = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    differing = [k for k in IDENTITY_FIELDS
+                 if previous.get(k, getattr(TrainConfig, k, None)) != current.get(k)
                  and not (k == "num_classes" and current.get(k) is None)]
     changes = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in differing)
     fixed = [k for k in differing if k in FIXED_FIELDS]
     if differing and (fixed or not config.resume_with_changes):
-        hint = "" if fixed else ("; to continue it from its last checkpoint with the new values (e.g. a lower --lr after "
-                                 "a NaN), add --resume-with-changes")
+        hint = "" if fixed else ("; to continue it from its last checkpoint with the new values "
+                                 "(e.g. a lower --lr after a NaN), add --resume-with-changes")
         raise ValueError(f"{path.parent} holds a run with different settings ({changes}); use another output "
                          f"directory, or delete this one to start over{hint}")
     return differing
 
 
-def _changes(config_path: Path, config: TrainConfig, changed: list[str], checkpoint: dict | None) -> list[dict]:
-    """The run's history of --resume-with-changes, this one added (kept in config.json): [old, new] per field."""
+def _changes(config_path: Path, config: TrainConfig, changed: list[str], checkpoint: dict | None,
+             schedule: dict | None = None) -> list[dict]:
+    """The run's history of --resume-with-changes, this one added (kept in config.json): [old, new]
+    per field, from epoch ``at_epoch + 1`` on (``at_batch``: batches of that epoch trained before,
+    when it stopped mid-epoch)."""
     previous = json.loads(config_path.read_text())
-    entry = {"at_epoch": checkpoint["epoch"] if checkpoint else 0,
-             "fields": {k: [previous["config"].get(k), getattr(config, k)] for k in changed}}
+    fields = {k: [previous["config"].get(k), getattr(config, k)] for k in changed}
+    entry = dict(_resumed_at(checkpoint), fields={**fields, **(schedule or {})})
     return previous.get("changes", []) + [entry]
+
+
+def _resumed_at(checkpoint: dict | None) -> dict:
+    """Where a resumed run goes on: ``{"at_epoch": epochs done}`` and, mid-epoch, ``"at_batch"``."""
+    epoch, batch = (checkpoint["epoch"], checkpoint["batches_done"]) if checkpoint else (0, 0)
+    return {"at_epoch": epoch, **({"at_batch": batch} if batch else {})}
+
+
+def _runtime_changes(previous: dict, payload: dict, state: RunState) -> dict:
+    """The effective device, amp, channels_last and process count that differ from config.json's,
+    once anything was trained under the old ones: ``{field: [old, new]}``."""
+    if not previous or (state.epoch == 0 and state.batches_done == 0):
+        return {}
+    return {k: [previous[k], payload[k]] for k in RUNTIME_RECORD
+            if k in previous and previous[k] != payload[k]}
 
 
 def _restore(run: Run, checkpoint: dict, changed: list[str] = ()) -> None:
@@ -262,7 +346,9 @@ def _restore(run: Run, checkpoint: dict, changed: list[str] = ()) -> None:
         run.ema.load_state_dict(checkpoint["ema"])
     set_rng_state(checkpoint["rng"])
     run.state = RunState(epoch=checkpoint["epoch"], batches_done=checkpoint["batches_done"],
-                         best_top1=checkpoint["best_top1"], elapsed=checkpoint["elapsed"], partial=checkpoint["partial_epoch"])
+                         best_top1=checkpoint["best_top1"], elapsed=checkpoint["elapsed"],
+                         partial=checkpoint["partial_epoch"],
+                         accumulation=checkpoint.get("accumulation"))
     if run.info.main and not run.config.quiet:
         print(f"resuming {run.out} at epoch {run.state.epoch + 1}, batch {run.state.batches_done}")
 
@@ -282,6 +368,11 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
                                                               config.accumulate),
                "sync_bn_active": any(isinstance(m, nn.SyncBatchNorm) for m in run.model.modules()),
                "train_images": len(run.data.train_set), "val_images": len(run.data.val_set), **(extra_config or {})}
+    _record_changes(run, payload, "changes" in (extra_config or {}))
+    warnings = surely_mistaken(config, run.info.world, payload["peak_lr"], run.steps_per_epoch)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    payload.update({"warnings": warnings} if warnings else {})
     for stale in run.out.glob(f".*{TEMP_SUFFIX}"):
         stale.unlink(missing_ok=True)  # a partial write of a killed process (kill -9 while saving)
     atomic_write_json(run.out / "config.json", payload, indent=2, default=str)
@@ -291,6 +382,28 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
     if run.metrics_path.exists():  # drop lines of epochs that the checkpoint does not cover
         lines = [ln for ln in run.metrics_path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= run.state.epoch]
         atomic_write_text(run.metrics_path, "".join(line + "\n" for line in lines))
+
+
+def _record_changes(run: Run, payload: dict, resumed_with_changes: bool) -> None:
+    """Keep config.json's "changes" (a plain resume kept none, so the record then claimed the last
+    values for the whole run) and add the effective runtime settings that differ from the last
+    open's, said on the terminal."""
+    path = run.out / "config.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    changes = list(payload.get("changes", previous.get("changes", [])))
+    runtime = _runtime_changes(previous, payload, run.state)
+    if runtime:
+        if resumed_with_changes:  # this resume's entry is the last one
+            changes[-1] = dict(changes[-1], fields={**changes[-1]["fields"], **runtime})
+        else:
+            where = {"epoch": run.state.epoch, "batches_done": run.state.batches_done}
+            changes.append(dict(_resumed_at(where), fields=runtime))
+        print(f"{run.out}: resuming with other runtime settings ("
+              + ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in runtime.items())
+              + f") from epoch {run.state.epoch + 1}; recorded in config.json \"changes\"",
+              file=sys.stderr)
+    if changes:
+        payload["changes"] = changes
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -322,7 +435,7 @@ def _payload(run: Run, finished: bool) -> dict:
             "ema": run.ema.state_dict() if run.ema is not None else {}, "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "epoch": state.epoch,
             "batches_done": state.batches_done, "best_top1": state.best_top1, "elapsed": state.elapsed,
-            "rng": rng_state(), "finished": finished,
+            "rng": rng_state(), "finished": finished, "accumulation": state.accumulation,
             "summary": summarize_metrics(run.out, state.best_top1, state.elapsed) if finished else {},
             "model_name": run.config.model, "model_overrides": dict(run.config.model_overrides),
             "num_classes": run.data.num_classes, "classes": run.data.class_names, "eval_size": run.config.eval_size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from ..argtypes import MAX_MIX_ALPHA, MIX_ALPHA
 from ..paper.progressive import ProgressiveSchedule, linear_schedule, schedule_preset, variant
 
 __all__ = ["parse_schedule", "SPEC_KEYS"]
@@ -73,6 +74,8 @@ def _check_range(key: str, value, token: str) -> None:
         raise ValueError(f"--progressive: {token!r}: values must be >= 0")
     if key == "dropout" and any(v >= 1 for v in values):
         raise ValueError(f"--progressive: {token!r}: a dropout rate must be below 1")
+    if key == "mixup" and any(v > MAX_MIX_ALPHA for v in values):
+        raise ValueError(f"--progressive: {token!r}: a mixup alpha must be {MIX_ALPHA.meaning}")
 
 
 def _int_pair(pair: tuple[float, float]) -> tuple[int, int]:

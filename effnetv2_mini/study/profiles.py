@@ -31,6 +31,16 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from ..argtypes import (
+    FRACTION,
+    IMAGE_SIZE,
+    MIX_ALPHA,
+    NON_NEGATIVE_FLOAT,
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    Rule,
+)
 from ..paper.progressive import VARIANTS
 
 __all__ = ["PROFILES", "NOTEBOOKS", "NotebookProfile", "notebook_profile", "profile_from_globals", "parameter_names",
@@ -480,23 +490,38 @@ def _fits(value, annotation) -> bool:
     return isinstance(value, annotation)
 
 
-# Range checks: (field, test, what it must be). Applied to whichever profile class has the field.
+# Range checks: (fields, rule): the command line's rules (effnetv2_mini.argtypes) wherever a
+# parameter is a TrainConfig option too, so that a plan file or `papermill -p` gets what `effnetv2
+# train` gets. None is always accepted here (the field's type says whether it may be None).
+_SIZES = ("image_size", "eval_size", "min_size", "max_size", "table3_image_size",
+          "proxy_image_size", "proxy_eval_size", "throughput_image_size", "scaling_image_size")
+_COUNTS = ("epochs", "grid_epochs", "batch_size", "trials", "stages", "steps", "table3_batch_size",
+           "scaling_batch_size", "throughput_batch_size", "nproc", "proxy_batch_size",
+           "max_batch_limit", "timing_repeats", "accumulate", "train_samples",
+           "max_steps_per_epoch", "images_per_class", "memory_budget_mb", "global_batch",
+           "pretrain_global_batch", "random_every")
 _RANGES = [
-    (("epochs", "grid_epochs", "batch_size", "image_size", "eval_size", "trials", "stages", "min_size", "max_size",
-      "steps", "table3_image_size", "table3_batch_size", "scaling_batch_size", "throughput_batch_size", "nproc",
-      "proxy_batch_size",
-      "max_batch_limit", "timing_repeats", "proxy_image_size", "proxy_eval_size"), lambda v: v >= 1, ">= 1"),
-    (("workers", "proxy_epochs", "retrain_top", "retrain_epochs", "pretrain_epochs"), lambda v: v >= 0, ">= 0"),
-    (("global_batch", "pretrain_global_batch", "random_every"), lambda v: v >= 1, ">= 1 (or None)"),
-    (("train_samples", "num_classes", "max_steps_per_epoch", "images_per_class", "memory_budget_mb",
-      "throughput_image_size", "scaling_image_size"), lambda v: v >= 1, ">= 1 (or None)"),
-    (("randaug_magnitude", "mixup_alpha"), lambda v: v >= 0, ">= 0"),
-    (("ema_decay",), lambda v: 0 <= v < 1, "in [0, 1) (or None)"),
-    (("lr",), lambda v: v > 0, "> 0 (or None)"),
-    (("table2_sizes", "grid_sizes"), lambda v: len(v) > 0 and all(x >= 1 for x in v), "a non-empty list of sizes >= 1"),
-    (("grid_magnitudes", "randaug_range", "mixup_range"), lambda v: all(x >= 0 for x in v), "a list of numbers >= 0"),
-    (("randaug_range", "dropout_range", "mixup_range"), lambda v: v is None or len(v) == 2, "[first, last]"),
-    (("seeds", "grid_seeds", "models", "transfer_sets", "variants"), lambda v: len(v) > 0, "a non-empty list"),
+    (_COUNTS, POSITIVE_INT),
+    (("num_classes",), Rule(lambda v: v >= 2, "a whole number >= 2", whole=True)),
+    (_SIZES, IMAGE_SIZE),
+    (("workers", "proxy_epochs", "retrain_top", "retrain_epochs", "pretrain_epochs"),
+     NON_NEGATIVE_INT),
+    (("randaug_magnitude",), NON_NEGATIVE_FLOAT),
+    (("mixup_alpha",), MIX_ALPHA),
+    (("ema_decay",), FRACTION),
+    (("lr",), POSITIVE_FLOAT),
+]
+_LIST_RANGES = [  # (fields, rule of each item)
+    (("table2_sizes", "grid_sizes"), IMAGE_SIZE),
+    (("grid_magnitudes", "randaug_range"), NON_NEGATIVE_FLOAT),
+    (("mixup_range",), MIX_ALPHA),
+    (("dropout_range",), FRACTION),
+]
+_LIST_SHAPES = [
+    (("randaug_range", "dropout_range", "mixup_range"), lambda v: len(v) == 2, "[first, last]"),
+    (("seeds", "grid_seeds", "models", "transfer_sets", "variants", "table2_sizes", "grid_sizes"),
+     lambda v: len(v) > 0, "a non-empty list"),
+    (("seeds", "grid_seeds", "models"), lambda v: len(set(v)) == len(v), "a list without repeats"),
 ]
 
 
@@ -511,11 +536,25 @@ def _check_ranges(notebook: str, values) -> None:
             raise ParameterError(f"{notebook} parameter 'per_model' maps each of the models to "
                                  f"some of {', '.join(PER_MODEL_FIELDS)}; got {model!r}: {own!r}")
         _check_ranges(notebook, dataclasses.replace(values, per_model={}, **own))
-    for names, test, meaning in _RANGES:
+
+    def fail(name, meaning, value):
+        raise ParameterError(f"{notebook} parameter {name!r} must be {meaning}, got {value!r}")
+
+    for names, rule in _RANGES:
+        for name in names:
+            value = getattr(values, name, None)
+            if value is not None and not rule.holds(value):
+                fail(name, rule.meaning, value)
+    for names, test, meaning in _LIST_SHAPES:
         for name in names:
             value = getattr(values, name, None)
             if value is not None and not test(value):
-                raise ParameterError(f"{notebook} parameter {name!r} must be {meaning}, got {value!r}")
+                fail(name, meaning, value)
+    for names, rule in _LIST_RANGES:
+        for name in names:
+            value = getattr(values, name, None)
+            if value is not None and not all(rule.holds(item) for item in value):
+                fail(name, f"a list of numbers each {rule.meaning}", value)
 
 
 # A rehearsal divides the global batches a plan states by this (512 -> 8, 4096 -> 64) and gives a
