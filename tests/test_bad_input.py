@@ -144,7 +144,7 @@ def test_the_corrected_command_runs_after_a_refused_one(tmp_path, capsys):
     ("image_size", -5, "image_size must be a whole number from 1 to 2048 (px), got -5 (CLI: --image-size)"),
     ("lr", -1.0, "lr must be None or a number > 0, got -1.0 (CLI: --lr)"),
     ("lr", float("inf"), "lr must be None or a number > 0, got inf (CLI: --lr)"),
-    ("mixup_alpha", 1e308, "mixup_alpha must be a number from 0 to 100"),
+    ("mixup_alpha", 1e308, "mixup_alpha must be None or a number from 0 to 100"),
     ("cutmix_alpha", float("inf"), "cutmix_alpha must be a number from 0 to 100"),
     ("epochs", 2.5, "epochs must be a whole number >= 1, got 2.5 (CLI: --epochs)"),
     ("num_classes", 1, "num_classes must be None or a whole number >= 2"),

@@ -149,7 +149,8 @@ _RULES = [
     (("lr", "base_lr"), POSITIVE_FLOAT, _OPTIONAL),
     (("warmup_epochs", "weight_decay", "randaug_magnitude", "decay_epochs"), NON_NEGATIVE_FLOAT,
      _OPTIONAL),
-    (("mixup_alpha", "cutmix_alpha"), MIX_ALPHA, False),
+    (("mixup_alpha",), MIX_ALPHA, _OPTIONAL),  # None: the fixed-size rule's (engine.build) or 0
+    (("cutmix_alpha",), MIX_ALPHA, False),
     (("ema_decay", "label_smoothing", "drop_path_rate", "bn_momentum", "dropout"), FRACTION,
      _OPTIONAL),
     (("decay_rate",), _DECAY_RATE, _OPTIONAL),
