@@ -4,9 +4,10 @@
     effnetv2 summary efficientnetv2_s       Table-4-style stage summary
     effnetv2 bench efficientnetv2_s --image-size 128 --batch-size 16 --device cpu
     effnetv2 train --model demo_v2_tiny --dataset synthetic --epochs 5 --out runs/demo
-    effnetv2 train --model demo_v2_tiny --dataset synthetic --epochs 8 --progressive "size=32:64 randaug=0:10" --out runs/p
-    effnetv2 train --nproc 8 --model efficientnetv2_s --dataset imagenet --data-root /data --epochs 350 \\
-        --progressive paper --out runs/s
+    effnetv2 train --model demo_v2_tiny --dataset synthetic --epochs 8 \\
+        --progressive "size=32:64 randaug=0:10" --out runs/p
+    effnetv2 train --nproc 8 --model efficientnetv2_s --dataset imagenet --data-root /data \\
+        --epochs 350 --progressive paper --out runs/s
     effnetv2 eval --checkpoint runs/demo/best.pt --dataset synthetic
     effnetv2 nas --space cpu --trials 20 --out runs/nas --epochs 4 --image-size 48
     effnetv2 nas-summary --out runs/nas --top 5
@@ -37,7 +38,7 @@ from .argtypes import (
 __all__ = ["main", "build_parser"]
 
 
-# ---- commands ---------------------------------------------------------------------------------------------------
+# ---- commands ------------------------------------------------------------------------------------
 
 def _models(args) -> None:
     from .paper.configs import get_config, list_models
@@ -174,7 +175,7 @@ def _nas_summary(args) -> None:
         print(f"failed trial {f['trial']}: {f['reason']}")
 
 
-# ---- the parser -------------------------------------------------------------------------------------------------
+# ---- the parser ----------------------------------------------------------------------------------
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows every option's default and keeps the descriptions' line breaks."""
@@ -378,8 +379,9 @@ def _add_nas_summary(sub) -> None:
 
 
 def _without_worker_traceback(message: str) -> str:
-    """A data-loader worker's error arrives as "Caught X in DataLoader worker process N. Original Traceback ...":
-    keep the original message (its last line, without the exception's module path)."""
+    """A data-loader worker's error arrives as "Caught X in DataLoader worker process N. Original
+    Traceback ...": keep the original message (its last line, without the exception's module
+    path)."""
     if "Original Traceback" not in message:
         return message
     last = message.strip().splitlines()[-1]

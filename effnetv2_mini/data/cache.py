@@ -1,39 +1,44 @@
 """Decoded-image cache: a loader whose cost follows the training image size.
 
-**Why.** Progressive learning (paper section 4, Algorithm 1) trains the early stages on small images (the
-demo schedules start at 64-128 px) so that those epochs are cheap: the model's cost falls with the square of
-the image size. Decoding does not: a 224 px JPEG costs the same to decode whether the stage trains at 64 or
-at 300 px, so at small sizes the loader, not the model, sets the pace (on a 2-core CPU, Imagenette at 64 px
-trained at 0.72x the speed of in-memory images). Here each image is decoded once per size, pre-resized to
-just above that size, and every later epoch, and every later run, slices it out of one memory-mapped file.
+**Why.** Progressive learning (paper section 4, Algorithm 1) trains the early stages on small images
+(the demo schedules start at 64-128 px) so that those epochs are cheap: the model's cost falls with
+the square of the image size. Decoding does not: a 224 px JPEG costs the same to decode whether the
+stage trains at 64 or at 300 px, so at small sizes the loader, not the model, sets the pace (on a
+2-core CPU, Imagenette at 64 px trained at 0.72x the speed of in-memory images). Here each image is
+decoded once per size, pre-resized to just above that size, and every later epoch, and every later
+run, slices it out of one memory-mapped file.
 
-**The size rule.** For training or evaluation at ``S`` px the cache keeps every image with its short side
-``S + 32`` rounded up to a multiple of 32 (:func:`cache_side`: 64 -> 96, 88 -> 128, 128 -> 160; the stages of a
-progressive schedule then share a few caches), its natural aspect ratio (never a crop) and never upsampled
-(smaller images are kept as they are). The official EfficientNetV2 evaluation keeps a centre square of side
-``short_side * S / (S + 32)`` (for S < 320) and resizes it to S, so a short side of S + 32 serves evaluation
-at S without upsampling, and serves the random-resized crops of training at S.
+**The size rule.** For training or evaluation at ``S`` px the cache keeps every image with its short
+side ``S + 32`` rounded up to a multiple of 32 (:func:`cache_side`: 64 -> 96, 88 -> 128, 128 -> 160;
+the stages of a progressive schedule then share a few caches), its natural aspect ratio (never a
+crop) and never upsampled (smaller images are kept as they are). The official EfficientNetV2
+evaluation keeps a centre square of side ``short_side * S / (S + 32)`` (for S < 320) and resizes it
+to S, so a short side of S + 32 serves evaluation at S without upsampling, and serves the
+random-resized crops of training at S.
 
 **Decoding.** PIL in JPEG draft mode: libjpeg decodes at 1/2, 1/4 or 1/8 scale straight from the DCT
-coefficients when that still gives a short side >= S + 32; then an antialiased resize to exactly S + 32.
-Every mode becomes 8-bit RGB; 16-bit images are scaled, not clipped (:func:`effnetv2_mini.data.images.to_rgb`).
+coefficients when that still gives a short side >= S + 32; then an antialiased resize to exactly
+S + 32. Every mode becomes 8-bit RGB; 16-bit images are scaled, not clipped
+(:func:`effnetv2_mini.data.images.to_rgb`).
 
-**Storage**, in ``<root>/<key>/<side>/``: ``pixels.u8`` (each image's uint8 pixels, channel-first, one after
-another; memory-mapped on read), ``index.npy`` (offset, height, width per image; height 0 marks an unreadable
-image kept with ``skip_corrupt``) and ``manifest.json`` (images, side, bytes, source key, library version,
-build date). ``root`` is ``cache_dir`` if given, else ``$EFFNETV2_CACHE``, else ``~/.cache/effnetv2-mini/decoded``.
+**Storage**, in ``<root>/<key>/<side>/``: ``pixels.u8`` (each image's uint8 pixels, channel-first,
+one after another; memory-mapped on read), ``index.npy`` (offset, height, width per image; height 0
+marks an unreadable image kept with ``skip_corrupt``) and ``manifest.json`` (images, side, bytes,
+source key, library version, build date). ``root`` is ``cache_dir`` if given, else
+``$EFFNETV2_CACHE``, else ``~/.cache/effnetv2-mini/decoded``.
 
-**Invalidation.** ``key`` (:func:`source_key`) hashes the sample list: each file's path relative to the data
-set's folder, its label, its size and its modification time. A changed, touched, added, removed or relabelled
-file gives a new key, hence a new cache; a stale one is never read. Old caches are not deleted (they may
-serve another checkout): :func:`list_caches` shows them and their sizes.
+**Invalidation.** ``key`` (:func:`source_key`) hashes the sample list: each file's path relative to
+the data set's folder, its label, its size and its modification time. A changed, touched, added,
+removed or relabelled file gives a new key, hence a new cache; a stale one is never read. Old caches
+are not deleted (they may serve another checkout): :func:`list_caches` shows them and their sizes.
 
-**Interruptions and concurrent builds.** A cache is written into a ``.partial-*`` folder beside its final
-place and renamed into place once complete (an atomic rename), so an interrupted build (Ctrl-C, kill -9)
-never leaves a folder that will be used; the next build deletes the partial folders of dead processes.
-Processes building the same cache at once (DDP ranks on one node) take a file lock: the first one builds,
-the others wait, then open its cache. Where no lock is to be had, each builds its own partial folder and the
-first rename wins (the others discard theirs), so the cache is never corrupted either way.
+**Interruptions and concurrent builds.** A cache is written into a ``.partial-*`` folder beside its
+final place and renamed into place once complete (an atomic rename), so an interrupted build
+(Ctrl-C, kill -9) never leaves a folder that will be used; the next build deletes the partial
+folders of dead processes. Processes building the same cache at once (DDP ranks on one node) take a
+file lock: the first one builds, the others wait, then open its cache. Where no lock is to be had,
+each builds its own partial folder and the first rename wins (the others discard theirs), so the
+cache is never corrupted either way.
 """
 
 from __future__ import annotations
@@ -90,8 +95,9 @@ PIXELS, INDEX, MANIFEST = "pixels.u8", "index.npy", "manifest.json"
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs (signal 0 probes without sending anything); True where no
-    safe probe exists (Windows), so that callers keep what a live process may still own."""
+    """Whether process ``pid`` of this host still runs (signal 0 probes without sending anything);
+    True where no safe probe exists (Windows), so that callers keep what a live process may still
+    own."""
     if os.name == "nt":
         return True
     try:
@@ -104,8 +110,9 @@ def process_alive(pid: int) -> bool:
 
 
 def cache_side(size: int, margin: int = CACHE_MARGIN, step: int = CACHE_STEP) -> int:
-    """The short side cached for training or evaluation at ``size`` px: ``size + 32`` rounded up to a multiple of
-    32, so that the nearby sizes of a progressive schedule share one cache (see the module docstring)."""
+    """The short side cached for training or evaluation at ``size`` px: ``size + 32`` rounded up to
+    a multiple of 32, so that the nearby sizes of a progressive schedule share one cache (see the
+    module docstring)."""
     return -(-(size + margin) // step) * step
 
 
@@ -115,10 +122,11 @@ def default_cache_root() -> Path:
 
 
 def source_key(samples) -> str:
-    """16 hex digits hashing each sample's path relative to the data set's folder, label and file stamp: size,
-    mtime, inode and ctime. The ctime and inode change whenever a file is replaced or rewritten, also by tools that
-    restore the old size and mtime (``cp -p``, ``rsync -a``, archives with fixed dates), so the cache never serves a
-    replaced photo's old pixels. A file that cannot be stat'ed (a dangling link) enters as missing."""
+    """16 hex digits hashing each sample's path relative to the data set's folder, label and file
+    stamp: size, mtime, inode and ctime. The ctime and inode change whenever a file is replaced or
+    rewritten, also by tools that restore the old size and mtime (``cp -p``, ``rsync -a``, archives
+    with fixed dates), so the cache never serves a replaced photo's old pixels. A file that cannot
+    be stat'ed (a dangling link) enters as missing."""
     paths = [str(path) for path, _ in samples]
     folder = os.path.commonpath(paths) if paths else ""
     digest = hashlib.sha256(f"format {FORMAT}\0{os.path.basename(folder)}\n".encode())
@@ -135,9 +143,9 @@ def _stamp(path: str) -> str:
     return f"{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}\0{stat.st_ctime_ns}"
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Decoding and building
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def shrink_to_short_side(image: Image.Image, side: int) -> Image.Image:
@@ -153,8 +161,9 @@ def shrink_to_short_side(image: Image.Image, side: int) -> Image.Image:
 
 
 def decode_to_side(path: str, side: int, skip_corrupt: bool = False) -> np.ndarray | None:
-    """``path`` as a channel-first uint8 RGB array with short side ``side`` (JPEG draft mode, then a resize);
-    None for an unreadable file with ``skip_corrupt``, else :class:`CorruptImageError` naming it."""
+    """``path`` as a channel-first uint8 RGB array with short side ``side`` (JPEG draft mode, then a
+    resize); None for an unreadable file with ``skip_corrupt``, else :class:`CorruptImageError`
+    naming it."""
     image = SafeImageLoader(skip=skip_corrupt, draft_size=side)(path)
     if image is None:
         return None
@@ -162,19 +171,22 @@ def decode_to_side(path: str, side: int, skip_corrupt: bool = False) -> np.ndarr
 
 
 def _pool_worker_signals() -> None:
-    """Ctrl-C reaches the parent, which ends the pool; SIGTERM (the pool's own ``terminate``) ends the worker
-    even when the parent had installed a handler of its own (a training run defers SIGTERM to a batch end: a
-    worker inheriting that handler would ignore ``terminate`` and the build would wait for it forever)."""
+    """Ctrl-C reaches the parent, which ends the pool; SIGTERM (the pool's own ``terminate``) ends
+    the worker even when the parent had installed a handler of its own (a training run defers
+    SIGTERM to a batch end: a worker inheriting that handler would ignore ``terminate`` and the
+    build would wait for it forever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
 def _ordered_map(workers: int):
-    """A ``map`` that keeps the order: in this process for 0 workers, else a process pool's, a chunk at a time.
+    """A ``map`` that keeps the order: in this process for 0 workers, else a process pool's, a chunk
+    at a time.
 
-    Each chunk is wholly received before the caller sees it, so no worker is ever blocked sending a result
-    when the caller fails (a full disk): terminating a pool with a worker blocked on its result pipe hangs."""
+    Each chunk is wholly received before the caller sees it, so no worker is ever blocked sending a
+    result when the caller fails (a full disk): terminating a pool with a worker blocked on its
+    result pipe hangs."""
     if workers <= 0:
         yield map
         return
@@ -211,8 +223,9 @@ def _write_pixels(paths: list[str], side: int, out_path: Path, workers: int, ski
 
 def build_cache(samples, side: int, folder: str | Path, workers: int = 0, skip_corrupt: bool = False,
                 quiet: bool = False, key: str = "") -> dict:
-    """Decode ``samples`` to short side ``side`` into ``folder``, atomically (see the module docstring), and
-    return its manifest. If another process's complete cache lands there first, that one is kept."""
+    """Decode ``samples`` to short side ``side`` into ``folder``, atomically (see the module
+    docstring), and return its manifest. If another process's complete cache lands there first, that
+    one is kept."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(folder)
@@ -293,9 +306,9 @@ def _exclusive(folder: Path, quiet: bool):
         yield
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Opening and reading
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def read_manifest(folder: str | Path) -> dict | None:
@@ -331,8 +344,8 @@ def describe(info: dict) -> str:
 
 
 class DecodedImages:
-    """A complete cache opened for reading. The pixel file is memory-mapped on first access in each process:
-    DataLoader workers map it themselves (pickling leaves the map out)."""
+    """A complete cache opened for reading. The pixel file is memory-mapped on first access in each
+    process: DataLoader workers map it themselves (pickling leaves the map out)."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -362,9 +375,9 @@ class DecodedImages:
 
 def open_or_build(samples, side: int, folder: str | Path, workers: int | None = None, skip_corrupt: bool = False,
                   quiet: bool = False, key: str = "") -> DecodedImages:
-    """The cache in ``folder``, built first if there is none (one builder at a time); prints where it lives
-    and how big it is unless ``quiet``. ``workers``: decoding processes (None: one per CPU core, none for fewer
-    than 256 images; 0: in this process)."""
+    """The cache in ``folder``, built first if there is none (one builder at a time); prints where
+    it lives and how big it is unless ``quiet``. ``workers``: decoding processes (None: one per CPU
+    core, none for fewer than 256 images; 0: in this process)."""
     folder, started, built = Path(folder), time.perf_counter(), False
     if read_manifest(folder) is None:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -387,17 +400,20 @@ def open_or_build(samples, side: int, folder: str | Path, workers: int | None = 
 
 
 class CachedImageDataset(Dataset):
-    """Folder images served from the decoded-image cache of the current size (see the module docstring).
+    """Folder images served from the decoded-image cache of the current size (see the module
+    docstring).
 
-    ``samples``: ``[(path, label), ...]`` (ImageFolder's ``samples``); ``classes`` and ``class_to_idx`` as the
-    source data set has them. :meth:`set_resolution` opens, building once if needed, the cache for a size.
-    Items are ``(uint8 tensor 3 x H x W, label)`` passed through ``transform`` (torchvision v2 transforms take
-    uint8 tensors and draw from torch's global RNG, so the training loop's per-sample seeding holds), or None
-    for an unreadable image with ``skip_corrupt`` (:func:`effnetv2_mini.data.images.collate_skipping` drops it).
+    ``samples``: ``[(path, label), ...]`` (ImageFolder's ``samples``); ``classes`` and
+    ``class_to_idx`` as the source data set has them. :meth:`set_resolution` opens, building once if
+    needed, the cache for a size. Items are ``(uint8 tensor 3 x H x W, label)`` passed through
+    ``transform`` (torchvision v2 transforms take uint8 tensors and draw from torch's global RNG, so
+    the training loop's per-sample seeding holds), or None for an unreadable image with
+    ``skip_corrupt`` (:func:`effnetv2_mini.data.images.collate_skipping` drops it).
 
-    ``cache_dir``: the cache root (caches in ``cache_dir/<key>/<side>/``), default :func:`default_cache_root`.
-    ``workers``: decoding processes for a build (None: one per CPU core; 0: in this process).
-    ``margin``: cached short side = size + margin. ``resolution``: a size to open right away."""
+    ``cache_dir``: the cache root (caches in ``cache_dir/<key>/<side>/``), default
+    :func:`default_cache_root`. ``workers``: decoding processes for a build (None: one per CPU core;
+    0: in this process). ``margin``: cached short side = size + margin. ``resolution``: a size to
+    open right away."""
 
     def __init__(self, samples, classes, class_to_idx: dict | None = None, transform=None,
                  cache_dir: str | Path | None = None, resolution: int | None = None, skip_corrupt: bool = False,

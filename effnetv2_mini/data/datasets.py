@@ -1,28 +1,34 @@
-"""Data sets by name: the built-in ones, Imagenette, ImageNet, class-per-folder trees and the transfer sets.
+"""Data sets by name: the built-in ones, Imagenette, ImageNet, class-per-folder trees and the
+transfer sets.
 
-``get_dataset(name, split, root)`` is the one entry point; ``dataset_or_fallback`` falls back to the built-in set,
-loudly, when a data set is missing and cannot be downloaded. What is applied to the images lives elsewhere: the
-transforms in :mod:`effnetv2_mini.data.transforms`, the training and evaluation loaders in
-:mod:`effnetv2_mini.data.loaders`, the decoded-image cache in :mod:`effnetv2_mini.data.cache`, decoding itself in
-:mod:`effnetv2_mini.data.images` (on a GPU, :mod:`effnetv2_mini.data.devicedecode`). Names:
+``get_dataset(name, split, root)`` is the one entry point; ``dataset_or_fallback`` falls back to the
+built-in set, loudly, when a data set is missing and cannot be downloaded. What is applied to the
+images lives elsewhere: the transforms in :mod:`effnetv2_mini.data.transforms`, the training and
+evaluation loaders in :mod:`effnetv2_mini.data.loaders`, the decoded-image cache in
+:mod:`effnetv2_mini.data.cache`, decoding itself in :mod:`effnetv2_mini.data.images` (on a GPU,
+:mod:`effnetv2_mini.data.devicedecode`). Names:
 
-=============== ===========================================================================================
-``synthetic``   the built-in data set (:mod:`effnetv2_mini.data.synthetic`): no download, for smoke runs and tests
+=============== ====================================================================================
+``synthetic``   the built-in data set (:mod:`effnetv2_mini.data.synthetic`): no download, for smoke
+                runs and tests
 ``synthetic_b`` the second built-in task, for transfer: 4 classes (stripes, checker, diamond) that
                 ``synthetic`` with ``num_classes=6`` never shows
-``imagenette``  ``torchvision.datasets.Imagenette`` (``size`` 160px / 320px / full), downloads when online
+``imagenette``  ``torchvision.datasets.Imagenette`` (``size`` 160px / 320px / full), downloads when
+                online
 ``imagenet``    ImageNet-1k: ``root/train/<wnid>/*.JPEG``, ``root/val/<wnid>/*.JPEG``
-                (every training image: the official code's 25,021-image minival is not held out, docs/paper.md)
+                (every training image: the official code's 25,021-image minival is not held out,
+                docs/paper.md)
 ``imagenet21k`` ImageNet-21k in the same class-per-folder layout
 ``imagefolder`` any class-per-folder tree: ``root/<split>/<class>/<image>``
 ``cifar10``, ``cifar100``, ``flowers102``, ``stanford_cars``   torchvision's transfer sets;
                 Flowers102 trains on its train and val splits together (2,040 images, as the
                 paper and the official code)
-=============== ===========================================================================================
+=============== ====================================================================================
 
-A missing data set raises :class:`DatasetNotFoundError` naming the data set, the path looked at and how to
-get it. A corrupt image in a folder data set raises :class:`CorruptImageError` naming the file, or, with
-``skip_corrupt=True``, is dropped from its batch and counted (the training loop logs the count).
+A missing data set raises :class:`DatasetNotFoundError` naming the data set, the path looked at and
+how to get it. A corrupt image in a folder data set raises :class:`CorruptImageError` naming the
+file, or, with ``skip_corrupt=True``, is dropped from its batch and counted (the training loop logs
+the count).
 """
 
 from __future__ import annotations
@@ -95,7 +101,8 @@ class _SkipAware(Dataset):
     """Applies the transform only to images that loaded; unreadable ones come out as None.
 
     :meth:`set_resolution` follows the stage's image size: a cached data set (``base``, see
-    :mod:`effnetv2_mini.data.cache`) switches to that size's cache; a ``draft_loader`` decodes JPEGs for it."""
+    :mod:`effnetv2_mini.data.cache`) switches to that size's cache; a ``draft_loader`` decodes JPEGs
+    for it."""
 
     def __init__(self, base: Dataset, transform, draft_loader: SafeImageLoader | None = None):
         self.base, self.transform, self.draft_loader = base, transform, draft_loader
@@ -157,9 +164,9 @@ def _imagenette(root: Path, split: str, size: str, download: bool, loader):
 
 
 class MultiLabelImageFolder(Dataset):
-    """An ImageNet-21k-style tree in which one image may be filed under several classes (the same file name in
-    several class folders). Its label is the normalized multi-hot vector: each of its k classes gets 1/k
-    (paper section 5.2; the official code normalizes 21k labels the same way)."""
+    """An ImageNet-21k-style tree in which one image may be filed under several classes (the same
+    file name in several class folders). Its label is the normalized multi-hot vector: each of its k
+    classes gets 1/k (paper section 5.2; the official code normalizes 21k labels the same way)."""
 
     EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -206,9 +213,10 @@ def _image_folder(name: str, root: Path, split: str, loader, num_classes: int | 
 
 
 def _drop_repeats_through_links(dataset, folder: Path) -> None:
-    """ImageFolder follows links into subfolders: a link to a parent folder (a loop) lists each image again at
-    every depth up to the system's limit. Files reached again through nested folders are counted once, loudly;
-    the images directly in a class folder (the usual layout) keep their class."""
+    """ImageFolder follows links into subfolders: a link to a parent folder (a loop) lists each
+    image again at every depth up to the system's limit. Files reached again through nested folders
+    are counted once, loudly; the images directly in a class folder (the usual layout) keep their
+    class."""
     real_class_dirs: dict[str, str] = {}
 
     def real(path: str) -> tuple[str, bool]:
@@ -236,8 +244,8 @@ def _drop_repeats_through_links(dataset, folder: Path) -> None:
 
 
 def _warn_if_val_is_train(root: Path) -> None:
-    """A validation split that is the training split (a link, a copy of the folder's link) makes validation accuracy
-    training accuracy: say so loudly."""
+    """A validation split that is the training split (a link, a copy of the folder's link) makes
+    validation accuracy training accuracy: say so loudly."""
     train, val = root / "train", root / "val"
     if not train.is_dir():
         return
@@ -388,23 +396,27 @@ def get_dataset(
     decode_size: int | None = None,
     **options,
 ) -> Dataset:
-    """The data set ``name`` (see the module table) under the data root ``root``: torchvision's sets in their
-    own layout there (``root/imagenette2-320``, ``root/cifar-10-batches-py`` ...), ImageNet trees in ``root`` or
-    ``root/imagenet`` (``root/imagenet21k``), an ``imagefolder`` tree in ``root``.
+    """The data set ``name`` (see the module table) under the data root ``root``: torchvision's sets
+    in their own layout there (``root/imagenette2-320``, ``root/cifar-10-batches-py`` ...), ImageNet
+    trees in ``root`` or ``root/imagenet`` (``root/imagenet21k``), an ``imagefolder`` tree in
+    ``root``.
 
-    ``options``: ``synthetic`` takes ``num_samples, resolution, difficulty, seed, num_classes``; ``imagenette``
-    takes ``size``. Items are ``(image, label)``; with ``skip_corrupt`` an unreadable image gives ``None``
-    (use :func:`collate_skipping`).
+    ``options``: ``synthetic`` takes ``num_samples, resolution, difficulty, seed, num_classes``;
+    ``imagenette`` takes ``size``. Items are ``(image, label)``; with ``skip_corrupt`` an unreadable
+    image gives ``None`` (use :func:`collate_skipping`).
 
-    Decoding cost that follows the image size (folder data sets; see :mod:`effnetv2_mini.data.cache`):
+    Decoding cost that follows the image size (folder data sets; see
+    :mod:`effnetv2_mini.data.cache`):
 
-    - ``cache``: None/False decodes every JPEG in full at every epoch (the default); True keeps decoded images,
-      pre-resized to a short side of ``size + 32``, in the default cache folder (``$EFFNETV2_CACHE`` or
-      ``~/.cache/effnetv2-mini/decoded``), a string or path in that folder. Applies to ``imagenette``,
-      ``imagenet`` and ``imagefolder`` (labels exactly as without it); ``imagenet21k`` and torchvision's
-      transfer sets read as today, the built-in sets render in memory (``cache`` is their in-memory flag).
-    - ``decode_size``: the image size to decode for at first; without a cache, JPEGs are decoded in draft mode
-      for it. ``dataset.set_resolution(size)`` moves either to a new size (the training loop calls it per stage).
+    - ``cache``: None/False decodes every JPEG in full at every epoch (the default); True keeps
+      decoded images, pre-resized to a short side of ``size + 32``, in the default cache folder
+      (``$EFFNETV2_CACHE`` or ``~/.cache/effnetv2-mini/decoded``), a string or path in that folder.
+      Applies to ``imagenette``, ``imagenet`` and ``imagefolder`` (labels exactly as without it);
+      ``imagenet21k`` and torchvision's transfer sets read as today, the built-in sets render in
+      memory (``cache`` is their in-memory flag).
+    - ``decode_size``: the image size to decode for at first; without a cache, JPEGs are decoded in
+      draft mode for it. ``dataset.set_resolution(size)`` moves either to a new size (the training
+      loop calls it per stage).
     """
     _check_name_and_split(name, split)
     if is_built_in(name) and cache is not None:
@@ -449,9 +461,9 @@ def loud_notice(message: str) -> str:
 
 def dataset_or_fallback(name: str, root: str | Path | None, download: bool = False, **options) -> tuple[str, str]:
     """``(name to use, notice)``: ``name`` if its training split can be opened (or downloaded), else
-    ``"synthetic"`` with a loud notice saying why, so that a batch without data still runs end to end.
-    The notice is empty when no fallback happened. A name that is no data set is an error (a typo must not train
-    on the built-in set)."""
+    ``"synthetic"`` with a loud notice saying why, so that a batch without data still runs end to
+    end. The notice is empty when no fallback happened. A name that is no data set is an error (a
+    typo must not train on the built-in set)."""
     if is_built_in(name):
         return name, ""
     _check_name_and_split(name, "train")  # a misspelt name is an error, never a silent fallback

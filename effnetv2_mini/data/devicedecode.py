@@ -1,37 +1,44 @@
-"""Decoding and augmenting on the training device: the workers only read JPEG bytes, the GPU does the rest.
+"""Decoding and augmenting on the training device: the workers only read JPEG bytes, the GPU does
+the rest.
 
-**Why.** Progressive learning (paper section 4, Algorithm 1) makes a training step's cost follow the stage's image
-size: the early stages at 128 px are cheap for the model. The CPU path (PIL decode, crop, RandAugment in DataLoader
-workers, :mod:`effnetv2_mini.data.loaders`) does not get cheaper with the size: a JPEG costs the same to decode whatever
-size it is cropped to, so on a GPU the CPU cores cap EfficientNetV2-S's images/s long before the GPU does. Here the
-workers only read the files' bytes (cheap), and the training device decodes all JPEGs of a batch in one batched
-``torchvision.io.decode_jpeg(..., device=...)`` call (nvjpeg on CUDA) and augments them as tensor ops on the device.
+**Why.** Progressive learning (paper section 4, Algorithm 1) makes a training step's cost follow the
+stage's image size: the early stages at 128 px are cheap for the model. The CPU path (PIL decode,
+crop, RandAugment in DataLoader workers, :mod:`effnetv2_mini.data.loaders`) does not get cheaper
+with the size: a JPEG costs the same to decode whatever size it is cropped to, so on a GPU the CPU
+cores cap EfficientNetV2-S's images/s long before the GPU does. Here the workers only read the
+files' bytes (cheap), and the training device decodes all JPEGs of a batch in one batched
+``torchvision.io.decode_jpeg(..., device=...)`` call (nvjpeg on CUDA) and augments them as tensor
+ops on the device.
 
 **The pieces.**
 
-- :class:`EncodedImages`: a folder data set's ``samples`` as ``(bytes, label)`` for JPEGs the device decodes; other
-  files (PNG, 16-bit, CMYK JPEG, 12-bit or arithmetic-coded JPEG, a JPEG without its end marker) are decoded on the
-  CPU with the project's loader (:class:`~effnetv2_mini.data.images.SafeImageLoader`, :func:`~effnetv2_mini.data.images.to_rgb`)
-  and come as a uint8 (3, H, W) tensor; unreadable files raise :class:`~effnetv2_mini.data.images.CorruptImageError`
-  naming the file, or give None with ``skip_corrupt``.
-- :class:`SeededEncoded`: takes the training loop's ``(sample_seed, index)`` keys (:class:`loaders.SeededSampler`)
-  and returns ``((item, seed, path), label)``: the seed travels with the bytes instead of seeding a CPU transform.
+- :class:`EncodedImages`: a folder data set's ``samples`` as ``(bytes, label)`` for JPEGs the device
+  decodes; other files (PNG, 16-bit, CMYK JPEG, 12-bit or arithmetic-coded JPEG, a JPEG without its
+  end marker) are decoded on the CPU with the project's loader
+  (:class:`~effnetv2_mini.data.images.SafeImageLoader`, :func:`~effnetv2_mini.data.images.to_rgb`)
+  and come as a uint8 (3, H, W) tensor; unreadable files raise
+  :class:`~effnetv2_mini.data.images.CorruptImageError` naming the file, or give None with
+  ``skip_corrupt``.
+- :class:`SeededEncoded`: takes the training loop's ``(sample_seed, index)`` keys
+  (:class:`loaders.SeededSampler`) and returns ``((item, seed, path), label)``: the seed travels
+  with the bytes instead of seeding a CPU transform.
 - :func:`collate_encoded`: ``(EncodedBatch(items, seeds, paths), labels, skipped)``.
 - :class:`DevicePipeline`: ``pipeline(batch) -> (N, 3, size, size)`` float32 on the device.
 
 **Reproducibility.** Each sample is augmented under its own seed on torch's CPU generator (inside
-``torch.random.fork_rng(devices=[])``, as :class:`loaders.SeededDataset` does), drawing the same numbers in the same
-order as :func:`effnetv2_mini.data.transforms.train_transform`: the crop box (:func:`augment.crop_box`), the flip
-(``torch.rand(1) < 0.5``, as ``v2.RandomHorizontalFlip``), then RandAugment's op, sign and cutout draws
-(:func:`augment.apply_op`). Only the pixels are computed on the device. A fixed seed therefore gives the same crop,
-flip and ops on either path, a resumed run sees exactly the images of an uninterrupted one, and on the CPU the
-device path gives the CPU path's pixels (``torchvision.io.decode_jpeg`` and PIL both use libjpeg-turbo; measured
-identical, tests/test_devicepipe.py). On CUDA, nvjpeg and the CUDA resize kernels may differ from the CPU by a
+``torch.random.fork_rng(devices=[])``, as :class:`loaders.SeededDataset` does), drawing the same
+numbers in the same order as :func:`effnetv2_mini.data.transforms.train_transform`: the crop box
+(:func:`augment.crop_box`), the flip (``torch.rand(1) < 0.5``, as ``v2.RandomHorizontalFlip``), then
+RandAugment's op, sign and cutout draws (:func:`augment.apply_op`). Only the pixels are computed on
+the device. A fixed seed therefore gives the same crop, flip and ops on either path, a resumed run
+sees exactly the images of an uninterrupted one, and on the CPU the device path gives the CPU path's
+pixels (``torchvision.io.decode_jpeg`` and PIL both use libjpeg-turbo; measured identical,
+tests/test_devicepipe.py). On CUDA, nvjpeg and the CUDA resize kernels may differ from the CPU by a
 level here and there (the CUDA test compares).
 
-Only the seed is set, not ``torch.manual_seed``: that would also reseed the CUDA generators that dropout and
-stochastic depth draw from during training. The CPU draws are the same (``torch.manual_seed`` seeds the CPU
-generator with the same call).
+Only the seed is set, not ``torch.manual_seed``: that would also reseed the CUDA generators that
+dropout and stochastic depth draw from during training. The CPU draws are the same
+(``torch.manual_seed`` seeds the CPU generator with the same call).
 """
 
 from __future__ import annotations
@@ -52,18 +59,19 @@ from .transforms import NORMALIZATIONS, PREPROCESSING, NoiseCutout, normalizatio
 __all__ = ["EncodedImages", "SeededEncoded", "EncodedBatch", "collate_encoded", "DevicePipeline", "Draws",
            "device_decodable", "folder_samples", "encoded_images"]
 
-# Frame types that both libjpeg-turbo and nvjpeg decode: baseline, extended and progressive Huffman-coded JPEG.
+# Frame types that both libjpeg-turbo and nvjpeg decode: baseline, extended and progressive
+# Huffman-coded JPEG.
 _DEVICE_FRAMES = (0xC0, 0xC1, 0xC2)
 _NOT_FRAMES = (0xC4, 0xC8, 0xCC)  # DHT, JPG (reserved), DAC: markers in the SOFn range that are no frame header
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Workers: file bytes (JPEG) or CPU-decoded pixels (everything else)
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 def _frame_header(data: bytes) -> tuple[int, int, int] | None:
-    """(SOF marker, sample precision, components) of a JPEG's frame header, or None if ``data`` is no JPEG or none
-    is found before the first scan."""
+    """(SOF marker, sample precision, components) of a JPEG's frame header, or None if ``data`` is
+    no JPEG or none is found before the first scan."""
     if data[:2] != b"\xff\xd8":
         return None
     at = 2
@@ -85,9 +93,10 @@ def _frame_header(data: bytes) -> tuple[int, int, int] | None:
 
 
 def device_decodable(data: bytes) -> bool:
-    """True for a JPEG the device decodes as the CPU path would: 8-bit baseline/extended/progressive Huffman, gray or
-    YCbCr (1 or 3 components: 4 is CMYK/YCCK, which nvjpeg does not convert as PIL does), ending with its end-of-image
-    marker (a truncated file goes to PIL, which names it as corrupt). Anything else is decoded on the CPU."""
+    """True for a JPEG the device decodes as the CPU path would: 8-bit baseline/extended/progressive
+    Huffman, gray or YCbCr (1 or 3 components: 4 is CMYK/YCCK, which nvjpeg does not convert as PIL
+    does), ending with its end-of-image marker (a truncated file goes to PIL, which names it as
+    corrupt). Anything else is decoded on the CPU."""
     header = _frame_header(data)
     if header is None:
         return False
@@ -96,10 +105,11 @@ def device_decodable(data: bytes) -> bool:
 
 
 class EncodedImages(Dataset):
-    """A folder data set's ``samples`` [(path, label)] as ``(item, label)``: ``item`` is the file's bytes (1-D uint8)
-    for a :func:`device_decodable` JPEG, else the image decoded on the CPU as the project's loader does (uint8
-    (3, H, W), 8-bit RGB). An unreadable file raises :class:`CorruptImageError` naming it, or gives None with
-    ``skip_corrupt`` (counted by :func:`collate_encoded`)."""
+    """A folder data set's ``samples`` [(path, label)] as ``(item, label)``: ``item`` is the file's
+    bytes (1-D uint8) for a :func:`device_decodable` JPEG, else the image decoded on the CPU as the
+    project's loader does (uint8 (3, H, W), 8-bit RGB). An unreadable file raises
+    :class:`CorruptImageError` naming it, or gives None with ``skip_corrupt`` (counted by
+    :func:`collate_encoded`)."""
 
     def __init__(self, samples, skip_corrupt: bool = False):
         self.samples = [(str(path), label) for path, label in samples]
@@ -130,8 +140,9 @@ class EncodedImages(Dataset):
 
 
 def folder_samples(dataset) -> list[tuple[str, int]]:
-    """(path, label) of every sample of a folder data set as the training loop indexes it: through ``_SkipAware``
-    (``.base``), the decoded-image cache and ``ClassSubset`` (its ``indices`` and ``relabel``)."""
+    """(path, label) of every sample of a folder data set as the training loop indexes it: through
+    ``_SkipAware`` (``.base``), the decoded-image cache and ``ClassSubset`` (its ``indices`` and
+    ``relabel``)."""
     if hasattr(dataset, "indices") and hasattr(dataset, "relabel"):  # loaders.ClassSubset
         base = folder_samples(dataset.base)
         return [(base[i][0], dataset.relabel[base[i][1]]) for i in dataset.indices]
@@ -149,8 +160,9 @@ def encoded_images(dataset, skip_corrupt: bool = False) -> EncodedImages:
 
 
 class SeededEncoded(Dataset):
-    """Takes ``(sample_seed, index)`` keys from :class:`~effnetv2_mini.data.loaders.SeededSampler` and returns
-    ``((item, seed, path), label)`` (None for a skipped file): the seed goes to the device with the bytes."""
+    """Takes ``(sample_seed, index)`` keys from :class:`~effnetv2_mini.data.loaders.SeededSampler`
+    and returns ``((item, seed, path), label)`` (None for a skipped file): the seed goes to the
+    device with the bytes."""
 
     def __init__(self, base: EncodedImages):
         self.base = base
@@ -166,8 +178,8 @@ class SeededEncoded(Dataset):
 
 @dataclass
 class EncodedBatch:
-    """A batch on its way to the device: ``items`` (JPEG bytes, 1-D, or CPU-decoded uint8 (3, H, W)), each sample's
-    augmentation seed and file path (for error messages)."""
+    """A batch on its way to the device: ``items`` (JPEG bytes, 1-D, or CPU-decoded uint8 (3, H,
+    W)), each sample's augmentation seed and file path (for error messages)."""
 
     items: list[torch.Tensor]
     seeds: list[int]
@@ -182,8 +194,9 @@ class EncodedBatch:
 
 
 def collate_encoded(batch):
-    """``(EncodedBatch, labels, skipped)`` from :class:`SeededEncoded` items, unreadable (None) ones dropped and
-    counted, as :func:`~effnetv2_mini.data.images.collate_skipping` does; ``(None, None, skipped)`` if none is left."""
+    """``(EncodedBatch, labels, skipped)`` from :class:`SeededEncoded` items, unreadable (None) ones
+    dropped and counted, as :func:`~effnetv2_mini.data.images.collate_skipping` does; ``(None, None,
+    skipped)`` if none is left."""
     kept = [sample for sample in batch if sample is not None]
     skipped = len(batch) - len(kept)
     if not kept:
@@ -193,14 +206,14 @@ def collate_encoded(batch):
     return EncodedBatch(items, seeds, paths), labels, skipped
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The device: one batched decode, then each sample's augmentation under its seed
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Draws:
-    """What a sample's seed chose: the crop box (top, left, height, width; None for ``finetune``), the flip and the
-    RandAugment ops, in order."""
+    """What a sample's seed chose: the crop box (top, left, height, width; None for ``finetune``),
+    the flip and the RandAugment ops, in order."""
 
     box: tuple[int, int, int, int] | None
     flipped: bool
@@ -208,21 +221,24 @@ class Draws:
 
 
 def _decode_quietly(data, device: torch.device):
-    """``torchvision.io.decode_jpeg`` in RGB (gray JPEGs replicated, as PIL's ``convert("RGB")``), without the
-    deprecation warning torchvision 0.29 gives on every call (it points to TorchCodec)."""
+    """``torchvision.io.decode_jpeg`` in RGB (gray JPEGs replicated, as PIL's ``convert("RGB")``),
+    without the deprecation warning torchvision 0.29 gives on every call (it points to
+    TorchCodec)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
 
 
 class DevicePipeline:
-    """Decode and augment an :class:`EncodedBatch` on ``device``: float32 (N, 3, size, size), normalized.
+    """Decode and augment an :class:`EncodedBatch` on ``device``: float32 (N, 3, size, size),
+    normalized.
 
-    ``preprocessing`` ``official``: the official crop (:func:`augment.crop_box`, bilinear resize), flip, RandAugment
-    (2 ops at ``randaug_magnitude``; 0/None off), normalization; ``finetune``: resize the whole image, flip, normalize,
-    :class:`~effnetv2_mini.data.transforms.NoiseCutout`. The arguments mean what they mean for
-    :func:`~effnetv2_mini.data.transforms.train_transform`, which this reproduces draw for draw; progressive learning
-    (paper section 4) builds one per stage (size and magnitude). ``torchvision`` preprocessing is not ported.
+    ``preprocessing`` ``official``: the official crop (:func:`augment.crop_box`, bilinear resize),
+    flip, RandAugment (2 ops at ``randaug_magnitude``; 0/None off), normalization; ``finetune``:
+    resize the whole image, flip, normalize, :class:`~effnetv2_mini.data.transforms.NoiseCutout`.
+    The arguments mean what they mean for :func:`~effnetv2_mini.data.transforms.train_transform`,
+    which this reproduces draw for draw; progressive learning (paper section 4) builds one per stage
+    (size and magnitude). ``torchvision`` preprocessing is not ported.
     """
 
     def __init__(self, size: int, randaug_magnitude: float | None = None, preprocessing: str = "official",
@@ -282,8 +298,9 @@ class DevicePipeline:
                                     f"catch it): {error}. Delete or replace the file.") from error
 
     def augment(self, image: torch.Tensor, seed: int) -> tuple[torch.Tensor, Draws]:
-        """One decoded image (uint8 (3, H, W) on the device) augmented under ``seed`` (torch's CPU generator, forked):
-        uint8 (3, size, size) for ``official`` (normalized later, as a batch), normalized float for ``finetune``."""
+        """One decoded image (uint8 (3, H, W) on the device) augmented under ``seed`` (torch's CPU
+        generator, forked): uint8 (3, size, size) for ``official`` (normalized later, as a batch),
+        normalized float for ``finetune``."""
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(seed)
             if self.preprocessing == "finetune":

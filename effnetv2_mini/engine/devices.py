@@ -1,7 +1,8 @@
-"""Where a model runs: picking the device, mixed precision, memory, and the errors that mean "out of memory".
+"""Where a model runs: picking the device, mixed precision, memory, and the errors that mean "out of
+memory".
 
-One place for what training, measurement and the experiments all need: the device is picked once, ``cuda`` then
-``mps`` then ``cpu``, and can be forced; on CUDA, AMP in bfloat16 where supported.
+One place for what training, measurement and the experiments all need: the device is picked once,
+``cuda`` then ``mps`` then ``cpu``, and can be forced; on CUDA, AMP in bfloat16 where supported.
 """
 
 from __future__ import annotations
@@ -62,11 +63,12 @@ def amp_dtype(device: torch.device) -> torch.dtype:
 
 
 def speed_defaults(device: torch.device) -> dict:
-    """What a run uses when its config leaves ``amp`` and ``channels_last`` to the device (None). CUDA: both (bf16
-    autocast, or fp16 with a GradScaler before Ampere). CPU: channels_last only. Measured on a 2-core CPU
-    (``bench/bench_vs_torchvision.py --candidates``, docs/benchmarks.md): channels_last trains 1.12x faster
-    (V2-S, 128 px) and 1.39x (EfficientNet-B0, 64 px) than contiguous fp32; bf16 autocast gains at 128 px (1.36x)
-    but loses at 64 px (0.83x), so it stays a choice (``--amp``) there."""
+    """What a run uses when its config leaves ``amp`` and ``channels_last`` to the device (None).
+    CUDA: both (bf16 autocast, or fp16 with a GradScaler before Ampere). CPU: channels_last only.
+    Measured on a 2-core CPU (``bench/bench_vs_torchvision.py --candidates``, docs/benchmarks.md):
+    channels_last trains 1.12x faster (V2-S, 128 px) and 1.39x (EfficientNet-B0, 64 px) than
+    contiguous fp32; bf16 autocast gains at 128 px (1.36x) but loses at 64 px (0.83x), so it stays a
+    choice (``--amp``) there."""
     cuda = device.type == "cuda"
     return {"amp": cuda, "channels_last": cuda or device.type == "cpu"}
 

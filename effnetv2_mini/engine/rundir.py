@@ -1,12 +1,15 @@
 """A run's directory, and resuming it: everything the training loop leaves to others.
 
-A run owns a directory: ``config.json`` (every resolved setting, library version, device), ``metrics.jsonl``
-(one line per epoch), ``last.pt`` (written atomically every epoch and on Ctrl-C) and ``best.pt``. Rerunning
-a directory resumes where it stopped (mid-epoch too); a finished run is a no-op. Each training sample's
-augmentation is seeded by (seed, epoch, index), so a resumed run matches an uninterrupted one exactly on CPU.
+A run owns a directory: ``config.json`` (every resolved setting, library version, device),
+``metrics.jsonl`` (one line per epoch), ``last.pt`` (written atomically every epoch and on Ctrl-C)
+and ``best.pt``. Rerunning a directory resumes where it stopped (mid-epoch too); a finished run is a
+no-op. Each training sample's augmentation is seeded by (seed, epoch, index), so a resumed run
+matches an uninterrupted one exactly on CPU.
 
-- :func:`open_run`: check the directory's settings, build data, model, optimizer and EMA, restore the checkpoint.
-- :func:`append_metrics`, :func:`save_checkpoint`: what the loop writes at the end of an epoch, atomically.
+- :func:`open_run`: check the directory's settings, build data, model, optimizer and EMA, restore
+  the checkpoint.
+- :func:`append_metrics`, :func:`save_checkpoint`: what the loop writes at the end of an epoch,
+  atomically.
 - :func:`read_history`, :func:`read_summary`: a run directory read back.
 """
 
@@ -62,7 +65,8 @@ IDENTITY_FIELDS = (
     "crop_scale", "eval_every", "skip_corrupt", "sync_bn", "amp", "channels_last", "compile",
     "init_from_ema",
 )
-# What a run is: even --resume-with-changes cannot change these (the weights and data would not fit).
+# What a run is: even --resume-with-changes cannot change these (the weights and data would not
+# fit).
 FIXED_FIELDS = ("model", "model_overrides", "init_from", "init_from_ema", "freeze_backbone",
                 "dataset", "num_classes", "classes", "images_per_class", "batch_size")
 # Settings that change neither what is trained nor what is recorded: free on resume. The device is
@@ -127,16 +131,17 @@ class Run:
         return self.out / "metrics.jsonl"
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Opening a run: settings check, building, resuming
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def open_run(config: TrainConfig, schedule: ProgressiveSchedule | None = None,
              extra_config: dict | None = None) -> Run | dict:
-    """Open the run in ``config.out_dir``: resolve its settings (:func:`effnetv2_mini.engine.build.resolve`),
-    check them against the directory's, then either return the summary of a finished run, or build data,
-    model, optimizer, EMA (:func:`~effnetv2_mini.engine.build.build_objects`) and restore the checkpoint."""
+    """Open the run in ``config.out_dir``: resolve its settings
+    (:func:`effnetv2_mini.engine.build.resolve`), check them against the directory's, then either
+    return the summary of a finished run, or build data, model, optimizer, EMA
+    (:func:`~effnetv2_mini.engine.build.build_objects`) and restore the checkpoint."""
     config, rule = resolve(config, schedule)
     extra_config = _run_record(schedule, rule, extra_config)
     info, device = setup(config.device)
@@ -177,8 +182,8 @@ def open_run(config: TrainConfig, schedule: ProgressiveSchedule | None = None,
 
 
 def _run_record(schedule: ProgressiveSchedule | None, rule: dict | None, extra: dict | None) -> dict:
-    """What config.json records beside the settings: the progressive schedule, or the fixed-size rule's
-    regularization and where it comes from."""
+    """What config.json records beside the settings: the progressive schedule, or the fixed-size
+    rule's regularization and where it comes from."""
     record = dict(extra or {})
     if schedule is not None:
         record = {"progressive": schedule.to_dict(), **record}
@@ -212,8 +217,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def _lock_directory(out: Path):
-    """Hold ``out/.lock`` (an flock) while the run trains, so that a second training started into the same directory
-    is refused, naming the holder, instead of interleaving its epochs and checkpoints with the first's."""
+    """Hold ``out/.lock`` (an flock) while the run trains, so that a second training started into
+    the same directory is refused, naming the holder, instead of interleaving its epochs and
+    checkpoints with the first's."""
     try:
         import fcntl
     except ImportError:  # Windows: no lock
@@ -277,8 +283,8 @@ def _check_schedule(path: Path, extra_config: dict | None, resume_with_changes: 
 
 
 def _check_settings(path: Path, config: TrainConfig) -> list[str]:
-    """Refuse to continue a run directory with other settings (before anything else, finished runs included),
-    unless ``resume_with_changes`` asks for it; return the fields that change."""
+    """Refuse to continue a run directory with other settings (before anything else, finished runs
+    included), unless ``resume_with_changes`` asks for it; return the fields that change."""
     if not path.exists():
         return []
     try:
@@ -329,8 +335,9 @@ def _runtime_changes(previous: dict, payload: dict, state: RunState) -> dict:
 
 
 def _restore(run: Run, checkpoint: dict, changed: list[str] = ()) -> None:
-    """Load the checkpoint into the run; with changed hyper-parameters (--resume-with-changes) the new learning
-    rate, weight decay and schedule take over (and a new optimizer starts with fresh state)."""
+    """Load the checkpoint into the run; with changed hyper-parameters (--resume-with-changes) the
+    new learning rate, weight decay and schedule take over (and a new optimizer starts with fresh
+    state)."""
     run.model.load_state_dict(checkpoint["model"])
     if "optimizer" not in changed:
         run.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -354,8 +361,8 @@ def _restore(run: Run, checkpoint: dict, changed: list[str] = ()) -> None:
 
 
 def _write_run_files(run: Run, extra_config: dict | None) -> None:
-    """``config.json`` (every resolved setting), ``init_report.json`` (fine-tuning), and ``metrics.jsonl`` cut
-    back to the epochs the checkpoint covers."""
+    """``config.json`` (every resolved setting), ``init_report.json`` (fine-tuning), and
+    ``metrics.jsonl`` cut back to the epochs the checkpoint covers."""
     run.out.mkdir(parents=True, exist_ok=True)
     config = run.config
     payload = {"config": dataclasses.asdict(config), "library_version": __version__, "torch": torch.__version__,
@@ -406,9 +413,9 @@ def _record_changes(run: Run, payload: dict, resumed_with_changes: bool) -> None
         payload["changes"] = changes
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Writing an epoch's results
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def append_metrics(run: Run, metrics: dict) -> None:
@@ -418,8 +425,9 @@ def append_metrics(run: Run, metrics: dict) -> None:
 
 
 def save_checkpoint(run: Run, paths: list[Path], finished: bool = False) -> None:
-    """Write the checkpoint to each of ``paths`` in order (each atomically; separate files, so that damage to
-    ``last.pt`` never reaches ``best.pt``), unless a weight is not finite (then the old files stay)."""
+    """Write the checkpoint to each of ``paths`` in order (each atomically; separate files, so that
+    damage to ``last.pt`` never reaches ``best.pt``), unless a weight is not finite (then the old
+    files stay)."""
     payload = _payload(run, finished)
     bad = non_finite_tensors(payload["model"]) + non_finite_tensors(payload["ema"])
     if bad:
@@ -453,14 +461,14 @@ def diverged_note(run: Run) -> str:
             "a lower --lr (delete the directory or use another --out).")
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # Reading a run directory back
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 
 
 def reported_top1(row: dict) -> float | None:
-    """The accuracy an epoch reports: the EMA weights' when the run keeps an EMA, else the raw weights' (None for
-    an epoch that was not evaluated, see ``eval_every``)."""
+    """The accuracy an epoch reports: the EMA weights' when the run keeps an EMA, else the raw
+    weights' (None for an epoch that was not evaluated, see ``eval_every``)."""
     return row["ema_top1"] if row.get("ema_top1") is not None else row.get("val_top1")
 
 
@@ -470,9 +478,9 @@ def read_history(out_dir: str | Path) -> list[dict]:
 
 
 def summarize_metrics(out_dir: str | Path, best_top1: float, elapsed: float) -> dict:
-    """A run's summary: ``top1`` is the final epoch's reported accuracy (EMA weights when the run keeps an EMA;
-    never the best epoch chosen on the validation set, which would flatter it); ``best_top1`` is kept for
-    ``best.pt``."""
+    """A run's summary: ``top1`` is the final epoch's reported accuracy (EMA weights when the run
+    keeps an EMA; never the best epoch chosen on the validation set, which would flatter it);
+    ``best_top1`` is kept for ``best.pt``."""
     history = read_history(out_dir)
     final = history[-1] if history else {}
     return {"epochs": len(history), "top1": reported_top1(final) if final else None,

@@ -1,32 +1,38 @@
-"""Progressive learning with adaptive regularization (paper section 4, Algorithm 1; docs/paper.md#progressive-learning-section-4).
+"""Progressive learning with adaptive regularization (paper section 4, Algorithm 1;
+docs/paper.md#progressive-learning-section-4).
 
-Training is split into M stages. Stage i trains with image size S_i and regularization Phi_i (dropout rate,
-RandAugment magnitude, mixup alpha), linearly interpolated from (S_0, Phi_0) to (S_e, Phi_e)::
+Training is split into M stages. Stage i trains with image size S_i and regularization Phi_i
+(dropout rate, RandAugment magnitude, mixup alpha), linearly interpolated from (S_0, Phi_0) to (S_e,
+Phi_e)::
 
     S_i   = S_0   + (S_e   - S_0)   * i / (M - 1)
     Phi_i = Phi_0 + (Phi_e - Phi_0) * i / (M - 1)
 
-and inherits the weights (and optimizer, EMA, learning-rate schedule) of the stage before. Small images come
-with weak regularization, large images with strong regularization (the paper's Table 5 shows why).
+and inherits the weights (and optimizer, EMA, learning-rate schedule) of the stage before. Small
+images come with weak regularization, large images with strong regularization (the paper's Table 5
+shows why).
 
     schedule = schedule_preset("efficientnetv2_s", source="paper", epochs=350, stages=4)
-    fit(config, schedule)      # effnetv2_mini.engine.loop: the schedule's epochs and eval size replace the config's
+    fit(config, schedule)      # effnetv2_mini.engine.loop: the schedule's epochs and eval size
+                               # replace the config's
 
-Each epoch, the loop asks the schedule for its :class:`EpochPlan` (``stage_at(epoch)``) and hands it to
-:func:`apply_stage`, where the stage's size and regularization reach the model and the data loader.
+Each epoch, the loop asks the schedule for its :class:`EpochPlan` (``stage_at(epoch)``) and hands it
+to :func:`apply_stage`, where the stage's size and regularization reach the model and the data
+loader.
 
 Two schedule presets, never mixed (docs/paper.md#table-6-and-the-papers-schedule and
 #how-the-official-code-schedules-it):
 
-- ``paper``: Table 6 ranges, sizes linear from S_0 to S_e (intermediate sizes rounded to a multiple of 8; the
-  first and last are the table's), dropout scheduled.
-- ``code``: the official code, ``size_i = int(128 + (train_size - 128) * (i + 1) / M)`` (V2-S: 171, 214, 257,
-  300), RandAugment ``linspace(5, ram, M)``, mixup ``linspace(0, alpha, M)``, dropout fixed per model.
+- ``paper``: Table 6 ranges, sizes linear from S_0 to S_e (intermediate sizes rounded to a multiple
+  of 8; the first and last are the table's), dropout scheduled.
+- ``code``: the official code, ``size_i = int(128 + (train_size - 128) * (i + 1) / M)`` (V2-S: 171,
+  214, 257, 300), RandAugment ``linspace(5, ram, M)``, mixup ``linspace(0, alpha, M)``, dropout
+  fixed per model.
 
-Ablation variants (:func:`variant`): ``fixed`` (largest size and strongest regularization throughout),
-``progressive_fixed_reg`` (sizes grow, regularization stays at its final strength), ``progressive`` (adaptive
-regularization, the paper's method) and ``random`` (every ``every`` epochs a stage is drawn at random, with its
-own size and regularization).
+Ablation variants (:func:`variant`): ``fixed`` (largest size and strongest regularization
+throughout), ``progressive_fixed_reg`` (sizes grow, regularization stays at its final strength),
+``progressive`` (adaptive regularization, the paper's method) and ``random`` (every ``every`` epochs
+a stage is drawn at random, with its own size and regularization).
 """
 
 from __future__ import annotations
@@ -46,14 +52,16 @@ if TYPE_CHECKING:
 __all__ = ["EpochPlan", "ProgressiveStage", "ProgressiveSchedule", "apply_stage", "constant_schedule", "linear_schedule",
            "schedule_preset", "variant", "VARIANTS", "PAPER_TABLE_6", "CODE_SCHEDULES"]
 
-# Paper Table 6 (section 5.1): (min, max) of each quantity over the stages, per model. The same numbers are in
-# study/paper_numbers.yaml (the report's reference file); tests/test_progressive.py checks that they agree.
+# Paper Table 6 (section 5.1): (min, max) of each quantity over the stages, per model. The same
+# numbers are in study/paper_numbers.yaml (the report's reference file); tests/test_progressive.py
+# checks that they agree.
 PAPER_TABLE_6 = {
     "efficientnetv2_s": dict(image_size=(128, 300), randaug_magnitude=(5, 15), mixup_alpha=(0, 0), dropout=(0.1, 0.3)),
     "efficientnetv2_m": dict(image_size=(128, 380), randaug_magnitude=(5, 20), mixup_alpha=(0, 0.2), dropout=(0.1, 0.4)),
     "efficientnetv2_l": dict(image_size=(128, 380), randaug_magnitude=(5, 25), mixup_alpha=(0, 0.4), dropout=(0.1, 0.5)),
 }
-# Official code (hparams / effnetv2_configs): final train size, RandAugment max, mixup max, fixed dropout.
+# Official code (hparams / effnetv2_configs): final train size, RandAugment max, mixup max, fixed
+# dropout.
 CODE_SCHEDULES = {
     "efficientnetv2_s": dict(train_size=300, randaug_max=10, mixup_max=0.0, dropout=0.2),
     "efficientnetv2_m": dict(train_size=384, randaug_max=15, mixup_max=0.2, dropout=0.3),
@@ -154,8 +162,8 @@ def linear_schedule(epochs: int, stages: int, image_size: tuple[int, int], eval_
                     ) -> ProgressiveSchedule:
     """Algorithm 1: every quantity linear from its first to its last value over ``stages`` stages.
 
-    Intermediate sizes are rounded to a multiple of ``round_to``; the first and last are kept as given. No size
-    exceeds ``eval_size``. ``dropout=None`` leaves the model's dropout alone.
+    Intermediate sizes are rounded to a multiple of ``round_to``; the first and last are kept as
+    given. No size exceeds ``eval_size``. ``dropout=None`` leaves the model's dropout alone.
     """
     if image_size[1] > eval_size:
         raise ValueError(f"the largest training size {image_size[1]} exceeds the eval size {eval_size}: evaluate at "
@@ -175,28 +183,30 @@ def linear_schedule(epochs: int, stages: int, image_size: tuple[int, int], eval_
 
 def apply_stage(plan: EpochPlan, model, loaders, epoch: int, skip_batches: int = 0, cutmix_alpha: float = 0.0,
                 cutmix_with_mixup: bool = False) -> tuple[DataLoader, Mixer | None]:
-    """Algorithm 1's "train with S_i and R_i" for one epoch: the stage's regularization is set on the model, and
-    the loader and the batch mixer that carry its image size and augmentation are returned as ``(loader, mixer)``
-    (the mixer is None when nothing is mixed). The training loop calls this at the start of every epoch.
+    """Algorithm 1's "train with S_i and R_i" for one epoch: the stage's regularization is set on
+    the model, and the loader and the batch mixer that carry its image size and augmentation are
+    returned as ``(loader, mixer)`` (the mixer is None when nothing is mixed). The training loop
+    calls this at the start of every epoch.
 
     Algorithm 1 (paper section 4), in our words::
 
-        given: a first image size S_0 and regularization strengths {phi_k^0}, a last size S_e and strengths
-               {phi_k^e}, N training steps split into M stages
+        given: a first image size S_0 and regularization strengths {phi_k^0}, a last size S_e
+               and strengths {phi_k^e}, N training steps split into M stages
         for stage i = 0 .. M-1:
             image size      S_i = S_0 + (S_e - S_0) * i / (M - 1)
             regularization  R_i = {phi_k^i = phi_k^0 + (phi_k^e - phi_k^0) * i / (M - 1)}
             train the model for N / M steps at size S_i with regularization R_i
 
-    The interpolation is done when the schedule is built (:func:`linear_schedule`, :func:`schedule_preset`);
-    ``plan`` is this epoch's stage (:meth:`ProgressiveSchedule.stage_at`). Here each value reaches training:
+    The interpolation is done when the schedule is built (:func:`linear_schedule`,
+    :func:`schedule_preset`); ``plan`` is this epoch's stage (:meth:`ProgressiveSchedule.stage_at`).
+    Here each value reaches training:
 
     - dropout rate: the model's dropout before the classifier (None leaves the model's own rate);
     - mixup alpha: the mixer applied to every batch; CutMix goes with it at the same alpha when
       ``cutmix_with_mixup`` (the official code), else it stays at the run's fixed ``cutmix_alpha``;
-    - image size S_i and RandAugment magnitude: the training loader's transform (random crop to S_i, then
-      RandAugment at that magnitude); ``loaders.train`` rebuilds the loader only when they change, and skips the
-      ``skip_batches`` an interrupted epoch already trained.
+    - image size S_i and RandAugment magnitude: the training loader's transform (random crop to S_i,
+      then RandAugment at that magnitude); ``loaders.train`` rebuilds the loader only when they
+      change, and skips the ``skip_batches`` an interrupted epoch already trained.
     """
     from .mixing import make_mixer  # torch: imported when training, so that schedules stay light to import
 

@@ -1,17 +1,19 @@
-"""The training recipe as data (paper section 5.1 and the official ``hparams.py``; docs/paper.md, "Training recipe").
+"""The training recipe as data (paper section 5.1 and the official ``hparams.py``; docs/paper.md,
+"Training recipe").
 
-``RECIPES`` holds each recipe's defaults; :class:`effnetv2_mini.engine.config.TrainConfig` fills every field left None
-from its ``recipe``. :func:`explain` lists a resolved config's recipe items with what each one does, leaving out
-items the recipe does not use (a cosine schedule has no decay rate).
+``RECIPES`` holds each recipe's defaults; :class:`effnetv2_mini.engine.config.TrainConfig` fills
+every field left None from its ``recipe``. :func:`explain` lists a resolved config's recipe items
+with what each one does, leaving out items the recipe does not use (a cosine schedule has no decay
+rate).
 """
 
 from __future__ import annotations
 
 __all__ = ["RECIPES", "explain"]
 
-# paper: the paper where it says something, else the official code; code: the official code (docs/paper.md,
-# "Paper, official code and our presets"); simple: ours, for short runs on a CPU; short: ours, a few epochs on
-# small real data (each choice explained beside it).
+# paper: the paper where it says something, else the official code; code: the official code
+# (docs/paper.md, "Paper, official code and our presets"); simple: ours, for short runs on a CPU;
+# short: ours, a few epochs on small real data (each choice explained beside it).
 _OFFICIAL = dict(optimizer="rmsprop", base_lr=0.016, warmup_epochs=5.0, schedule="exponential", decay_rate=0.97,
                  decay_epochs=2.4, weight_decay=1e-5, label_smoothing=0.1, ema_decay=0.9999, ema_reference_batch=4096,
                  drop_path_rate=0.2, sync_bn=True, preprocessing="official", randaug_reference=None)
@@ -22,29 +24,38 @@ RECIPES = {
                    decay_epochs=2.4, weight_decay=0.05, label_smoothing=0.1, ema_decay=0.0, ema_reference_batch=None,
                    drop_path_rate=0.0, bn_momentum=0.1, sync_bn=False, preprocessing="official", randaug_reference=224,
                    cutmix_with_mixup=False),
-    # short: ours, not the paper's: a few epochs (5-20) on a small real data set (e.g. Imagenette, a few thousand
-    # photos), for every network alike (EfficientNets and torchvision's ResNets). Chosen from published short-run
-    # recipes, not tuned here. The model: fast.ai's Imagenette leaderboard runs (fastai/imagenette 2020-01-train.md:
-    # Ranger, lr 8e-3 at batch 64, momentum 0.95 / 0.99, flat-then-cosine schedule, weight decay 1e-2, label
-    # smoothing, random crops of at least 35% of the image, no mixup below 80 epochs).
-    # - AdamW: the Adam family those runs use, with decoupled weight decay as fastai's (Loshchilov & Hutter 2019).
-    # - lr 0.016 per 256 images = 4e-3 at batch 64: half of Ranger's 8e-3, whose Lookahead (alpha 0.5) moves the
-    #   weights about half of each step; the same value as `simple`, which trains the demo models.
-    # - 1 warm-up epoch, then cosine to zero: plain AdamW lacks RAdam's built-in warm-up (about 2 / (1 - 0.99) = 200
-    #   steps in Ranger, Ma & Yarats 2021; Imagenette at batch 64 has 148 steps per epoch); a cosine that ends at 0
-    #   fits any epoch count, and one epoch is 5-20% of a 5-20 epoch run (one-cycle warms up for 25%).
-    # - weight decay 0.01 (fastai's default and torch's AdamW default): few epochs underfit more than they overfit,
-    #   so less than `simple`'s 0.05 (DeiT's 300-epoch value).
+    # short: ours, not the paper's: a few epochs (5-20) on a small real data set (e.g. Imagenette, a
+    # few thousand photos), for every network alike (EfficientNets and torchvision's ResNets).
+    # Chosen from published short-run recipes, not tuned here. The model: fast.ai's Imagenette
+    # leaderboard runs (fastai/imagenette 2020-01-train.md: Ranger, lr 8e-3 at batch 64, momentum
+    # 0.95 / 0.99, flat-then-cosine schedule, weight decay 1e-2, label smoothing, random crops of at
+    # least 35% of the image, no mixup below 80 epochs).
+    # - AdamW: the Adam family those runs use, with decoupled weight decay as fastai's
+    #   (Loshchilov & Hutter 2019).
+    # - lr 0.016 per 256 images = 4e-3 at batch 64: half of Ranger's 8e-3, whose Lookahead (alpha
+    #   0.5) moves the weights about half of each step; the same value as `simple`, which trains the
+    #   demo models.
+    # - 1 warm-up epoch, then cosine to zero: plain AdamW lacks RAdam's built-in warm-up (about
+    #   2 / (1 - 0.99) = 200 steps in Ranger, Ma & Yarats 2021; Imagenette at batch 64 has 148 steps
+    #   per epoch); a cosine that ends at 0 fits any epoch count, and one epoch is 5-20% of a 5-20
+    #   epoch run (one-cycle warms up for 25%).
+    # - weight decay 0.01 (fastai's default and torch's AdamW default): few epochs underfit more
+    #   than they overfit, so less than `simple`'s 0.05 (DeiT's 300-epoch value).
     # - label smoothing 0.1 (Szegedy et al. 2016; the paper's and fastai's).
-    # - crops of 35-100% of the image (fastai's min_scale 0.35): the official 5-100% crops are for 350 epochs.
-    # - no EMA: an EMA averages over about 1 / (1 - decay) steps (0.9999: 10,000), longer than the whole run (a few
-    #   hundred steps), so it would mostly hold early weights; the cosine to zero already settles the last weights.
-    # - no stochastic depth, BN momentum 0.1 (PyTorch's default): statistics that follow a short run.
-    # - RandAugment shifts scaled as if 224 px (randaug_reference, as `simple`): mild on small images; the magnitude
-    #   itself is the run's (or the progressive schedule's), as in every recipe.
-    # - the classifier initialised with ImageNet's range, U(+-1/sqrt(1000)) (head_init_classes): the official rule,
-    #   U(+-1/sqrt(classes)), is 10x wider on 10 classes, its first logits have a std of about 3 and the loss starts
-    #   near 4; measured (docs/benchmarks.md): V2-B0 on Imagenette at 64 px, 40.7% after 4 of 5 epochs against 24.5%.
+    # - crops of 35-100% of the image (fastai's min_scale 0.35): the official 5-100% crops are for
+    #   350 epochs.
+    # - no EMA: an EMA averages over about 1 / (1 - decay) steps (0.9999: 10,000), longer than the
+    #   whole run (a few hundred steps), so it would mostly hold early weights; the cosine to zero
+    #   already settles the last weights.
+    # - no stochastic depth, BN momentum 0.1 (PyTorch's default): statistics that follow a short
+    #   run.
+    # - RandAugment shifts scaled as if 224 px (randaug_reference, as `simple`): mild on small
+    #   images; the magnitude itself is the run's (or the progressive schedule's), as in every
+    #   recipe.
+    # - the classifier initialised with ImageNet's range, U(+-1/sqrt(1000)) (head_init_classes): the
+    #   official rule, U(+-1/sqrt(classes)), is 10x wider on 10 classes, its first logits have a std
+    #   of about 3 and the loss starts near 4; measured (docs/benchmarks.md): V2-B0 on Imagenette at
+    #   64 px, 40.7% after 4 of 5 epochs against 24.5%.
     "short": dict(optimizer="adamw", base_lr=0.016, warmup_epochs=1.0, schedule="cosine", decay_rate=0.97,
                   decay_epochs=2.4, weight_decay=0.01, label_smoothing=0.1, ema_decay=0.0, ema_reference_batch=None,
                   drop_path_rate=0.0, bn_momentum=0.1, sync_bn=False, preprocessing="official", randaug_reference=224,

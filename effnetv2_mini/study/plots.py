@@ -25,11 +25,12 @@ def _kind(operator: str) -> str:
 
 
 def draw_architecture(stage_rows: list[dict], title: str = "", ax=None):
-    """Draw a network as a row of boxes, one per stage (from ``EfficientNet.stage_table(image_size)``).
+    """Draw a network as a row of boxes, one per stage (from
+    ``EfficientNet.stage_table(image_size)``).
 
-    Box height follows the stage's output resolution, box width its channel count (square-root scale so
-    that 24 and 1280 channels both stay visible); colour gives the block type; the label gives the
-    operator and the number of layers.
+    Box height follows the stage's output resolution, box width its channel count (square-root scale
+    so that 24 and 1280 channels both stay visible); colour gives the block type; the label gives
+    the operator and the number of layers.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(12, 3.2))
@@ -90,8 +91,8 @@ def plot_training_curves(rows: list[dict], title: str = "", chance: float | None
 
 def show_images(images, labels=None, class_names=None, normalization: str = "official", columns: int = 8,
                 title: str = ""):
-    """A grid of normalized image tensors (``normalization``: a key of ``transforms.NORMALIZATIONS``), e.g. a
-    batch after augmentation."""
+    """A grid of normalized image tensors (``normalization``: a key of
+    ``transforms.NORMALIZATIONS``), e.g. a batch after augmentation."""
     import torch
 
     from ..data.transforms import NORMALIZATIONS
@@ -134,8 +135,9 @@ def _heatmap(ax, values, row_labels, col_labels, title, row_name, col_name):
 
 
 def plot_regularization_grid(grid: dict, paper: dict | None = None):
-    """Table 5 as heatmaps: top-1 per (RandAugment magnitude, image size), the best magnitude of each size
-    highlighted; ours beside the paper's. ``grid["top1"][i][j]`` is size i, magnitude j (regularization_grid)."""
+    """Table 5 as heatmaps: top-1 per (RandAugment magnitude, image size), the best magnitude of
+    each size highlighted; ours beside the paper's. ``grid["top1"][i][j]`` is size i, magnitude j
+    (regularization_grid)."""
     panels = 2 if paper else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.8), squeeze=False)
     ours = [[grid["top1"][i][j] for i in range(len(grid["sizes"]))] for j in range(len(grid["magnitudes"]))]
@@ -183,8 +185,8 @@ def plot_accuracy_vs_time(rows: list[dict], ax=None, chance: float | None = None
 
 
 def comparison_curve(result, variant: str, seed: int) -> list[dict]:
-    """One run of a progressive comparison (``experiments.progressive_comparison``), asked for by its variant and
-    seed: its ``{epoch, wall_time, top1}`` per epoch."""
+    """One run of a progressive comparison (``experiments.progressive_comparison``), asked for by
+    its variant and seed: its ``{epoch, wall_time, top1}`` per epoch."""
     return result.curves[f"{variant}-s{seed}"]  # the key progressive_comparison files each run's curve under
 
 
@@ -196,9 +198,9 @@ def plot_progressive_comparison(result, ax=None):
 
 def plot_time_to_accuracy(result, paper: dict | None = None):
     """Figure 1a's question on this machine: top-1 against training minutes, one curve per run of
-    ``experiments.time_to_accuracy`` (colour: network, solid: Algorithm 1, dashed: fixed size), the V1 fixed-size
-    final accuracy the headline measures against as a dotted line; beside it the paper's Table 7 (``paper``: top-1
-    against training hours, EfficientNet and EfficientNetV2)."""
+    ``experiments.time_to_accuracy`` (colour: network, solid: Algorithm 1, dashed: fixed size), the
+    V1 fixed-size final accuracy the headline measures against as a dotted line; beside it the
+    paper's Table 7 (``paper``: top-1 against training hours, EfficientNet and EfficientNetV2)."""
     fig, axes = plt.subplots(1, 2 if paper else 1, figsize=(12 if paper else 6.5, 4.2), squeeze=False)
     ax = axes[0][0]
     colours = dict(zip(result.models, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
@@ -229,8 +231,9 @@ def plot_time_to_accuracy(result, paper: dict | None = None):
 
 
 def plot_nas_candidates(ranked: list[dict], front: list[dict] | None = None, ax=None, chance: float | None = None):
-    """NAS candidates: proxy accuracy A against normalized step time S, marker size by parameters P, colour by
-    the reward A * S^w * P^v (paper section 3.3); ``front`` (e.g. ``nas.pareto_front``) drawn as a dashed line."""
+    """NAS candidates: proxy accuracy A against normalized step time S, marker size by parameters P,
+    colour by the reward A * S^w * P^v (paper section 3.3); ``front`` (e.g. ``nas.pareto_front``)
+    drawn as a dashed line."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.2))
     largest = max(r["params"] for r in ranked)
@@ -272,8 +275,9 @@ def plot_finetune_curves(curves: dict[str, list[dict]], ax=None, chance: float |
 
 
 def plot_relative_throughput(rows: list[dict], ax=None):
-    """Table 3 as bars: training throughput of each fused-stage variant relative to no fused stages, ours beside
-    the paper's TPUv3 and V100 (rows: fused_stages, train_images_per_sec, paper_tpu, paper_v100)."""
+    """Table 3 as bars: training throughput of each fused-stage variant relative to no fused stages,
+    ours beside the paper's TPUv3 and V100 (rows: fused_stages, train_images_per_sec, paper_tpu,
+    paper_v100)."""
     import numpy as np
 
     if ax is None:
@@ -323,8 +327,9 @@ def plot_lr_schedule(config, steps_per_epoch: int = 100, ax=None):
 
 
 def draw_blocks(mbconv, fused, resolution: int = 64):
-    """Figure 2 drawn from our modules: the layers of an MBConv and a Fused-MBConv block, top to bottom, each box
-    with its operation, output shape and parameter count (read from the modules, not typed by hand)."""
+    """Figure 2 drawn from our modules: the layers of an MBConv and a Fused-MBConv block, top to
+    bottom, each box with its operation, output shape and parameter count (read from the modules,
+    not typed by hand)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
     tallest = max(len(_block_layers(block, resolution)) for block in (mbconv, fused))
     for ax, block in zip(axes, (mbconv, fused)):
@@ -369,8 +374,9 @@ def _block_layers(block, resolution: int) -> list[tuple]:
 
 
 def plot_families(models: list[dict]):
-    """EfficientNet V1 and V2: the papers' ImageNet top-1 (left) and our parameter counts (right) against our
-    FLOPs, one line per family (``models`` rows: name, family, params, macs, paper_top1)."""
+    """EfficientNet V1 and V2: the papers' ImageNet top-1 (left) and our parameter counts (right)
+    against our FLOPs, one line per family (``models`` rows: name, family, params, macs,
+    paper_top1)."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for family, style in (("v1", "o--"), ("v2", "s-")):
         points = sorted((m for m in models if m["family"] == family), key=lambda m: m["macs"])

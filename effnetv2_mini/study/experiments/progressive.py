@@ -1,6 +1,7 @@
-"""Progressive learning (paper section 4): Table 5 (the best regularization grows with the image size) and the
-comparison behind the paper's speed-up claims (fixed size, progressive resizing with fixed regularization,
-progressive learning with adaptive regularization, random resizing; same epochs)."""
+"""Progressive learning (paper section 4): Table 5 (the best regularization grows with the image
+size) and the comparison behind the paper's speed-up claims (fixed size, progressive resizing with
+fixed regularization, progressive learning with adaptive regularization, random resizing; same
+epochs)."""
 
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ def base_config(settings, dataset: str, out_dir: str) -> TrainConfig:
 
 
 def table5_grid(settings, output_dir: str) -> Table5Result:
-    """One run per (image size, RandAugment magnitude, seed), each trained and evaluated at its size for
-    ``grid_epochs``, in ``output_dir/05_progressive_runs/grid-<size>-m<magnitude>-s<seed>``."""
+    """One run per (image size, RandAugment magnitude, seed), each trained and evaluated at its size
+    for ``grid_epochs``, in ``output_dir/05_progressive_runs/grid-<size>-m<magnitude>-s<seed>``."""
     dataset, notice = dataset_or_fallback(settings.dataset, settings.data_root, settings.download)
     base = base_config(settings, dataset, f"{output_dir}/05_progressive_runs")
     per_seed, last = [], None
@@ -73,9 +74,10 @@ def table5_grid(settings, output_dir: str) -> Table5Result:
 
 
 def comparison_schedule(settings, eval_size: int | None = None, model: str | None = None) -> ProgressiveSchedule:
-    """Algorithm 1's schedule for the comparison: the paper's or the official code's preset (V2-S/M/L) for ``model``
-    (default ``settings.model``), or the settings' ranges (sizes ``min_size`` -> ``max_size``, RandAugment, dropout,
-    mixup first -> last); ``settings.per_model[model]`` (notebook 07), if any, replaces them."""
+    """Algorithm 1's schedule for the comparison: the paper's or the official code's preset
+    (V2-S/M/L) for ``model`` (default ``settings.model``), or the settings' ranges (sizes
+    ``min_size`` -> ``max_size``, RandAugment, dropout, mixup first -> last);
+    ``settings.per_model[model]`` (notebook 07), if any, replaces them."""
     own = getattr(settings, "per_model", {}).get(model, {})
     if own:
         settings = dataclasses.replace(settings, per_model={}, **own)
@@ -91,8 +93,9 @@ def comparison_schedule(settings, eval_size: int | None = None, model: str | Non
 
 def progressive_comparison(settings, output_dir: str) -> ProgressiveResult:
     """Train ``settings.model`` once per variant and seed (same epochs, stages and eval size) in
-    ``output_dir/05_progressive_runs/<variant>-s<seed>``; ``time_vs_fixed`` is each run's training wall-clock over
-    the fixed-size run's of the same seed (the epochs' own time: data loading included, evaluation excluded)."""
+    ``output_dir/05_progressive_runs/<variant>-s<seed>``; ``time_vs_fixed`` is each run's training
+    wall-clock over the fixed-size run's of the same seed (the epochs' own time: data loading
+    included, evaluation excluded)."""
     dataset, notice = dataset_or_fallback(settings.dataset, settings.data_root, settings.download)
     if notice:
         print(notice)
@@ -105,7 +108,8 @@ def progressive_comparison(settings, output_dir: str) -> ProgressiveResult:
             # Table 13: a new random size every 8 epochs (random_every)
             every = settings.random_every if name == "random" else 1
             run_schedule = variant(schedule, name, every=every, seed=seed)
-            # a rehearsal goes through torchrun for its first run only: the same path, not four process launches
+            # a rehearsal goes through torchrun for its first run only: the same path, not four
+            # process launches
             nproc = 1 if settings.rehearse and rows else settings.nproc
             summary = launch(config, nproc=nproc, schedule=run_schedule)
             last = (config, summary, run_schedule)
@@ -134,8 +138,8 @@ def _time_vs_fixed(rows: list[dict]) -> None:
 
 
 def _stage_times(name: str, seed: int, history: list[dict]) -> list[dict]:
-    """Training seconds and images/s of each stage of one run (where the speed-up comes from); stages numbered from
-    1, as in Table 6 and the schedule's table."""
+    """Training seconds and images/s of each stage of one run (where the speed-up comes from);
+    stages numbered from 1, as in Table 6 and the schedule's table."""
     stages: dict[int, dict] = {}
     for m in history:
         s = stages.setdefault(m["stage"], {"variant": name, "seed": seed, "stage": m["stage"] + 1, "image_size": m["image_size"],

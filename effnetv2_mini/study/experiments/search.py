@@ -1,5 +1,5 @@
-"""Training-aware architecture search (paper section 3.3): run the search, read what the best candidates choose,
-and check the proxy ranking against a longer training of a few candidates."""
+"""Training-aware architecture search (paper section 3.3): run the search, read what the best
+candidates choose, and check the proxy ranking against a longer training of a few candidates."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def spearman(a: list, b: list) -> float:
 
 
 def top_choices(ranked: list[dict], stages: int) -> list[dict]:
-    """What the top quarter (at least 3) of the candidates chose, per stage: EfficientNetV2-S's own choices are
-    Fused-MBConv early, small expansions there, 3x3 kernels everywhere."""
+    """What the top quarter (at least 3) of the candidates chose, per stage: EfficientNetV2-S's own
+    choices are Fused-MBConv early, small expansions there, 3x3 kernels everywhere."""
     top = ranked[: max(3, len(ranked) // 4)]
     return [{"stage": i + 1, "fused": sum(r[f"s{i}_op"] == "Fused-MBConv" for r in top) / len(top),
              "kernel3": sum(r[f"s{i}_kernel"] == 3 for r in top) / len(top),
