@@ -394,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (KeyError, ValueError, OSError, RuntimeError, CheckpointError) as error:  # OSError: e.g. --out is a file
+    # OSError: e.g. --out is a file
+    except (KeyError, ValueError, OSError, RuntimeError, CheckpointError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"effnetv2: error: {_without_worker_traceback(str(message))}", file=sys.stderr)
         return 2

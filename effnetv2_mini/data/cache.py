@@ -157,7 +157,8 @@ def shrink_to_short_side(image: Image.Image, side: int) -> Image.Image:
         size = (side, max(1, round(height * side / width)))
     else:
         size = (max(1, round(width * side / height)), side)
-    return image.resize(size, Image.Resampling.BICUBIC)  # PIL widens its filters when shrinking: antialiased
+    # PIL widens its filters when shrinking: antialiased
+    return image.resize(size, Image.Resampling.BICUBIC)
 
 
 def decode_to_side(path: str, side: int, skip_corrupt: bool = False) -> np.ndarray | None:
@@ -249,10 +250,12 @@ def build_cache(samples, side: int, folder: str | Path, workers: int = 0, skip_c
             "source_key": key, "source_folder": os.path.commonpath(paths) if paths else "", "skipped": skipped,
             "library_version": __version__, "built": built, "build_seconds": round(time.perf_counter() - started, 2),
         }
-        (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))  # last: its presence marks a whole cache
+        # last: its presence marks a whole cache
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
         _publish(partial, folder)
     finally:
-        shutil.rmtree(partial, ignore_errors=True)  # gone after a rename; a failed build leaves nothing
+        # gone after a rename; a failed build leaves nothing
+        shutil.rmtree(partial, ignore_errors=True)
     return read_manifest(folder)
 
 
@@ -366,7 +369,8 @@ class DecodedImages:
             return None
         if self._pixels is None:
             self._pixels = np.memmap(self.folder / PIXELS, dtype=np.uint8, mode="r")
-        pixels = np.array(self._pixels[offset:offset + 3 * height * width])  # a copy: tensors own their memory
+        # a copy: tensors own their memory
+        pixels = np.array(self._pixels[offset:offset + 3 * height * width])
         return torch.from_numpy(pixels).view(3, height, width)
 
     def __getstate__(self) -> dict:

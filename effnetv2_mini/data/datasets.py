@@ -152,7 +152,8 @@ def _imagenette(root: Path, split: str, size: str, download: bool, loader):
     url = imagenette_url(size)
     folder = root / Path(url).stem
     archive = root / Path(url).name
-    if not folder.exists() and archive.exists():  # fetched by hand: unpack it (no checksum: it may be a mirror)
+    # fetched by hand: unpack it (no checksum: it may be a mirror)
+    if not folder.exists() and archive.exists():
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
     try:
@@ -449,7 +450,8 @@ def _cached(base: Dataset, cache: str | Path | bool, skip_corrupt: bool, decode_
     """A :class:`~effnetv2_mini.data.cache.CachedImageDataset` over ``base``'s samples, classes and labels."""
     from .cache import CachedImageDataset
 
-    samples = base.samples if hasattr(base, "samples") else base._samples  # ImageFolder / torchvision's Imagenette
+    # ImageFolder / torchvision's Imagenette
+    samples = base.samples if hasattr(base, "samples") else base._samples
     return CachedImageDataset(samples, base.classes, class_to_idx=base.class_to_idx, skip_corrupt=skip_corrupt,
                               cache_dir=None if cache is True else cache, resolution=decode_size)
 

@@ -62,7 +62,8 @@ __all__ = ["EncodedImages", "SeededEncoded", "EncodedBatch", "collate_encoded", 
 # Frame types that both libjpeg-turbo and nvjpeg decode: baseline, extended and progressive
 # Huffman-coded JPEG.
 _DEVICE_FRAMES = (0xC0, 0xC1, 0xC2)
-_NOT_FRAMES = (0xC4, 0xC8, 0xCC)  # DHT, JPG (reserved), DAC: markers in the SOFn range that are no frame header
+# DHT, JPG (reserved), DAC: markers in the SOFn range that are no frame header
+_NOT_FRAMES = (0xC4, 0xC8, 0xCC)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,7 +148,8 @@ def folder_samples(dataset) -> list[tuple[str, int]]:
         base = folder_samples(dataset.base)
         return [(base[i][0], dataset.relabel[base[i][1]]) for i in dataset.indices]
     for candidate in (dataset, getattr(dataset, "base", None)):
-        for name in ("samples", "_samples"):  # ImageFolder and CachedImageDataset / torchvision's Imagenette
+        # ImageFolder and CachedImageDataset / torchvision's Imagenette
+        for name in ("samples", "_samples"):
             samples = getattr(candidate, name, None) if candidate is not None else None
             if samples is not None:
                 return [(str(path), int(label)) for path, label in samples]
@@ -251,7 +253,8 @@ class DevicePipeline:
         if preprocessing not in PREPROCESSING:
             raise ValueError(f"unknown preprocessing {preprocessing!r}; choose {', '.join(PREPROCESSING)}")
         self.size, self.preprocessing, self.device = int(size), preprocessing, torch.device(device)
-        self.crop = RandomResizedCropRelative(size, scale=crop_scale or (0.05, 1.0))  # validates scale; holds ratio
+        # validates scale; holds ratio
+        self.crop = RandomResizedCropRelative(size, scale=crop_scale or (0.05, 1.0))
         self.randaugment = RandAugment(2, randaug_magnitude, randaug_reference) \
             if randaug_magnitude and preprocessing == "official" else None
         self.mean, self.std = NORMALIZATIONS[normalization_of(preprocessing, normalize)]
@@ -264,7 +267,8 @@ class DevicePipeline:
     def __call__(self, batch: EncodedBatch) -> torch.Tensor:
         """The batch decoded, augmented (each sample under its seed) and normalized: (N, 3, size, size) float32."""
         images = [self.augment(image, seed)[0] for image, seed in zip(self.decode(batch), batch.seeds)]
-        if self.preprocessing == "finetune":  # normalized per sample: the cutout noise goes on the normalized image
+        # normalized per sample: the cutout noise goes on the normalized image
+        if self.preprocessing == "finetune":
             return torch.stack(images)
         return self._normalize(torch.stack(images))
 
@@ -315,7 +319,8 @@ class DevicePipeline:
         image, flipped = self._flip(image)
         ops = []
         if self.randaugment is not None:
-            for _ in range(self.randaugment.num_ops):  # RandAugment.forward's draws, the op names kept
+            # RandAugment.forward's draws, the op names kept
+            for _ in range(self.randaugment.num_ops):
                 ops.append(OPS[int(torch.randint(len(OPS), ()))])
                 image = apply_op(image, ops[-1], self.randaugment.magnitude, self.randaugment.reference_size)
         return image, Draws(box, flipped, tuple(ops))

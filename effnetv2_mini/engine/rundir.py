@@ -113,7 +113,8 @@ class Run:
     channels_last: bool
     steps_per_epoch: int
     state: RunState = field(default_factory=RunState)
-    lock: object = None  # the open lock file of the run directory (main process), see _lock_directory
+    # the open lock file of the run directory (main process), see _lock_directory
+    lock: object = None
 
     def release(self) -> None:
         """Give the run directory's lock back (the process's end, kill -9 included, gives it back too)."""
@@ -152,7 +153,8 @@ def open_run(config: TrainConfig, schedule: ProgressiveSchedule | None = None,
     changed = _check_settings(out / "config.json", config)
     ours = (out / "config.json").exists()
     foreign = [] if ours else [n for n in ("metrics.jsonl", "last.pt", "best.pt") if (out / n).exists()]
-    if foreign:  # another program's files (or a run whose config.json was deleted): never mixed with this run's
+    # another program's files (or a run whose config.json was deleted): never mixed with this run's
+    if foreign:
         raise ValueError(f"{out} holds {', '.join(foreign)} but no config.json: it is not a run directory of effnetv2 "
                          "train (another tool's, or its config.json was deleted); give another --out")
     checkpoint = load_checkpoint(out / "last.pt") if (out / "last.pt").exists() else None
@@ -268,7 +270,8 @@ def _check_schedule(path: Path, extra_config: dict | None, resume_with_changes: 
     if not path.exists():
         return {}
     before = json.loads(path.read_text()).get("progressive")
-    after = json.loads(json.dumps((extra_config or {}).get("progressive")))  # as config.json holds it
+    # as config.json holds it
+    after = json.loads(json.dumps((extra_config or {}).get("progressive")))
     if before == after:
         return {}
     if resume_with_changes:

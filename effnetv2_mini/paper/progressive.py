@@ -208,7 +208,8 @@ def apply_stage(plan: EpochPlan, model, loaders, epoch: int, skip_batches: int =
       then RandAugment at that magnitude); ``loaders.train`` rebuilds the loader only when they
       change, and skips the ``skip_batches`` an interrupted epoch already trained.
     """
-    from .mixing import make_mixer  # torch: imported when training, so that schedules stay light to import
+    # torch: imported when training, so that schedules stay light to import
+    from .mixing import make_mixer
 
     if plan.dropout is not None:
         model.set_dropout(plan.dropout)

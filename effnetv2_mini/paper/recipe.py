@@ -18,8 +18,10 @@ _OFFICIAL = dict(optimizer="rmsprop", base_lr=0.016, warmup_epochs=5.0, schedule
                  decay_epochs=2.4, weight_decay=1e-5, label_smoothing=0.1, ema_decay=0.9999, ema_reference_batch=4096,
                  drop_path_rate=0.2, sync_bn=True, preprocessing="official", randaug_reference=None)
 RECIPES = {
-    "paper": dict(_OFFICIAL, bn_momentum=0.01, cutmix_with_mixup=False),  # BN decay 0.99 (the paper)
-    "code": dict(_OFFICIAL, bn_momentum=0.1, cutmix_with_mixup=True),  # BN decay 0.9, CutMix scheduled with mixup
+    # BN decay 0.99 (the paper)
+    "paper": dict(_OFFICIAL, bn_momentum=0.01, cutmix_with_mixup=False),
+    # BN decay 0.9, CutMix scheduled with mixup
+    "code": dict(_OFFICIAL, bn_momentum=0.1, cutmix_with_mixup=True),
     "simple": dict(optimizer="adamw", base_lr=0.016, warmup_epochs=1.0, schedule="cosine", decay_rate=0.97,
                    decay_epochs=2.4, weight_decay=0.05, label_smoothing=0.1, ema_decay=0.0, ema_reference_batch=None,
                    drop_path_rate=0.0, bn_momentum=0.1, sync_bn=False, preprocessing="official", randaug_reference=224,

@@ -107,7 +107,8 @@ def show_images(images, labels=None, class_names=None, normalization: str = "off
         ax = axes.flat[i]
         ax.imshow(image.clamp(0, 1).permute(1, 2, 0).numpy())
         if labels is not None:
-            label = int(labels[i].argmax()) if labels[i].ndim else int(labels[i])  # soft labels after MixUp
+            # soft labels after MixUp
+            label = int(labels[i].argmax()) if labels[i].ndim else int(labels[i])
             ax.set_title(class_names[label] if class_names else str(label), fontsize=7)
     if title:
         fig.suptitle(title)
@@ -187,7 +188,8 @@ def plot_accuracy_vs_time(rows: list[dict], ax=None, chance: float | None = None
 def comparison_curve(result, variant: str, seed: int) -> list[dict]:
     """One run of a progressive comparison (``experiments.progressive_comparison``), asked for by
     its variant and seed: its ``{epoch, wall_time, top1}`` per epoch."""
-    return result.curves[f"{variant}-s{seed}"]  # the key progressive_comparison files each run's curve under
+    # the key progressive_comparison files each run's curve under
+    return result.curves[f"{variant}-s{seed}"]
 
 
 def plot_progressive_comparison(result, ax=None):
@@ -412,7 +414,8 @@ def plot_scaling(rows: list[dict], speed_key: str, device: str = ""):
         label = "EfficientNet (V1)" if family == "v1" else "EfficientNetV2"
         scored = [r for r in points if r.get("paper_top1") is not None]
         axes[0].plot([r["macs"] / 1e9 for r in scored], [r["paper_top1"] for r in scored], style, label=label)
-        timed = [r for r in points if r.get(speed_key) is not None]  # a rehearsal times only some models
+        # a rehearsal times only some models
+        timed = [r for r in points if r.get(speed_key) is not None]
         axes[1].plot([r["macs"] / 1e9 for r in timed], [r[speed_key] for r in timed], style, label=label)
         for r in timed:
             axes[1].annotate(_short(r["model"]), (r["macs"] / 1e9, r[speed_key]), fontsize=7, xytext=(3, 3),

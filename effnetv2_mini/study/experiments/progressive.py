@@ -27,17 +27,21 @@ class Table5Result(Result):
     sizes: list[int] = field(default_factory=list)
     magnitudes: list[float] = field(default_factory=list)
     epochs: int = 0
-    top1: list[list[float]] = field(default_factory=list)  # mean over seeds, top1[size i][magnitude j]
-    per_seed: list[list[list[float]]] = field(default_factory=list)  # per_seed[seed][size i][magnitude j]
+    # mean over seeds, top1[size i][magnitude j]
+    top1: list[list[float]] = field(default_factory=list)
+    # per_seed[seed][size i][magnitude j]
+    per_seed: list[list[list[float]]] = field(default_factory=list)
 
 
 @result_type
 @dataclass
 class ProgressiveResult(Result):
     schedule: dict = field(default_factory=dict)  # the progressive variant's schedule
-    rows: list[dict] = field(default_factory=list)  # variant, seed, final_top1, train_seconds, time_vs_fixed, ...
+    # variant, seed, final_top1, train_seconds, time_vs_fixed, ...
+    rows: list[dict] = field(default_factory=list)
     curves: dict = field(default_factory=dict)  # "variant-sSEED" -> [{epoch, wall_time, top1}]
-    per_stage: list[dict] = field(default_factory=list)  # variant, seed, stage, image_size, seconds, images_per_sec
+    # variant, seed, stage, image_size, seconds, images_per_sec
+    per_stage: list[dict] = field(default_factory=list)
 
 
 def base_config(settings, dataset: str, out_dir: str) -> TrainConfig:
@@ -59,7 +63,8 @@ def table5_grid(settings, output_dir: str) -> Table5Result:
             for magnitude in settings.grid_magnitudes:
                 schedule = linear_schedule(settings.grid_epochs, 1, (size, size), size, randaug_magnitude=(magnitude, magnitude),
                                            source="Table 5 grid")
-                config = dataclasses.replace(base, seed=seed, eval_every=settings.grid_epochs,  # the final epoch only
+                # the final epoch only
+                config = dataclasses.replace(base, seed=seed, eval_every=settings.grid_epochs,
                                              out_dir=f"{base.out_dir}/grid-{size}-m{magnitude:g}-s{seed}")
                 last = (config, launch(config, schedule=schedule), schedule)
                 row.append(last[1]["top1"])

@@ -25,11 +25,15 @@ __all__ = ["NasResult", "nas_search", "spearman", "top_choices", "sensitivity"]
 class NasResult(Result):
     space: str = ""
     trials: int = 0
-    ranked: list[dict] = field(default_factory=list)  # completed candidates, best reward first (accuracy in %)
+    # completed candidates, best reward first (accuracy in %)
+    ranked: list[dict] = field(default_factory=list)
     pareto_trials: list[int] = field(default_factory=list)
-    top_choices: list[dict] = field(default_factory=list)  # per stage: fraction fused, kernel 3, mean expansion
-    sensitivity: list[dict] = field(default_factory=list)  # top trial and rank correlation for other w, v
-    retrained: list[dict] = field(default_factory=list)  # trial, proxy accuracy, longer-training accuracy
+    # per stage: fraction fused, kernel 3, mean expansion
+    top_choices: list[dict] = field(default_factory=list)
+    # top trial and rank correlation for other w, v
+    sensitivity: list[dict] = field(default_factory=list)
+    # trial, proxy accuracy, longer-training accuracy
+    retrained: list[dict] = field(default_factory=list)
     proxy_vs_longer_spearman: float | None = None
     failures: list[dict] = field(default_factory=list)
 
