@@ -118,7 +118,8 @@ def cache_side(size: int, margin: int = CACHE_MARGIN, step: int = CACHE_STEP) ->
 
 def default_cache_root() -> Path:
     """``$EFFNETV2_CACHE``, else ``~/.cache/effnetv2-mini/decoded``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "effnetv2-mini" / "decoded").expanduser()
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "effnetv2-mini"
+                / "decoded").expanduser()
 
 
 def source_key(samples) -> str:
@@ -149,7 +150,8 @@ def _stamp(path: str) -> str:
 
 
 def shrink_to_short_side(image: Image.Image, side: int) -> Image.Image:
-    """``image`` resized (antialiased) to short side ``side``, aspect ratio kept; unchanged if already smaller."""
+    """``image`` resized (antialiased) to short side ``side``, aspect ratio kept; unchanged if
+    already smaller."""
     width, height = image.size
     if min(width, height) <= side:
         return image
@@ -201,7 +203,8 @@ def _ordered_map(workers: int):
 
 def _write_pixels(paths: list[str], side: int, out_path: Path, workers: int, skip_corrupt: bool,
                   quiet: bool) -> tuple[np.ndarray, list[str]]:
-    """Decode every file into ``out_path``; returns the index (offset, height, width) and the files skipped."""
+    """Decode every file into ``out_path``; returns the index (offset, height, width) and the files
+    skipped."""
     index = np.zeros((len(paths), 3), dtype=np.int64)
     skipped, offset = [], 0
     decode = functools.partial(decode_to_side, side=side, skip_corrupt=skip_corrupt)
@@ -222,8 +225,8 @@ def _write_pixels(paths: list[str], side: int, out_path: Path, workers: int, ski
     return index, skipped
 
 
-def build_cache(samples, side: int, folder: str | Path, workers: int = 0, skip_corrupt: bool = False,
-                quiet: bool = False, key: str = "") -> dict:
+def build_cache(samples, side: int, folder: str | Path, workers: int = 0,
+                skip_corrupt: bool = False, quiet: bool = False, key: str = "") -> dict:
     """Decode ``samples`` to short side ``side`` into ``folder``, atomically (see the module
     docstring), and return its manifest. If another process's complete cache lands there first, that
     one is kept."""
@@ -235,20 +238,25 @@ def build_cache(samples, side: int, folder: str | Path, workers: int = 0, skip_c
         started = time.perf_counter()
         paths = [str(path) for path, _ in samples]
         try:
-            index, skipped = _write_pixels(paths, side, partial / PIXELS, workers, skip_corrupt, quiet)
+            index, skipped = _write_pixels(paths, side, partial / PIXELS, workers, skip_corrupt,
+                                           quiet)
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             free = shutil.disk_usage(folder.parent).free / 2**20
-            raise OSError(error.errno, f"no space left on the disk of {folder.parent} ({free:,.0f} MiB free) while "
-                          f"decoding {len(paths):,} images at {side} px short side into the decoded-image cache: free "
-                          f"space there, set {CACHE_ENV} to a folder on a larger disk, or train without --cache") from error
+            raise OSError(error.errno,
+                          f"no space left on the disk of {folder.parent} ({free:,.0f} MiB free) "
+                          f"while decoding {len(paths):,} images at {side} px short side into the "
+                          f"decoded-image cache: free space there, set {CACHE_ENV} to a folder on "
+                          "a larger disk, or train without --cache") from error
         np.save(partial / INDEX, index)
         built = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         manifest = {
-            "format": FORMAT, "images": len(paths), "side": side, "bytes": (partial / PIXELS).stat().st_size,
-            "source_key": key, "source_folder": os.path.commonpath(paths) if paths else "", "skipped": skipped,
-            "library_version": __version__, "built": built, "build_seconds": round(time.perf_counter() - started, 2),
+            "format": FORMAT, "images": len(paths), "side": side,
+            "bytes": (partial / PIXELS).stat().st_size, "source_key": key,
+            "source_folder": os.path.commonpath(paths) if paths else "", "skipped": skipped,
+            "library_version": __version__, "built": built,
+            "build_seconds": round(time.perf_counter() - started, 2),
         }
         # last: its presence marks a whole cache
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -260,12 +268,14 @@ def build_cache(samples, side: int, folder: str | Path, workers: int = 0, skip_c
 
 
 def _partial_prefix(folder: Path) -> str:
-    """Names partial folders after their owner (host, pid), so that the next build can delete abandoned ones."""
+    """Names partial folders after their owner (host, pid), so that the next build can delete
+    abandoned ones."""
     return f".partial-{folder.name}@{socket.gethostname()}@{os.getpid()}@"
 
 
 def _publish(partial: Path, folder: Path) -> None:
-    """Rename the finished ``partial`` to ``folder``; a complete cache already there wins, a damaged one goes."""
+    """Rename the finished ``partial`` to ``folder``; a complete cache already there wins, a damaged
+    one goes."""
     try:
         os.rename(partial, folder)
     except OSError:
@@ -283,7 +293,8 @@ def _discard(folder: Path) -> None:
 
 
 def _remove_abandoned(folder: Path) -> None:
-    """Delete the partial folders for ``folder`` left by dead processes of this host (kill -9, power cut)."""
+    """Delete the partial folders for ``folder`` left by dead processes of this host (kill -9, power
+    cut)."""
     for partial in folder.parent.glob(f".partial-{folder.name}@*"):
         owner = partial.name.split("@")  # .partial-<side>, host, pid, random
         if len(owner) == 4 and owner[1] == socket.gethostname() and owner[2].isdigit() \
@@ -293,7 +304,8 @@ def _remove_abandoned(folder: Path) -> None:
 
 @contextlib.contextmanager
 def _exclusive(folder: Path, quiet: bool):
-    """Hold a lock on ``folder``'s lock file: concurrent builders of the same cache wait for the first one."""
+    """Hold a lock on ``folder``'s lock file: concurrent builders of the same cache wait for the
+    first one."""
     if fcntl is None:
         yield
         return
@@ -302,7 +314,8 @@ def _exclusive(folder: Path, quiet: bool):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not quiet:
-                print(f"waiting for another process to finish the decoded-image cache {folder} ...", flush=True)
+                print(f"waiting for another process to finish the decoded-image cache {folder} ...",
+                      flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError:
             pass  # no locks on this file system: builds race, the first rename wins
@@ -315,7 +328,8 @@ def _exclusive(folder: Path, quiet: bool):
 
 
 def read_manifest(folder: str | Path) -> dict | None:
-    """The manifest of the complete cache in ``folder``, or None (missing, unfinished or damaged)."""
+    """The manifest of the complete cache in ``folder``, or None (missing, unfinished or
+    damaged)."""
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
@@ -327,7 +341,8 @@ def read_manifest(folder: str | Path) -> dict | None:
 
 
 def cache_info(folder: str | Path) -> dict:
-    """Where a cache lives and how big it is: its manifest plus ``path`` (for the CLI and the docs)."""
+    """Where a cache lives and how big it is: its manifest plus ``path`` (for the CLI and the
+    docs)."""
     manifest = read_manifest(folder)
     if manifest is None:
         raise FileNotFoundError(f"no complete decoded-image cache in {folder}")
@@ -335,9 +350,11 @@ def cache_info(folder: str | Path) -> dict:
 
 
 def list_caches(root: str | Path | None = None) -> list[dict]:
-    """:func:`cache_info` of every complete cache under ``root`` (default :func:`default_cache_root`)."""
+    """:func:`cache_info` of every complete cache under ``root`` (default
+    :func:`default_cache_root`)."""
     root = Path(root).expanduser() if root else default_cache_root()
-    return [cache_info(m.parent) for m in sorted(root.glob(f"*/*/{MANIFEST}")) if read_manifest(m.parent)]
+    manifests = sorted(root.glob(f"*/*/{MANIFEST}"))
+    return [cache_info(m.parent) for m in manifests if read_manifest(m.parent)]
 
 
 def describe(info: dict) -> str:
@@ -363,7 +380,8 @@ class DecodedImages:
         return len(self.index)
 
     def __getitem__(self, i: int) -> torch.Tensor | None:
-        """Image ``i`` as a uint8 tensor 3 x H x W (its own memory), or None for a skipped unreadable file."""
+        """Image ``i`` as a uint8 tensor 3 x H x W (its own memory), or None for a skipped
+        unreadable file."""
         offset, height, width = self.index[i].tolist()
         if height == 0:
             return None
@@ -377,8 +395,8 @@ class DecodedImages:
         return {**self.__dict__, "_pixels": None}
 
 
-def open_or_build(samples, side: int, folder: str | Path, workers: int | None = None, skip_corrupt: bool = False,
-                  quiet: bool = False, key: str = "") -> DecodedImages:
+def open_or_build(samples, side: int, folder: str | Path, workers: int | None = None,
+                  skip_corrupt: bool = False, quiet: bool = False, key: str = "") -> DecodedImages:
     """The cache in ``folder``, built first if there is none (one builder at a time); prints where
     it lives and how big it is unless ``quiet``. ``workers``: decoding processes (None: one per CPU
     core, none for fewer than 256 images; 0: in this process)."""
@@ -387,16 +405,18 @@ def open_or_build(samples, side: int, folder: str | Path, workers: int | None = 
         folder.parent.mkdir(parents=True, exist_ok=True)
         with _exclusive(folder, quiet):
             if read_manifest(folder) is None:  # nobody built it while this process waited
-                workers = min(os.cpu_count() or 1, len(samples) // 256) if workers is None else workers
+                workers = min(os.cpu_count() or 1, len(samples)
+                              // 256) if workers is None else workers
                 build_cache(samples, side, folder, workers, skip_corrupt, quiet, key)
                 built = True
     images = DecodedImages(folder)
     if images.manifest["skipped"] and not skip_corrupt:
         skipped = images.manifest["skipped"]
         raise CorruptImageError(
-            f"cannot read image {skipped[0]} ({len(skipped)} unreadable in all; the cache {folder} was built with "
-            "skip_corrupt=True). Delete or replace the files (that makes a new cache), or pass skip_corrupt=True "
-            "(CLI: --skip-corrupt) to drop unreadable images and count them in the metrics.")
+            f"cannot read image {skipped[0]} ({len(skipped)} unreadable in all; the cache {folder} "
+            "was built with skip_corrupt=True). Delete or replace the files (that makes a new "
+            "cache), or pass skip_corrupt=True (CLI: --skip-corrupt) to drop unreadable images "
+            "and count them in the metrics.")
     if not quiet:
         how = f"built in {time.perf_counter() - started:.1f} s" if built else "reused"
         print(f"{describe(cache_info(folder))} ({how})", flush=True)
@@ -420,15 +440,18 @@ class CachedImageDataset(Dataset):
     open right away."""
 
     def __init__(self, samples, classes, class_to_idx: dict | None = None, transform=None,
-                 cache_dir: str | Path | None = None, resolution: int | None = None, skip_corrupt: bool = False,
-                 workers: int | None = None, margin: int = CACHE_MARGIN, quiet: bool = False):
+                 cache_dir: str | Path | None = None, resolution: int | None = None,
+                 skip_corrupt: bool = False, workers: int | None = None, margin: int = CACHE_MARGIN,
+                 quiet: bool = False):
         self.samples = [(str(path), int(label)) for path, label in samples]
         self.targets = [label for _, label in self.samples]
         self.classes = classes
-        self.class_to_idx = class_to_idx if class_to_idx is not None else {c: i for i, c in enumerate(classes)}
+        self.class_to_idx = class_to_idx if class_to_idx is not None else {c: i for i,
+                                                                           c in enumerate(classes)}
         self.transform = transform
         self.cache_root = Path(cache_dir).expanduser() if cache_dir else default_cache_root()
-        self.skip_corrupt, self.workers, self.margin, self.quiet = skip_corrupt, workers, margin, quiet
+        self.skip_corrupt, self.workers = skip_corrupt, workers
+        self.margin, self.quiet = margin, quiet
         self.resolution: int | None = None
         self._key: str | None = None
         self._images: DecodedImages | None = None
@@ -437,7 +460,8 @@ class CachedImageDataset(Dataset):
 
     @property
     def key(self) -> str:
-        """:func:`source_key` of the samples (computed once: it reads every file's size and mtime)."""
+        """:func:`source_key` of the samples (computed once: it reads every file's size and
+        mtime)."""
         if self._key is None:
             self._key = source_key(self.samples)
         return self._key
@@ -447,11 +471,12 @@ class CachedImageDataset(Dataset):
         return self.cache_root / self.key / str(cache_side(size, self.margin))
 
     def set_resolution(self, size: int) -> None:
-        """Serve images for ``size`` px: open that size's cache, building it first if there is none."""
+        """Serve images for ``size`` px: open that size's cache, building it first if there is
+        none."""
         folder = self.cache_folder(size)
         if self._images is None or self._images.folder != folder:
-            self._images = open_or_build(self.samples, cache_side(size, self.margin), folder, self.workers,
-                                         self.skip_corrupt, self.quiet, self.key)
+            self._images = open_or_build(self.samples, cache_side(size, self.margin), folder,
+                                         self.workers, self.skip_corrupt, self.quiet, self.key)
         self.resolution = size
 
     def describe(self) -> str:
@@ -465,8 +490,9 @@ class CachedImageDataset(Dataset):
 
     def __getitem__(self, index: int):
         if self._images is None:
-            raise RuntimeError("CachedImageDataset has no image size yet: call set_resolution(size) first (the training "
-                               "loop does at every stage), or pass decode_size=SIZE to get_dataset")
+            raise RuntimeError("CachedImageDataset has no image size yet: call "
+                               "set_resolution(size) first (the training loop does at every "
+                               "stage), or pass decode_size=SIZE to get_dataset")
         image = self._images[index]
         if image is None:
             return None

@@ -68,7 +68,8 @@ IMAGENETTE_SIZES = ("160px", "320px", "full")
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A data set that is not on disk and could not be downloaded. The message says how to get it."""
+    """A data set that is not on disk and could not be downloaded. The message says how to get
+    it."""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -76,25 +77,30 @@ class DatasetNotFoundError(FileNotFoundError):
 
 def _how_to_get(name: str, path: Path) -> str:
     folder_layout = (
-        f"Arrange it as {path}/train/<class>/<image> and {path}/val/<class>/<image> (one folder per class)."
+        f"Arrange it as {path}/train/<class>/<image> and {path}/val/<class>/<image> (one folder "
+        "per class)."
     )
     return {
         "imagenette": (
-            f"Run with download=True (CLI: --download) on a machine that is online, or download "
-            f"https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz (or -160 / the full imagenette2.tgz) "
-            f"and put the .tgz (or its unpacked folder) into {path}."
+            "Run with download=True (CLI: --download) on a machine that is online, or download "
+            "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz (or -160 / the full "
+            f"imagenette2.tgz) and put the .tgz (or its unpacked folder) into {path}."
         ),
-        "imagenet": f"Download ImageNet-1k from https://image-net.org/ (registration needed). {folder_layout} "
-                    f"{path}/imagenet/train and {path}/imagenet/val are accepted too.",
-        "imagenet21k": f"Download ImageNet-21k (winter 2021 release) from https://image-net.org/. {folder_layout} "
-                       f"{path}/imagenet21k/train and .../val are accepted too.",
+        "imagenet": "Download ImageNet-1k from https://image-net.org/ (registration needed). "
+                    f"{folder_layout} {path}/imagenet/train and {path}/imagenet/val are accepted "
+                    "too.",
+        "imagenet21k": "Download ImageNet-21k (winter 2021 release) from https://image-net.org/. "
+                       f"{folder_layout} {path}/imagenet21k/train and .../val are accepted too.",
         "imagefolder": folder_layout,
-    }.get(name, f"Run with download=True (CLI: --download) on a machine that is online; files go to {path}.")
+    }.get(name,
+          "Run with download=True (CLI: --download) on a machine that is online; files go to "
+          f"{path}.")
 
 
 def _not_found(name: str, path: Path, reason: str = "") -> DatasetNotFoundError:
     detail = f" ({reason})" if reason else ""
-    return DatasetNotFoundError(f"data set {name!r} not found at {path}{detail}. {_how_to_get(name, path)}")
+    return DatasetNotFoundError(f"data set {name!r} not found at {path}{detail}. "
+                                f"{_how_to_get(name, path)}")
 
 
 class _SkipAware(Dataset):
@@ -127,7 +133,8 @@ class _SkipAware(Dataset):
         return getattr(self.base, "resolution", self._resolution)
 
     def set_resolution(self, size: int) -> None:
-        """Decode for training or evaluation at ``size`` px (nothing to do for a plain, full-decode data set)."""
+        """Decode for training or evaluation at ``size`` px (nothing to do for a plain, full-decode
+        data set)."""
         if hasattr(self.base, "set_resolution"):
             self.base.set_resolution(size)
         elif self.draft_loader is not None:
@@ -142,7 +149,8 @@ def imagenette_url(size: str = "320px") -> str:
     from torchvision.datasets import Imagenette
 
     if size not in IMAGENETTE_SIZES:
-        raise ValueError(f"imagenette size must be one of {', '.join(IMAGENETTE_SIZES)}, got {size!r}")
+        raise ValueError(f"imagenette size must be one of {', '.join(IMAGENETTE_SIZES)}, got "
+                         f"{size!r}")
     return Imagenette._ARCHIVES[size][0]
 
 
@@ -157,7 +165,8 @@ def _imagenette(root: Path, split: str, size: str, download: bool, loader):
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
     try:
-        return Imagenette(str(root), split=split, size=size, download=download and not folder.exists(), loader=loader)
+        return Imagenette(str(root), split=split, size=size, download=download
+                          and not folder.exists(), loader=loader)
     except (urllib.error.URLError, OSError) as error:
         raise _not_found("imagenette", root, f"download failed: {error}") from error
     except RuntimeError as error:
@@ -176,7 +185,8 @@ class MultiLabelImageFolder(Dataset):
         self.classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
         self.num_classes = num_classes or len(self.classes)
         if self.num_classes < len(self.classes):
-            raise ValueError(f"{folder} has {len(self.classes)} class folders but num_classes is {self.num_classes}")
+            raise ValueError(f"{folder} has {len(self.classes)} class folders but num_classes is "
+                             f"{self.num_classes}")
         by_name: dict[str, list] = {}
         for index, name in enumerate(self.classes):
             for file in sorted((folder / name).iterdir()):
@@ -236,8 +246,9 @@ def _drop_repeats_through_links(dataset, folder: Path) -> None:
             seen.add(place)
             kept.append((path, label))
     if len(kept) < len(dataset.samples):
-        print(loud_notice(f"{folder}: {len(dataset.samples) - len(kept):,} image paths lead to files already listed "
-                          "(a symbolic link to a parent folder?); each file is used once. Remove the link to silence this."))
+        print(loud_notice(f"{folder}: {len(dataset.samples) - len(kept):,} image paths lead to "
+                          "files already listed (a symbolic link to a parent folder?); each file "
+                          "is used once. Remove the link to silence this."))
         order = {path: i for i, (path, _) in enumerate(dataset.samples)}
         kept.sort(key=lambda sample: order[sample[0]])
         dataset.samples = dataset.imgs = kept
@@ -251,11 +262,12 @@ def _warn_if_val_is_train(root: Path) -> None:
     if not train.is_dir():
         return
     same = os.path.samefile(train, val) or any(
-        (train / c.name).is_dir() and os.path.samefile(train / c.name, c) for c in val.iterdir() if c.is_dir())
+        (train / c.name).is_dir() and os.path.samefile(train / c.name, c) for c in val.iterdir()
+        if c.is_dir())
     if same:
-        print(loud_notice(f"{val} is (or holds folders that are) {train}: validation images are training images, so "
-                          "the validation accuracy measures memorisation, not generalisation. Point val/ at held-out "
-                          "images."))
+        print(loud_notice(f"{val} is (or holds folders that are) {train}: validation images are "
+                          "training images, so the validation accuracy measures memorisation, not "
+                          "generalisation. Point val/ at held-out images."))
 
 
 class _TrainAndVal(torch.utils.data.ConcatDataset):
@@ -286,13 +298,15 @@ def _torchvision_transfer(name: str, root: Path, split: str, download: bool):
         "cifar10": lambda: tvd.CIFAR10(str(root), train=split == "train", download=download),
         "cifar100": lambda: tvd.CIFAR100(str(root), train=split == "train", download=download),
         "flowers102": lambda: _flowers102(tvd, root, split, download),
-        "stanford_cars": lambda: tvd.StanfordCars(str(root), split="train" if split == "train" else "test",
+        "stanford_cars": lambda: tvd.StanfordCars(str(root), split="train" if split == "train"
+                                                  else "test",
                                                   download=download),
     }
     try:
         return constructors[name]()
     except (urllib.error.URLError, OSError, RuntimeError) as error:
-        raise _not_found(name, root, str(error).splitlines()[0] if str(error) else type(error).__name__) from error
+        raise _not_found(name, root, str(error).splitlines()[0] if str(error)
+                         else type(error).__name__) from error
 
 
 BUILT_IN = ("synthetic", "synthetic_b")  # generated in code: no files, no download
@@ -303,13 +317,14 @@ def is_built_in(name: str) -> bool:
     return name in BUILT_IN
 
 
-DATASETS = ("synthetic", "synthetic_b", "imagenette", "imagenet", "imagenet21k", "imagefolder", "cifar10", "cifar100",
-            "flowers102", "stanford_cars")
+DATASETS = ("synthetic", "synthetic_b", "imagenette", "imagenet", "imagenet21k", "imagefolder",
+            "cifar10", "cifar100", "flowers102", "stanford_cars")
 
 
 def _folder_root(name: str, root: Path) -> Path:
     """ImageNet trees may sit in ``root`` itself or in ``root/imagenet`` (``root/imagenet21k``)."""
-    if name in ("imagenet", "imagenet21k") and not (root / "train").is_dir() and (root / name).is_dir():
+    if name in ("imagenet", "imagenet21k") and not (root / "train").is_dir() and (root
+                                                                                  / name).is_dir():
         return root / name
     return root
 
@@ -426,7 +441,8 @@ def get_dataset(
         return SyntheticShapes(split=split, transform=transform, **options)
     if name == "synthetic_b":
         options.pop("num_classes", None)
-        return SyntheticShapes(split=split, transform=transform, classes=TRANSFER_CLASSES, **options)
+        return SyntheticShapes(split=split, transform=transform, classes=TRANSFER_CLASSES,
+                               **options)
     root = _folder_root(name, _data_root(name, root))
     unknown = set(options) - ({"size", "num_classes"} if name == "imagenet21k" else {"size"})
     if unknown:
@@ -446,14 +462,17 @@ def get_dataset(
     return dataset
 
 
-def _cached(base: Dataset, cache: str | Path | bool, skip_corrupt: bool, decode_size: int | None) -> Dataset:
-    """A :class:`~effnetv2_mini.data.cache.CachedImageDataset` over ``base``'s samples, classes and labels."""
+def _cached(base: Dataset, cache: str | Path | bool, skip_corrupt: bool, decode_size: int
+            | None) -> Dataset:
+    """A :class:`~effnetv2_mini.data.cache.CachedImageDataset` over ``base``'s samples, classes and
+    labels."""
     from .cache import CachedImageDataset
 
     # ImageFolder / torchvision's Imagenette
     samples = base.samples if hasattr(base, "samples") else base._samples
-    return CachedImageDataset(samples, base.classes, class_to_idx=base.class_to_idx, skip_corrupt=skip_corrupt,
-                              cache_dir=None if cache is True else cache, resolution=decode_size)
+    return CachedImageDataset(samples, base.classes, class_to_idx=base.class_to_idx,
+                              skip_corrupt=skip_corrupt, cache_dir=None if cache is True else cache,
+                              resolution=decode_size)
 
 
 def loud_notice(message: str) -> str:
@@ -461,7 +480,8 @@ def loud_notice(message: str) -> str:
     return f"{'!' * 100}\nNOTICE: {message}\n{'!' * 100}"
 
 
-def dataset_or_fallback(name: str, root: str | Path | None, download: bool = False, **options) -> tuple[str, str]:
+def dataset_or_fallback(name: str, root: str | Path | None, download: bool = False,
+                        **options) -> tuple[str, str]:
     """``(name to use, notice)``: ``name`` if its training split can be opened (or downloaded), else
     ``"synthetic"`` with a loud notice saying why, so that a batch without data still runs end to
     end. The notice is empty when no fallback happened. A name that is no data set is an error (a
@@ -473,5 +493,6 @@ def dataset_or_fallback(name: str, root: str | Path | None, download: bool = Fal
         get_dataset(name, "train", root=root, download=download, **options)
         return name, ""
     except (DatasetNotFoundError, ValueError) as error:
-        notice = loud_notice(f"{error}\nFalling back to the built-in synthetic data set: these numbers are NOT {name} numbers.")
+        notice = loud_notice(f"{error}\nFalling back to the built-in synthetic data set: these "
+                             f"numbers are NOT {name} numbers.")
         return "synthetic", notice

@@ -56,8 +56,8 @@ from ..paper.augment import OPS, RandAugment, RandomResizedCropRelative, _resize
 from .images import CorruptImageError, SafeImageLoader
 from .transforms import NORMALIZATIONS, PREPROCESSING, NoiseCutout, normalization_of
 
-__all__ = ["EncodedImages", "SeededEncoded", "EncodedBatch", "collate_encoded", "DevicePipeline", "Draws",
-           "device_decodable", "folder_samples", "encoded_images"]
+__all__ = ["EncodedImages", "SeededEncoded", "EncodedBatch", "collate_encoded", "DevicePipeline",
+           "Draws", "device_decodable", "folder_samples", "encoded_images"]
 
 # Frame types that both libjpeg-turbo and nvjpeg decode: baseline, extended and progressive
 # Huffman-coded JPEG.
@@ -102,7 +102,8 @@ def device_decodable(data: bytes) -> bool:
     if header is None:
         return False
     marker, precision, components = header
-    return marker in _DEVICE_FRAMES and precision == 8 and components in (1, 3) and b"\xff\xd9" in data[-32:]
+    return (marker in _DEVICE_FRAMES and precision == 8 and components in (1, 3)
+            and b"\xff\xd9" in data[-32:])
 
 
 class EncodedImages(Dataset):
@@ -128,7 +129,8 @@ class EncodedImages(Dataset):
         return None if item is None else (item, label)
 
     def read(self, path: str) -> torch.Tensor | None:
-        """The bytes of a device-decodable JPEG, else the CPU-decoded image (None: unreadable, skipped)."""
+        """The bytes of a device-decodable JPEG, else the CPU-decoded image (None: unreadable,
+        skipped)."""
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
@@ -153,11 +155,13 @@ def folder_samples(dataset) -> list[tuple[str, int]]:
             samples = getattr(candidate, name, None) if candidate is not None else None
             if samples is not None:
                 return [(str(path), int(label)) for path, label in samples]
-    raise ValueError(f"{type(dataset).__name__} has no (path, label) samples: decode_on_device needs a folder data set")
+    raise ValueError(f"{type(dataset).__name__} has no (path, label) samples: decode_on_device "
+                     "needs a folder data set")
 
 
 def encoded_images(dataset, skip_corrupt: bool = False) -> EncodedImages:
-    """:class:`EncodedImages` over the same samples, in the same order, with the same labels as ``dataset``."""
+    """:class:`EncodedImages` over the same samples, in the same order, with the same labels as
+    ``dataset``."""
     return EncodedImages(folder_samples(dataset), skip_corrupt)
 
 
@@ -191,7 +195,8 @@ class EncodedBatch:
         return len(self.items)
 
     def pin_memory(self) -> EncodedBatch:
-        """Called by the DataLoader's pin-memory thread (CUDA): page-locked items copy to the GPU asynchronously."""
+        """Called by the DataLoader's pin-memory thread (CUDA): page-locked items copy to the GPU
+        asynchronously."""
         return EncodedBatch([item.pin_memory() for item in self.items], self.seeds, self.paths)
 
 
@@ -243,15 +248,18 @@ class DevicePipeline:
     (size and magnitude). ``torchvision`` preprocessing is not ported.
     """
 
-    def __init__(self, size: int, randaug_magnitude: float | None = None, preprocessing: str = "official",
-                 crop_scale: tuple[float, float] | None = None, randaug_reference: int | None = None,
-                 normalize: str | None = None, device: str | torch.device = "cpu"):
+    def __init__(self, size: int, randaug_magnitude: float | None = None,
+                 preprocessing: str = "official", crop_scale: tuple[float, float] | None = None,
+                 randaug_reference: int | None = None, normalize: str | None = None, device: str
+                 | torch.device = "cpu"):
         if preprocessing == "torchvision":
-            raise NotImplementedError("decode_on_device supports preprocessing 'official' and 'finetune'; the "
-                                      "'torchvision' style (v2.RandomResizedCrop, v2.RandAugment) runs in the CPU "
-                                      "workers: set decode_on_device=False")
+            raise NotImplementedError("decode_on_device supports preprocessing 'official' and "
+                                      "'finetune'; the 'torchvision' style (v2.RandomResizedCrop, "
+                                      "v2.RandAugment) runs in the CPU workers: set "
+                                      "decode_on_device=False")
         if preprocessing not in PREPROCESSING:
-            raise ValueError(f"unknown preprocessing {preprocessing!r}; choose {', '.join(PREPROCESSING)}")
+            raise ValueError(f"unknown preprocessing {preprocessing!r}; choose "
+                             f"{', '.join(PREPROCESSING)}")
         self.size, self.preprocessing, self.device = int(size), preprocessing, torch.device(device)
         # validates scale; holds ratio
         self.crop = RandomResizedCropRelative(size, scale=crop_scale or (0.05, 1.0))
@@ -261,20 +269,24 @@ class DevicePipeline:
         self.cutout = NoiseCutout(self.size // 4) if preprocessing == "finetune" else None
 
     def __repr__(self) -> str:
-        return (f"DevicePipeline(size={self.size}, preprocessing={self.preprocessing!r}, randaugment={self.randaugment}, "
-                f"device={self.device})")
+        return (f"DevicePipeline(size={self.size}, preprocessing={self.preprocessing!r}, "
+                f"randaugment={self.randaugment}, device={self.device})")
 
     def __call__(self, batch: EncodedBatch) -> torch.Tensor:
-        """The batch decoded, augmented (each sample under its seed) and normalized: (N, 3, size, size) float32."""
-        images = [self.augment(image, seed)[0] for image, seed in zip(self.decode(batch), batch.seeds)]
+        """The batch decoded, augmented (each sample under its seed) and normalized: (N, 3, size,
+        size) float32."""
+        images = [self.augment(image, seed)[0] for image,
+                  seed in zip(self.decode(batch), batch.seeds)]
         # normalized per sample: the cutout noise goes on the normalized image
         if self.preprocessing == "finetune":
             return torch.stack(images)
         return self._normalize(torch.stack(images))
 
     def decode(self, batch: EncodedBatch) -> list[torch.Tensor]:
-        """Every item as uint8 (3, H, W) on the device: all JPEGs in one batched ``decode_jpeg`` call."""
-        images = [item.to(self.device, non_blocking=True) if item.ndim == 3 else item for item in batch.items]
+        """Every item as uint8 (3, H, W) on the device: all JPEGs in one batched ``decode_jpeg``
+        call."""
+        images = [item.to(self.device, non_blocking=True) if item.ndim == 3 else item
+                  for item in batch.items]
         jpegs = [i for i, item in enumerate(batch.items) if item.ndim == 1]
         if jpegs:
             paths = batch.paths or [f"<item {i} of the batch>" for i in range(len(batch))]
@@ -284,7 +296,8 @@ class DevicePipeline:
         return images
 
     def _decode_jpegs(self, data: list[torch.Tensor], paths: list[str]) -> list[torch.Tensor]:
-        """One batched call; if it fails, one by one (on the device, then with libjpeg on the CPU) to name the file."""
+        """One batched call; if it fails, one by one (on the device, then with libjpeg on the CPU)
+        to name the file."""
         try:
             return _decode_quietly(data, self.device)
         except RuntimeError:
@@ -298,8 +311,9 @@ class DevicePipeline:
         try:
             return _decode_quietly([data], torch.device("cpu"))[0].to(self.device)
         except RuntimeError as error:
-            raise CorruptImageError(f"cannot decode JPEG {path} (its markers looked whole, so the workers did not "
-                                    f"catch it): {error}. Delete or replace the file.") from error
+            raise CorruptImageError(f"cannot decode JPEG {path} (its markers looked whole, so the "
+                                    f"workers did not catch it): {error}. Delete or replace the "
+                                    "file.") from error
 
     def augment(self, image: torch.Tensor, seed: int) -> tuple[torch.Tensor, Draws]:
         """One decoded image (uint8 (3, H, W) on the device) augmented under ``seed`` (torch's CPU
@@ -312,7 +326,8 @@ class DevicePipeline:
             return self._official(image)
 
     def _official(self, image: torch.Tensor) -> tuple[torch.Tensor, Draws]:
-        """RandomResizedCropRelative -> RandomHorizontalFlip -> RandAugment of ``train_transform``, draw for draw."""
+        """RandomResizedCropRelative -> RandomHorizontalFlip -> RandAugment of ``train_transform``,
+        draw for draw."""
         box = crop_box(*image.shape[-2:], scale=self.crop.scale, ratio=self.crop.ratio)
         top, left, height, width = box
         image = _resize(image[:, top:top + height, left:left + width], self.size, truncate=True)
@@ -322,7 +337,8 @@ class DevicePipeline:
             # RandAugment.forward's draws, the op names kept
             for _ in range(self.randaugment.num_ops):
                 ops.append(OPS[int(torch.randint(len(OPS), ()))])
-                image = apply_op(image, ops[-1], self.randaugment.magnitude, self.randaugment.reference_size)
+                image = apply_op(image, ops[-1], self.randaugment.magnitude,
+                                 self.randaugment.reference_size)
         return image, Draws(box, flipped, tuple(ops))
 
     def _finetune(self, image: torch.Tensor) -> tuple[torch.Tensor, Draws]:
@@ -336,10 +352,13 @@ class DevicePipeline:
 
     @staticmethod
     def _flip(image: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """``v2.RandomHorizontalFlip(p=0.5)``: it keeps the image when ``torch.rand(1) >= p``, one draw either way."""
+        """``v2.RandomHorizontalFlip(p=0.5)``: it keeps the image when ``torch.rand(1) >= p``, one
+        draw either way."""
         flipped = bool(torch.rand(1) < 0.5)
         return (image.flip(-1) if flipped else image), flipped
 
     def _normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """``v2.ToDtype(torch.float32, scale=True)`` then ``v2.Normalize`` (:data:`transforms.NORMALIZATIONS`)."""
-        return F.normalize(F.to_dtype(images, torch.float32, scale=True), list(self.mean), list(self.std))
+        """``v2.ToDtype(torch.float32, scale=True)`` then ``v2.Normalize``
+        (:data:`transforms.NORMALIZATIONS`)."""
+        return F.normalize(F.to_dtype(images, torch.float32, scale=True), list(self.mean),
+                           list(self.std))

@@ -14,8 +14,8 @@ from contextlib import nullcontext
 
 import torch
 
-__all__ = ["pick_device", "synchronize", "amp_dtype", "autocast", "speed_defaults", "OUT_OF_MEMORY", "peak_memory_mb",
-           "device_name"]
+__all__ = ["pick_device", "synchronize", "amp_dtype", "autocast", "speed_defaults", "OUT_OF_MEMORY",
+           "peak_memory_mb", "device_name"]
 
 # What an allocation that does not fit raises: CUDA's error, or the CPU allocator's.
 OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
@@ -32,11 +32,15 @@ def pick_device(requested: str | None = "auto") -> torch.device:
     try:
         device = torch.device(requested)
     except RuntimeError as error:
-        raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps") from error
+        raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda, cuda:N or "
+                         "mps") from error
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {requested!r} was requested but CUDA is not available; use --device cpu")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError(f"device {requested!r} was requested but MPS is not available; use --device cpu")
+        raise RuntimeError(f"device {requested!r} was requested but CUDA is not available; use "
+                           "--device cpu")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                     and torch.backends.mps.is_available()):
+        raise RuntimeError(f"device {requested!r} was requested but MPS is not available; use "
+                           "--device cpu")
     return device
 
 
@@ -56,7 +60,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16, except on CUDA GPUs without it (pre-Ampere), which get float16 (and need a GradScaler)."""
+    """bfloat16, except on CUDA GPUs without it (pre-Ampere), which get float16 (and need a
+    GradScaler)."""
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
     return torch.bfloat16
@@ -74,14 +79,16 @@ def speed_defaults(device: torch.device) -> dict:
 
 
 def autocast(device: torch.device, enabled: bool):
-    """``torch.autocast`` in :func:`amp_dtype` when ``enabled``, else a context that does nothing."""
+    """``torch.autocast`` in :func:`amp_dtype` when ``enabled``, else a context that does
+    nothing."""
     if not enabled:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=amp_dtype(device))
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    """CUDA: ``max_memory_allocated``; otherwise the process's peak resident set size (``ru_maxrss``)."""
+    """CUDA: ``max_memory_allocated``; otherwise the process's peak resident set size
+    (``ru_maxrss``)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

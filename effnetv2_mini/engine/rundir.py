@@ -47,9 +47,9 @@ from .devices import device_name
 from .distributed import DistInfo, setup
 from .errors import TrainingDiverged
 
-__all__ = ["Run", "RunState", "open_run", "append_metrics", "save_checkpoint", "diverged_note", "reported_top1",
-           "summarize_metrics", "read_summary", "read_history", "IDENTITY_FIELDS", "FIXED_FIELDS",
-           "FREE_FIELDS"]
+__all__ = ["Run", "RunState", "open_run", "append_metrics", "save_checkpoint", "diverged_note",
+           "reported_top1", "summarize_metrics", "read_summary", "read_history", "IDENTITY_FIELDS",
+           "FIXED_FIELDS", "FREE_FIELDS"]
 
 # Settings that define a run: resuming a directory with different values is refused, or with
 # --resume-with-changes recorded in config.json's "changes" with the epoch (and batch) from which
@@ -117,7 +117,8 @@ class Run:
     lock: object = None
 
     def release(self) -> None:
-        """Give the run directory's lock back (the process's end, kill -9 included, gives it back too)."""
+        """Give the run directory's lock back (the process's end, kill -9 included, gives it back
+        too)."""
         if self.lock is not None:
             _HELD_LOCKS.discard(self.lock)
             self.lock.close()
@@ -148,17 +149,20 @@ def open_run(config: TrainConfig, schedule: ProgressiveSchedule | None = None,
     info, device = setup(config.device)
     out = Path(config.out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"the run directory {out} (--out) is a file: give a directory (it holds config.json, "
-                         "metrics.jsonl and the checkpoints)")
+        raise ValueError(f"the run directory {out} (--out) is a file: give a directory (it holds "
+                         "config.json, metrics.jsonl and the checkpoints)")
     changed = _check_settings(out / "config.json", config)
     ours = (out / "config.json").exists()
-    foreign = [] if ours else [n for n in ("metrics.jsonl", "last.pt", "best.pt") if (out / n).exists()]
+    foreign = [] if ours else [n for n in ("metrics.jsonl", "last.pt", "best.pt") if (out
+                                                                                      / n).exists()]
     # another program's files (or a run whose config.json was deleted): never mixed with this run's
     if foreign:
-        raise ValueError(f"{out} holds {', '.join(foreign)} but no config.json: it is not a run directory of effnetv2 "
-                         "train (another tool's, or its config.json was deleted); give another --out")
+        raise ValueError(f"{out} holds {', '.join(foreign)} but no config.json: it is not a run "
+                         "directory of effnetv2 train (another tool's, or its config.json was "
+                         "deleted); give another --out")
     checkpoint = load_checkpoint(out / "last.pt") if (out / "last.pt").exists() else None
-    if checkpoint is not None and checkpoint.get("finished") and checkpoint["epoch"] >= config.epochs:
+    if (checkpoint is not None and checkpoint.get("finished")
+            and checkpoint["epoch"] >= config.epochs):
         if info.main and not config.quiet:
             print(f"{out}: run already finished ({checkpoint['epoch']} epochs); nothing to do")
         return checkpoint["summary"]
@@ -183,7 +187,8 @@ def open_run(config: TrainConfig, schedule: ProgressiveSchedule | None = None,
     return run
 
 
-def _run_record(schedule: ProgressiveSchedule | None, rule: dict | None, extra: dict | None) -> dict:
+def _run_record(schedule: ProgressiveSchedule | None, rule: dict | None, extra: dict
+                | None) -> dict:
     """What config.json records beside the settings: the progressive schedule, or the fixed-size
     rule's regularization and where it comes from."""
     record = dict(extra or {})
@@ -196,8 +201,8 @@ def _run_record(schedule: ProgressiveSchedule | None, rule: dict | None, extra: 
 
 def _rule_note(config: TrainConfig, rule: dict) -> str:
     values = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in rule["fields"].items())
-    return (f"recipe {config.recipe} at a fixed size: {values} from {rule['source']} (a progressive schedule "
-            "trains Algorithm 1 instead; set the values to choose others)")
+    return (f"recipe {config.recipe} at a fixed size: {values} from {rule['source']} (a "
+            "progressive schedule trains Algorithm 1 instead; set the values to choose others)")
 
 
 LOCK_NAME = ".lock"
@@ -239,7 +244,8 @@ def _lock_directory(out: Path):
                            "command to resume; or give another --out") from None
     handle.seek(0)
     handle.truncate()
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     handle.flush()
     _HELD_LOCKS.add(handle)
     return handle
@@ -306,8 +312,8 @@ def _check_settings(path: Path, config: TrainConfig) -> list[str]:
     if differing and (fixed or not config.resume_with_changes):
         hint = "" if fixed else ("; to continue it from its last checkpoint with the new values "
                                  "(e.g. a lower --lr after a NaN), add --resume-with-changes")
-        raise ValueError(f"{path.parent} holds a run with different settings ({changes}); use another output "
-                         f"directory, or delete this one to start over{hint}")
+        raise ValueError(f"{path.parent} holds a run with different settings ({changes}); use "
+                         f"another output directory, or delete this one to start over{hint}")
     return differing
 
 
@@ -368,16 +374,18 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
     ``metrics.jsonl`` cut back to the epochs the checkpoint covers."""
     run.out.mkdir(parents=True, exist_ok=True)
     config = run.config
-    payload = {"config": dataclasses.asdict(config), "library_version": __version__, "torch": torch.__version__,
-               "device": str(run.device), "device_name": device_name(run.device), "world_size": run.info.world,
-               "global_batch": global_batch(config, run.info.world), "peak_lr": run.scheduler.base_lrs[0],
-               "steps_per_epoch": run.steps_per_epoch, "amp": run.amp,
-               "channels_last": run.channels_last,
-               "ema_decay_per_step": ema_decay_per_step(config, run.info.world) if config.ema_decay else 0.0,
-               "bn_momentum_per_batch": bn_momentum_per_batch(config.bn_momentum,
+    payload = {"config": dataclasses.asdict(config), "library_version": __version__,
+               "torch": torch.__version__, "device": str(run.device),
+               "device_name": device_name(run.device), "world_size": run.info.world,
+               "global_batch": global_batch(config, run.info.world),
+               "peak_lr": run.scheduler.base_lrs[0], "steps_per_epoch": run.steps_per_epoch,
+               "amp": run.amp, "channels_last": run.channels_last,
+               "ema_decay_per_step": ema_decay_per_step(config, run.info.world) if config.ema_decay
+               else 0.0, "bn_momentum_per_batch": bn_momentum_per_batch(config.bn_momentum,
                                                               config.accumulate),
                "sync_bn_active": any(isinstance(m, nn.SyncBatchNorm) for m in run.model.modules()),
-               "train_images": len(run.data.train_set), "val_images": len(run.data.val_set), **(extra_config or {})}
+               "train_images": len(run.data.train_set), "val_images": len(run.data.val_set),
+               **(extra_config or {})}
     _record_changes(run, payload, "changes" in (extra_config or {}))
     warnings = surely_mistaken(config, run.info.world, payload["peak_lr"], run.steps_per_epoch)
     for warning in warnings:
@@ -390,7 +398,8 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
     if report is not None:
         (run.out / "init_report.json").write_text(json.dumps(report.to_dict(), indent=2))
     if run.metrics_path.exists():  # drop lines of epochs that the checkpoint does not cover
-        lines = [ln for ln in run.metrics_path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= run.state.epoch]
+        lines = [ln for ln in run.metrics_path.read_text().splitlines() if ln
+                 and json.loads(ln)["epoch"] <= run.state.epoch]
         atomic_write_text(run.metrics_path, "".join(line + "\n" for line in lines))
 
 
@@ -422,7 +431,8 @@ def _record_changes(run: Run, payload: dict, resumed_with_changes: bool) -> None
 
 
 def append_metrics(run: Run, metrics: dict) -> None:
-    """Add one epoch's line to ``metrics.jsonl``, rewriting the file atomically: never a torn line (full disk)."""
+    """Add one epoch's line to ``metrics.jsonl``, rewriting the file atomically: never a torn line
+    (full disk)."""
     before = run.metrics_path.read_text() if run.metrics_path.exists() else ""
     atomic_write_text(run.metrics_path, before + json.dumps(metrics) + "\n")
 
@@ -434,8 +444,9 @@ def save_checkpoint(run: Run, paths: list[Path], finished: bool = False) -> None
     payload = _payload(run, finished)
     bad = non_finite_tensors(payload["model"]) + non_finite_tensors(payload["ema"])
     if bad:
-        raise TrainingDiverged(f"{len(bad)} tensor(s) of the model became NaN or infinite (e.g. {bad[0]}) at epoch "
-                               f"{run.state.epoch}; they were not saved: {diverged_note(run)}")
+        raise TrainingDiverged(f"{len(bad)} tensor(s) of the model became NaN or infinite (e.g. "
+                               f"{bad[0]}) at epoch {run.state.epoch}; they were not saved: "
+                               f"{diverged_note(run)}")
     for path in paths:
         atomic_save(payload, path)
 
@@ -443,25 +454,30 @@ def save_checkpoint(run: Run, paths: list[Path], finished: bool = False) -> None
 def _payload(run: Run, finished: bool) -> dict:
     state = run.state
     return {"partial_epoch": state.partial, "model": run.model.state_dict(),
-            "ema": run.ema.state_dict() if run.ema is not None else {}, "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "epoch": state.epoch,
-            "batches_done": state.batches_done, "best_top1": state.best_top1, "elapsed": state.elapsed,
-            "rng": rng_state(), "finished": finished, "accumulation": state.accumulation,
-            "summary": summarize_metrics(run.out, state.best_top1, state.elapsed) if finished else {},
-            "model_name": run.config.model, "model_overrides": dict(run.config.model_overrides),
-            "num_classes": run.data.num_classes, "classes": run.data.class_names, "eval_size": run.config.eval_size,
-            "preprocessing": run.config.preprocessing, "normalize": run.config.normalize}
+            "ema": run.ema.state_dict() if run.ema is not None else {},
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(), "epoch": state.epoch,
+            "batches_done": state.batches_done, "best_top1": state.best_top1,
+            "elapsed": state.elapsed, "rng": rng_state(), "finished": finished,
+            "accumulation": state.accumulation,
+            "summary": summarize_metrics(run.out, state.best_top1, state.elapsed) if finished
+            else {}, "model_name": run.config.model,
+            "model_overrides": dict(run.config.model_overrides),
+            "num_classes": run.data.num_classes, "classes": run.data.class_names,
+            "eval_size": run.config.eval_size, "preprocessing": run.config.preprocessing,
+            "normalize": run.config.normalize}
 
 
 def diverged_note(run: Run) -> str:
     """What a diverged run leaves, and how to go on."""
     if run.last_path.exists():
         epoch = load_checkpoint(run.last_path)["epoch"]
-        return (f"the last good checkpoint {run.last_path} (end of epoch {epoch}, every tensor finite) is kept. To "
-                "continue from it with a lower learning rate, rerun with e.g. --lr <lower> --resume-with-changes "
-                "(Python: TrainConfig(..., resume_with_changes=True)); or check the data.")
-    return (f"no checkpoint was written before this point: {run.out} holds nothing to resume from; start again with "
-            "a lower --lr (delete the directory or use another --out).")
+        return (f"the last good checkpoint {run.last_path} (end of epoch {epoch}, every tensor "
+                "finite) is kept. To continue from it with a lower learning rate, rerun with e.g. "
+                "--lr <lower> --resume-with-changes (Python: TrainConfig(..., "
+                "resume_with_changes=True)); or check the data.")
+    return (f"no checkpoint was written before this point: {run.out} holds nothing to resume from; "
+            "start again with a lower --lr (delete the directory or use another --out).")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -477,7 +493,8 @@ def reported_top1(row: dict) -> float | None:
 
 def read_history(out_dir: str | Path) -> list[dict]:
     """The run's ``metrics.jsonl``: one dict per epoch."""
-    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    return [json.loads(line) for line in (Path(out_dir)
+                                          / "metrics.jsonl").read_text().splitlines() if line]
 
 
 def summarize_metrics(out_dir: str | Path, best_top1: float, elapsed: float) -> dict:
@@ -488,10 +505,12 @@ def summarize_metrics(out_dir: str | Path, best_top1: float, elapsed: float) -> 
     final = history[-1] if history else {}
     return {"epochs": len(history), "top1": reported_top1(final) if final else None,
             "top1_weights": "EMA" if final.get("ema_top1") is not None else "raw",
-            "best_top1": best_top1, "final": final, "wall_time": elapsed, "metrics_path": str(Path(out_dir) / "metrics.jsonl")}
+            "best_top1": best_top1, "final": final, "wall_time": elapsed,
+            "metrics_path": str(Path(out_dir) / "metrics.jsonl")}
 
 
 def read_summary(out_dir: str | Path) -> dict:
     """The summary of the run in ``out_dir`` (finished or not) from its checkpoint and metrics."""
     checkpoint = load_checkpoint(Path(out_dir) / "last.pt")
-    return checkpoint["summary"] or summarize_metrics(out_dir, checkpoint["best_top1"], checkpoint["elapsed"])
+    return checkpoint["summary"] or summarize_metrics(out_dir, checkpoint["best_top1"],
+                                                      checkpoint["elapsed"])

@@ -49,16 +49,20 @@ if TYPE_CHECKING:
 
     from .mixing import Mixer
 
-__all__ = ["EpochPlan", "ProgressiveStage", "ProgressiveSchedule", "apply_stage", "constant_schedule", "linear_schedule",
-           "schedule_preset", "variant", "VARIANTS", "PAPER_TABLE_6", "CODE_SCHEDULES"]
+__all__ = ["EpochPlan", "ProgressiveStage", "ProgressiveSchedule", "apply_stage",
+           "constant_schedule", "linear_schedule", "schedule_preset", "variant", "VARIANTS",
+           "PAPER_TABLE_6", "CODE_SCHEDULES"]
 
 # Paper Table 6 (section 5.1): (min, max) of each quantity over the stages, per model. The same
 # numbers are in study/paper_numbers.yaml (the report's reference file); tests/test_progressive.py
 # checks that they agree.
 PAPER_TABLE_6 = {
-    "efficientnetv2_s": dict(image_size=(128, 300), randaug_magnitude=(5, 15), mixup_alpha=(0, 0), dropout=(0.1, 0.3)),
-    "efficientnetv2_m": dict(image_size=(128, 380), randaug_magnitude=(5, 20), mixup_alpha=(0, 0.2), dropout=(0.1, 0.4)),
-    "efficientnetv2_l": dict(image_size=(128, 380), randaug_magnitude=(5, 25), mixup_alpha=(0, 0.4), dropout=(0.1, 0.5)),
+    "efficientnetv2_s": dict(image_size=(128, 300), randaug_magnitude=(5, 15), mixup_alpha=(0, 0),
+                             dropout=(0.1, 0.3)),
+    "efficientnetv2_m": dict(image_size=(128, 380), randaug_magnitude=(5, 20), mixup_alpha=(0, 0.2),
+                             dropout=(0.1, 0.4)),
+    "efficientnetv2_l": dict(image_size=(128, 380), randaug_magnitude=(5, 25), mixup_alpha=(0, 0.4),
+                             dropout=(0.1, 0.5)),
 }
 # Official code (hparams / effnetv2_configs): final train size, RandAugment max, mixup max, fixed
 # dropout.
@@ -97,7 +101,8 @@ class ProgressiveStage:
 
 @dataclass(frozen=True)
 class ProgressiveSchedule:
-    """The stages of one training run; :func:`effnetv2_mini.engine.loop.fit` asks ``stage_at(epoch)`` every epoch."""
+    """The stages of one training run; :func:`effnetv2_mini.engine.loop.fit` asks
+    ``stage_at(epoch)`` every epoch."""
 
     stages: tuple[ProgressiveStage, ...]
     eval_size: int
@@ -114,12 +119,15 @@ class ProgressiveSchedule:
         if not 0 <= epoch < self.total_epochs:
             raise ValueError(f"epoch {epoch} is outside the schedule's {self.total_epochs} epochs")
         if self.variant == "random":
-            return random.Random(self.seed * 1_000_003 + epoch // self.every).randrange(len(self.stages))
-        return next(s.index for s in self.stages if s.start_epoch <= epoch < s.start_epoch + s.epochs)
+            return random.Random(self.seed * 1_000_003 + epoch
+                                 // self.every).randrange(len(self.stages))
+        return next(s.index for s in self.stages if s.start_epoch <= epoch < s.start_epoch
+                    + s.epochs)
 
     def stage_at(self, epoch: int) -> EpochPlan:
         stage = self.stages[self.stage_index(epoch)]
-        return EpochPlan(stage.image_size, stage.dropout, stage.randaug_magnitude, stage.mixup_alpha, stage.index)
+        return EpochPlan(stage.image_size, stage.dropout, stage.randaug_magnitude,
+                         stage.mixup_alpha, stage.index)
 
     def epoch_plans(self) -> list[EpochPlan]:
         return [self.stage_at(e) for e in range(self.total_epochs)]
@@ -134,7 +142,8 @@ class ProgressiveSchedule:
 
 
 def _epoch_split(epochs: int, stages: int) -> list[tuple[int, int]]:
-    """(start, length) of each stage: boundaries at floor(i * epochs / stages), so lengths differ by at most 1."""
+    """(start, length) of each stage: boundaries at floor(i * epochs / stages), so lengths differ by
+    at most 1."""
     if stages < 1 or epochs < stages:
         raise ValueError(f"need at least one epoch per stage: {epochs} epochs, {stages} stages")
     bounds = [i * epochs // stages for i in range(stages + 1)]
@@ -150,15 +159,18 @@ def _round_size(size: float, multiple: int) -> int:
 
 
 def constant_schedule(epochs: int, image_size: int, eval_size: int, dropout: float | None = None,
-                      randaug_magnitude: float = 0.0, mixup_alpha: float = 0.0) -> ProgressiveSchedule:
+                      randaug_magnitude: float = 0.0,
+                      mixup_alpha: float = 0.0) -> ProgressiveSchedule:
     """No progressive learning: one stage of fixed size and regularization for all ``epochs``."""
     stage = ProgressiveStage(0, 0, epochs, image_size, dropout, randaug_magnitude, mixup_alpha)
     return ProgressiveSchedule((stage,), eval_size, "fixed size", variant="fixed")
 
 
 def linear_schedule(epochs: int, stages: int, image_size: tuple[int, int], eval_size: int,
-                    dropout: tuple[float, float] | None = None, randaug_magnitude: tuple[float, float] = (0, 0),
-                    mixup_alpha: tuple[float, float] = (0, 0), round_to: int = 8, source: str = "custom"
+                    dropout: tuple[float, float] | None = None,
+                    randaug_magnitude: tuple[float, float] = (0, 0),
+                    mixup_alpha: tuple[float, float] = (0, 0), round_to: int = 8,
+                    source: str = "custom"
                     ) -> ProgressiveSchedule:
     """Algorithm 1: every quantity linear from its first to its last value over ``stages`` stages.
 
@@ -166,8 +178,9 @@ def linear_schedule(epochs: int, stages: int, image_size: tuple[int, int], eval_
     given. No size exceeds ``eval_size``. ``dropout=None`` leaves the model's dropout alone.
     """
     if image_size[1] > eval_size:
-        raise ValueError(f"the largest training size {image_size[1]} exceeds the eval size {eval_size}: evaluate at "
-                         f"{image_size[1]} px or more (--eval-size), or end the schedule at {eval_size} px")
+        raise ValueError(f"the largest training size {image_size[1]} exceeds the eval size "
+                         f"{eval_size}: evaluate at {image_size[1]} px or more (--eval-size), or "
+                         f"end the schedule at {eval_size} px")
     result = []
     for i, (start, length) in enumerate(_epoch_split(epochs, stages)):
         size = _lerp(*image_size, i, stages)
@@ -181,7 +194,8 @@ def linear_schedule(epochs: int, stages: int, image_size: tuple[int, int], eval_
     return ProgressiveSchedule(tuple(result), eval_size, source)
 
 
-def apply_stage(plan: EpochPlan, model, loaders, epoch: int, skip_batches: int = 0, cutmix_alpha: float = 0.0,
+def apply_stage(plan: EpochPlan, model, loaders, epoch: int, skip_batches: int = 0,
+                cutmix_alpha: float = 0.0,
                 cutmix_with_mixup: bool = False) -> tuple[DataLoader, Mixer | None]:
     """Algorithm 1's "train with S_i and R_i" for one epoch: the stage's regularization is set on
     the model, and the loader and the batch mixer that carry its image size and augmentation are
@@ -224,27 +238,31 @@ def schedule_preset(model_name: str, source: str = "paper", epochs: int = 350, s
     """The paper's (Table 6) or the official code's schedule for EfficientNetV2-S, -M or -L."""
     name = get_config(model_name).name
     if name not in PAPER_TABLE_6:
-        raise ValueError(f"no progressive preset for {name}: presets exist for {', '.join(PAPER_TABLE_6)}; build one "
-                         "with linear_schedule(...)")
+        raise ValueError(f"no progressive preset for {name}: presets exist for "
+                         f"{', '.join(PAPER_TABLE_6)}; build one with linear_schedule(...)")
     eval_size = eval_size or get_config(name).eval_size
     if source == "paper":
         ranges = PAPER_TABLE_6[name]
         return linear_schedule(epochs, stages, ranges["image_size"], eval_size, ranges["dropout"],
-                               ranges["randaug_magnitude"], ranges["mixup_alpha"], source="paper Table 6")
+                               ranges["randaug_magnitude"], ranges["mixup_alpha"],
+                               source="paper Table 6")
     if source == "code":
         official = CODE_SCHEDULES[name]
         result = []
         for i, (start, length) in enumerate(_epoch_split(epochs, stages)):
             size = int(128 + (official["train_size"] - 128) * (i + 1) / stages)
-            result.append(ProgressiveStage(i, start, length, min(size, eval_size), official["dropout"],
+            result.append(ProgressiveStage(i, start, length, min(size, eval_size),
+                                           official["dropout"],
                                            round(_lerp(5, official["randaug_max"], i, stages), 6),
                                            round(_lerp(0, official["mixup_max"], i, stages), 6)))
         return ProgressiveSchedule(tuple(result), eval_size, "official code")
     raise ValueError(f"unknown preset source {source!r}; choose 'paper' or 'code'")
 
 
-def variant(schedule: ProgressiveSchedule, name: str, every: int = 1, seed: int = 0) -> ProgressiveSchedule:
-    """The same epochs and stages, run as one of the paper's comparisons (see the module docstring)."""
+def variant(schedule: ProgressiveSchedule, name: str, every: int = 1,
+            seed: int = 0) -> ProgressiveSchedule:
+    """The same epochs and stages, run as one of the paper's comparisons (see the module
+    docstring)."""
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; variants: {', '.join(VARIANTS)}")
     last = schedule.stages[-1]
@@ -252,10 +270,12 @@ def variant(schedule: ProgressiveSchedule, name: str, every: int = 1, seed: int 
         stages = schedule.stages
     elif name == "fixed":
         stages = tuple(dataclasses.replace(s, image_size=last.image_size, dropout=last.dropout,
-                                           randaug_magnitude=last.randaug_magnitude, mixup_alpha=last.mixup_alpha)
+                                           randaug_magnitude=last.randaug_magnitude,
+                                           mixup_alpha=last.mixup_alpha)
                        for s in schedule.stages)
     elif name == "progressive_fixed_reg":
-        stages = tuple(dataclasses.replace(s, dropout=last.dropout, randaug_magnitude=last.randaug_magnitude,
+        stages = tuple(dataclasses.replace(s, dropout=last.dropout,
+                                           randaug_magnitude=last.randaug_magnitude,
                                            mixup_alpha=last.mixup_alpha) for s in schedule.stages)
     else:
         stages = schedule.stages

@@ -13,7 +13,14 @@ from ...data.datasets import dataset_or_fallback
 from ...engine.config import TrainConfig
 from ...engine.devices import pick_device
 from ...engine.launch import launch
-from ...measure import benchmark_throughput, block_throughput, count_macs, count_params, max_batch_size, peak_step_memory
+from ...measure import (
+    benchmark_throughput,
+    block_throughput,
+    count_macs,
+    count_params,
+    max_batch_size,
+    peak_step_memory,
+)
 from ...paper.configs import get_config
 from ...paper.model import build_model
 from ...zoo import model_counts
