@@ -92,8 +92,8 @@ def _train(args) -> None:
     from .engine.launch import launch
     from .engine.schedule_spec import parse_schedule
 
-    synthetic = {k: v for k,
-                 v in (("num_samples", args.train_samples), ("difficulty", args.difficulty))
+    synthetic = {k: v
+                 for k, v in (("num_samples", args.train_samples), ("difficulty", args.difficulty))
                  if v is not None}
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__
               and v is not None}

@@ -118,8 +118,8 @@ def cache_side(size: int, margin: int = CACHE_MARGIN, step: int = CACHE_STEP) ->
 
 def default_cache_root() -> Path:
     """``$EFFNETV2_CACHE``, else ``~/.cache/effnetv2-mini/decoded``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "effnetv2-mini"
-                / "decoded").expanduser()
+    return Path(os.environ.get(CACHE_ENV)
+                or Path.home() / ".cache" / "effnetv2-mini" / "decoded").expanduser()
 
 
 def source_key(samples) -> str:
@@ -405,8 +405,8 @@ def open_or_build(samples, side: int, folder: str | Path, workers: int | None = 
         folder.parent.mkdir(parents=True, exist_ok=True)
         with _exclusive(folder, quiet):
             if read_manifest(folder) is None:  # nobody built it while this process waited
-                workers = min(os.cpu_count() or 1, len(samples)
-                              // 256) if workers is None else workers
+                if workers is None:
+                    workers = min(os.cpu_count() or 1, len(samples) // 256)
                 build_cache(samples, side, folder, workers, skip_corrupt, quiet, key)
                 built = True
     images = DecodedImages(folder)
@@ -446,8 +446,9 @@ class CachedImageDataset(Dataset):
         self.samples = [(str(path), int(label)) for path, label in samples]
         self.targets = [label for _, label in self.samples]
         self.classes = classes
-        self.class_to_idx = class_to_idx if class_to_idx is not None else {c: i for i,
-                                                                           c in enumerate(classes)}
+        if class_to_idx is None:
+            class_to_idx = {c: i for i, c in enumerate(classes)}
+        self.class_to_idx = class_to_idx
         self.transform = transform
         self.cache_root = Path(cache_dir).expanduser() if cache_dir else default_cache_root()
         self.skip_corrupt, self.workers = skip_corrupt, workers

@@ -165,8 +165,8 @@ def _imagenette(root: Path, split: str, size: str, download: bool, loader):
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
     try:
-        return Imagenette(str(root), split=split, size=size, download=download
-                          and not folder.exists(), loader=loader)
+        return Imagenette(str(root), split=split, size=size,
+                          download=download and not folder.exists(), loader=loader)
     except (urllib.error.URLError, OSError) as error:
         raise _not_found("imagenette", root, f"download failed: {error}") from error
     except RuntimeError as error:
@@ -262,8 +262,8 @@ def _warn_if_val_is_train(root: Path) -> None:
     if not train.is_dir():
         return
     same = os.path.samefile(train, val) or any(
-        (train / c.name).is_dir() and os.path.samefile(train / c.name, c) for c in val.iterdir()
-        if c.is_dir())
+        (train / c.name).is_dir() and os.path.samefile(train / c.name, c)
+        for c in val.iterdir() if c.is_dir())
     if same:
         print(loud_notice(f"{val} is (or holds folders that are) {train}: validation images are "
                           "training images, so the validation accuracy measures memorisation, not "
@@ -298,14 +298,15 @@ def _torchvision_transfer(name: str, root: Path, split: str, download: bool):
         "cifar10": lambda: tvd.CIFAR10(str(root), train=split == "train", download=download),
         "cifar100": lambda: tvd.CIFAR100(str(root), train=split == "train", download=download),
         "flowers102": lambda: _flowers102(tvd, root, split, download),
-        "stanford_cars": lambda: tvd.StanfordCars(str(root), split="train" if split == "train"
-                                                  else "test",
+        "stanford_cars": lambda: tvd.StanfordCars(str(root),
+                                                  split="train" if split == "train" else "test",
                                                   download=download),
     }
     try:
         return constructors[name]()
     except (urllib.error.URLError, OSError, RuntimeError) as error:
-        raise _not_found(name, root, str(error).splitlines()[0] if str(error)
+        raise _not_found(name, root,
+                         str(error).splitlines()[0] if str(error)
                          else type(error).__name__) from error
 
 
@@ -323,8 +324,8 @@ DATASETS = ("synthetic", "synthetic_b", "imagenette", "imagenet", "imagenet21k",
 
 def _folder_root(name: str, root: Path) -> Path:
     """ImageNet trees may sit in ``root`` itself or in ``root/imagenet`` (``root/imagenet21k``)."""
-    if name in ("imagenet", "imagenet21k") and not (root / "train").is_dir() and (root
-                                                                                  / name).is_dir():
+    if (name in ("imagenet", "imagenet21k") and not (root / "train").is_dir()
+            and (root / name).is_dir()):
         return root / name
     return root
 
@@ -462,8 +463,8 @@ def get_dataset(
     return dataset
 
 
-def _cached(base: Dataset, cache: str | Path | bool, skip_corrupt: bool, decode_size: int
-            | None) -> Dataset:
+def _cached(base: Dataset, cache: str | Path | bool, skip_corrupt: bool,
+            decode_size: int | None) -> Dataset:
     """A :class:`~effnetv2_mini.data.cache.CachedImageDataset` over ``base``'s samples, classes and
     labels."""
     from .cache import CachedImageDataset

@@ -250,8 +250,8 @@ class DevicePipeline:
 
     def __init__(self, size: int, randaug_magnitude: float | None = None,
                  preprocessing: str = "official", crop_scale: tuple[float, float] | None = None,
-                 randaug_reference: int | None = None, normalize: str | None = None, device: str
-                 | torch.device = "cpu"):
+                 randaug_reference: int | None = None, normalize: str | None = None,
+                 device: str | torch.device = "cpu"):
         if preprocessing == "torchvision":
             raise NotImplementedError("decode_on_device supports preprocessing 'official' and "
                                       "'finetune'; the 'torchvision' style (v2.RandomResizedCrop, "
@@ -275,8 +275,8 @@ class DevicePipeline:
     def __call__(self, batch: EncodedBatch) -> torch.Tensor:
         """The batch decoded, augmented (each sample under its seed) and normalized: (N, 3, size,
         size) float32."""
-        images = [self.augment(image, seed)[0] for image,
-                  seed in zip(self.decode(batch), batch.seeds)]
+        images = [self.augment(image, seed)[0]
+                  for image, seed in zip(self.decode(batch), batch.seeds)]
         # normalized per sample: the cutout noise goes on the normalized image
         if self.preprocessing == "finetune":
             return torch.stack(images)

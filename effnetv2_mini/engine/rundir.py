@@ -153,8 +153,8 @@ def open_run(config: TrainConfig, schedule: ProgressiveSchedule | None = None,
                          "config.json, metrics.jsonl and the checkpoints)")
     changed = _check_settings(out / "config.json", config)
     ours = (out / "config.json").exists()
-    foreign = [] if ours else [n for n in ("metrics.jsonl", "last.pt", "best.pt") if (out
-                                                                                      / n).exists()]
+    foreign = [] if ours else [n for n in ("metrics.jsonl", "last.pt", "best.pt")
+                               if (out / n).exists()]
     # another program's files (or a run whose config.json was deleted): never mixed with this run's
     if foreign:
         raise ValueError(f"{out} holds {', '.join(foreign)} but no config.json: it is not a run "
@@ -187,8 +187,8 @@ def open_run(config: TrainConfig, schedule: ProgressiveSchedule | None = None,
     return run
 
 
-def _run_record(schedule: ProgressiveSchedule | None, rule: dict | None, extra: dict
-                | None) -> dict:
+def _run_record(schedule: ProgressiveSchedule | None, rule: dict | None,
+                extra: dict | None) -> dict:
     """What config.json records beside the settings: the progressive schedule, or the fixed-size
     rule's regularization and where it comes from."""
     record = dict(extra or {})
@@ -380,8 +380,9 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
                "global_batch": global_batch(config, run.info.world),
                "peak_lr": run.scheduler.base_lrs[0], "steps_per_epoch": run.steps_per_epoch,
                "amp": run.amp, "channels_last": run.channels_last,
-               "ema_decay_per_step": ema_decay_per_step(config, run.info.world) if config.ema_decay
-               else 0.0, "bn_momentum_per_batch": bn_momentum_per_batch(config.bn_momentum,
+               "ema_decay_per_step": (ema_decay_per_step(config, run.info.world)
+                                      if config.ema_decay else 0.0),
+               "bn_momentum_per_batch": bn_momentum_per_batch(config.bn_momentum,
                                                               config.accumulate),
                "sync_bn_active": any(isinstance(m, nn.SyncBatchNorm) for m in run.model.modules()),
                "train_images": len(run.data.train_set), "val_images": len(run.data.val_set),
@@ -398,8 +399,8 @@ def _write_run_files(run: Run, extra_config: dict | None) -> None:
     if report is not None:
         (run.out / "init_report.json").write_text(json.dumps(report.to_dict(), indent=2))
     if run.metrics_path.exists():  # drop lines of epochs that the checkpoint does not cover
-        lines = [ln for ln in run.metrics_path.read_text().splitlines() if ln
-                 and json.loads(ln)["epoch"] <= run.state.epoch]
+        lines = [ln for ln in run.metrics_path.read_text().splitlines()
+                 if ln and json.loads(ln)["epoch"] <= run.state.epoch]
         atomic_write_text(run.metrics_path, "".join(line + "\n" for line in lines))
 
 
@@ -460,9 +461,9 @@ def _payload(run: Run, finished: bool) -> dict:
             "batches_done": state.batches_done, "best_top1": state.best_top1,
             "elapsed": state.elapsed, "rng": rng_state(), "finished": finished,
             "accumulation": state.accumulation,
-            "summary": summarize_metrics(run.out, state.best_top1, state.elapsed) if finished
-            else {}, "model_name": run.config.model,
-            "model_overrides": dict(run.config.model_overrides),
+            "summary": (summarize_metrics(run.out, state.best_top1, state.elapsed)
+                        if finished else {}),
+            "model_name": run.config.model, "model_overrides": dict(run.config.model_overrides),
             "num_classes": run.data.num_classes, "classes": run.data.class_names,
             "eval_size": run.config.eval_size, "preprocessing": run.config.preprocessing,
             "normalize": run.config.normalize}
@@ -493,8 +494,8 @@ def reported_top1(row: dict) -> float | None:
 
 def read_history(out_dir: str | Path) -> list[dict]:
     """The run's ``metrics.jsonl``: one dict per epoch."""
-    return [json.loads(line) for line in (Path(out_dir)
-                                          / "metrics.jsonl").read_text().splitlines() if line]
+    lines = (Path(out_dir) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line]
 
 
 def summarize_metrics(out_dir: str | Path, best_top1: float, elapsed: float) -> dict:

@@ -119,10 +119,10 @@ class ProgressiveSchedule:
         if not 0 <= epoch < self.total_epochs:
             raise ValueError(f"epoch {epoch} is outside the schedule's {self.total_epochs} epochs")
         if self.variant == "random":
-            return random.Random(self.seed * 1_000_003 + epoch
-                                 // self.every).randrange(len(self.stages))
-        return next(s.index for s in self.stages if s.start_epoch <= epoch < s.start_epoch
-                    + s.epochs)
+            rng = random.Random(self.seed * 1_000_003 + epoch // self.every)
+            return rng.randrange(len(self.stages))
+        return next(s.index for s in self.stages
+                    if s.start_epoch <= epoch < s.start_epoch + s.epochs)
 
     def stage_at(self, epoch: int) -> EpochPlan:
         stage = self.stages[self.stage_index(epoch)]

@@ -50,8 +50,8 @@ def draw_architecture(stage_rows: list[dict], title: str = "", ax=None):
     ax.set_ylim(-1.0, 0.65)
     ax.axis("off")
     ax.legend(
-        handles=[Patch(color=c, label=k if k != "other" else "stem / head") for k,
-                 c in BLOCK_COLORS.items()],
+        handles=[Patch(color=c, label=k if k != "other" else "stem / head")
+                 for k, c in BLOCK_COLORS.items()],
         loc="upper right", fontsize=8, ncol=3, frameon=False,
     )
     if title:
@@ -101,11 +101,8 @@ def show_images(images, labels=None, class_names=None, normalization: str = "off
     from ..data.transforms import NORMALIZATIONS
 
     mean, std = NORMALIZATIONS[normalization]
-    images = images.detach().float().cpu() * torch.tensor(std).view(1, 3, 1,
-                                                                    1) + torch.tensor(mean).view(1,
-                                                                                                 3,
-                                                                                                 1,
-                                                                                                 1)
+    images = (images.detach().float().cpu() * torch.tensor(std).view(1, 3, 1, 1)
+              + torch.tensor(mean).view(1, 3, 1, 1))
     rows = math.ceil(len(images) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.75 * rows), squeeze=False)
     for ax in axes.flat:
@@ -136,9 +133,8 @@ def _heatmap(ax, values, row_labels, col_labels, title, row_name, col_name):
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
             bold = best[j] == i
-            ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", color="white" if not bold
-                    else "black",
-                    fontweight="bold" if bold else "normal",
+            ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center",
+                    color="white" if not bold else "black", fontweight="bold" if bold else "normal",
                     bbox=dict(facecolor="yellow", alpha=0.8, edgecolor="none") if bold else None)
     ax.set_title(title)
 
@@ -251,8 +247,8 @@ def plot_time_to_accuracy(result, paper: dict | None = None):
     return fig
 
 
-def plot_nas_candidates(ranked: list[dict], front: list[dict] | None = None, ax=None, chance: float
-                        | None = None):
+def plot_nas_candidates(ranked: list[dict], front: list[dict] | None = None, ax=None,
+                        chance: float | None = None):
     """NAS candidates: proxy accuracy A against normalized step time S, marker size by parameters P,
     colour by the reward A * S^w * P^v (paper section 3.3); ``front`` (e.g. ``nas.pareto_front``)
     drawn as a dashed line."""
@@ -474,9 +470,9 @@ def plot_scaling(rows: list[dict], speed_key: str, device: str = ""):
     return fig
 
 
-def show_predictions(checkpoint_path: str, dataset: str, data_root: str | None = None, options: dict
-                     | None = None,
-                     classes: list[int] | None = None, count: int = 16):
+def show_predictions(checkpoint_path: str, dataset: str, data_root: str | None = None,
+                     options: dict | None = None, classes: list[int] | None = None,
+                     count: int = 16):
     """A grid of the first ``count`` validation images with the model's predicted class; wrong ones
     framed red."""
     import torch

@@ -82,8 +82,8 @@ def table5_grid(settings, output_dir: str) -> Table5Result:
                         settings.grid_epochs, mean, per_seed)
 
 
-def comparison_schedule(settings, eval_size: int | None = None, model: str
-                        | None = None) -> ProgressiveSchedule:
+def comparison_schedule(settings, eval_size: int | None = None,
+                        model: str | None = None) -> ProgressiveSchedule:
     """Algorithm 1's schedule for the comparison: the paper's or the official code's preset
     (V2-S/M/L) for ``model`` (default ``settings.model``), or the settings' ranges (sizes
     ``min_size`` -> ``max_size``, RandAugment, dropout, mixup first -> last);
@@ -93,14 +93,14 @@ def comparison_schedule(settings, eval_size: int | None = None, model: str
         settings = dataclasses.replace(settings, per_model={}, **own)
     if settings.schedule_source is not None:
         return schedule_preset(model or settings.model, settings.schedule_source,
-                               epochs=settings.epochs, stages=settings.stages, eval_size=eval_size
-                               or settings.eval_size)
+                               epochs=settings.epochs, stages=settings.stages,
+                               eval_size=eval_size or settings.eval_size)
+    dropout = tuple(settings.dropout_range) if settings.dropout_range else None
     return linear_schedule(settings.epochs, settings.stages, (settings.min_size, settings.max_size),
-                           settings.eval_size, dropout=tuple(settings.dropout_range)
-                           if settings.dropout_range else None,
+                           settings.eval_size, dropout=dropout,
                            randaug_magnitude=tuple(settings.randaug_range),
-                           mixup_alpha=tuple(settings.mixup_range), round_to=4
-                           if settings.max_size < 100 else 8,
+                           mixup_alpha=tuple(settings.mixup_range),
+                           round_to=4 if settings.max_size < 100 else 8,
                            source=f"{settings.profile} profile, Table 6 shape")
 
 
@@ -143,8 +143,8 @@ def progressive_comparison(settings, output_dir: str) -> ProgressiveResult:
 def _row(name: str, seed: int, summary: dict, history: list[dict], out_dir: str) -> dict:
     images = sum(m["images_per_sec"] * m["epoch_seconds"] for m in history)
     return {"variant": name, "seed": seed, "final_top1": summary["top1"],
-            "train_seconds": summary["wall_time"], "images_per_sec": images
-            / max(1e-9, summary["wall_time"]), "run_dir": out_dir}
+            "train_seconds": summary["wall_time"],
+            "images_per_sec": images / max(1e-9, summary["wall_time"]), "run_dir": out_dir}
 
 
 def _time_vs_fixed(rows: list[dict]) -> None:
@@ -158,12 +158,11 @@ def _stage_times(name: str, seed: int, history: list[dict]) -> list[dict]:
     stages numbered from 1, as in Table 6 and the schedule's table."""
     stages: dict[int, dict] = {}
     for m in history:
-        s = stages.setdefault(m["stage"],
-                              {"variant": name, "seed": seed, "stage": m["stage"] + 1,
-                               "image_size": m["image_size"],
+        s = stages.setdefault(m["stage"], {"variant": name, "seed": seed, "stage": m["stage"] + 1,
+                                           "image_size": m["image_size"],
                                            "epochs": 0, "seconds": 0.0, "images": 0.0})
         s["epochs"] += 1
         s["seconds"] += m["epoch_seconds"]
         s["images"] += m["images_per_sec"] * m["epoch_seconds"]
-    return [dict(s, images_per_sec=s.pop("images")
-                 / max(1e-9, s["seconds"])) for s in stages.values()]
+    return [dict(s, images_per_sec=s.pop("images") / max(1e-9, s["seconds"]))
+            for s in stages.values()]

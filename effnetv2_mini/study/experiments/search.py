@@ -53,8 +53,8 @@ def top_choices(ranked: list[dict], stages: int) -> list[dict]:
     top = ranked[: max(3, len(ranked) // 4)]
     return [{"stage": i + 1, "fused": sum(r[f"s{i}_op"] == "Fused-MBConv" for r in top) / len(top),
              "kernel3": sum(r[f"s{i}_kernel"] == 3 for r in top) / len(top),
-             "mean_expansion": sum(r[f"s{i}_expand"] for r in top)
-             / len(top)} for i in range(stages)]
+             "mean_expansion": sum(r[f"s{i}_expand"] for r in top) / len(top)}
+            for i in range(stages)]
 
 
 def sensitivity(study, ranked: list[dict]) -> list[dict]:
@@ -86,8 +86,8 @@ def nas_search(settings, output_dir: str) -> NasResult:
     retrained = _retrain(ranked, settings, template, output_dir) if settings.retrain_top else []
     by_proxy = [r["trial"] for r in sorted(retrained, key=lambda r: -r["proxy_accuracy"])]
     by_longer = [r["trial"] for r in sorted(retrained, key=lambda r: -r["longer_accuracy"])]
-    num_classes = (settings.num_classes
-                   or 10) if dataset.startswith("synthetic") else _classes(dataset, settings)
+    num_classes = ((settings.num_classes or 10) if dataset.startswith("synthetic")
+                   else _classes(dataset, settings))
     conditions = measure_conditions(device, settings.profile, settings.rehearse,
                                     model=f"NAS space {settings.space}", dataset=dataset,
                                     dataset_requested=settings.dataset, fallback_notice=notice,
@@ -102,8 +102,9 @@ def nas_search(settings, output_dir: str) -> NasResult:
     return NasResult(conditions, settings.space, settings.trials, ranked,
                      [r["trial"] for r in pareto_front(ranked)],
                      top_choices(ranked, len(SPACES[settings.space].backbone)),
-                     sensitivity(study, ranked), retrained, spearman(by_proxy, by_longer)
-                     if len(retrained) >= 2 else None, failures(study))
+                     sensitivity(study, ranked), retrained,
+                     spearman(by_proxy, by_longer) if len(retrained) >= 2 else None,
+                     failures(study))
 
 
 def _template(settings, dataset: str) -> TrainConfig:
