@@ -92,11 +92,10 @@ def _train(args) -> None:
     from .engine.launch import launch
     from .engine.schedule_spec import parse_schedule
 
-    synthetic = {k: v
-                 for k, v in (("num_samples", args.train_samples), ("difficulty", args.difficulty))
-                 if v is not None}
-    fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__
-              and v is not None}
+    synthetic = {k: v for k, v in (("num_samples", args.train_samples),
+                                   ("difficulty", args.difficulty)) if v is not None}
+    fields = {k: v for k, v in vars(args).items()
+              if k in TrainConfig.__dataclass_fields__ and v is not None}
     config = TrainConfig(**fields, out_dir=args.out, synthetic=synthetic)
     schedule = None
     if args.finetune_recipe is not None:  # Table 8's (or section 5.2's) recipe: engine.finetune
