@@ -83,26 +83,25 @@ MEANINGS = {
 
 
 # What "optimizer" and "weight_decay" mean, per optimizer (paper.optim.build_optimizer). Weight
-# decay is applied to convolution and linear weights only, never to BN parameters or biases
+# decay applies to convolution and linear weights only, never to BN parameters or biases
 # (paper.optim.param_groups).
-_WEIGHTS = "convolution and linear weights only (not BN, not biases)"
 OPTIMIZERS = {
     "rmsprop": {
         "optimizer": "TensorFlow's RMSProp, the paper's (section 5.1): decay 0.9, momentum 0.9, "
                      "eps 1e-3 inside the root",
-        "weight_decay": "L2 penalty in the loss, as the official code: wd * w joins the gradient "
-                        f"before RMSProp scales it; {_WEIGHTS}",
+        "weight_decay": "L2 term in the loss (the official code): wd * w joins the gradient before "
+                        "RMSProp scales it; not on BN or biases",
     },
     "adamw": {
         "optimizer": "AdamW (PyTorch's: betas 0.9 / 0.999, eps 1e-8): Adam with decoupled "
                      "weight decay",
-        "weight_decay": "decoupled weight decay (Loshchilov & Hutter 2019), not an L2 term in the "
-                        "loss: each step shrinks w by lr * wd * w, outside Adam's scaling; "
-                        + _WEIGHTS,
+        "weight_decay": "decoupled (Loshchilov & Hutter 2019): each step shrinks w by lr * wd * w, "
+                        "outside Adam's scaling, no loss term; not on BN or biases",
     },
     "sgd": {
         "optimizer": "SGD with Nesterov momentum 0.9",
-        "weight_decay": f"L2 penalty: wd * w joins the gradient before the momentum; {_WEIGHTS}",
+        "weight_decay": "L2 term: wd * w joins the gradient before the momentum; not on BN or "
+                        "biases",
     },
 }
 

@@ -164,9 +164,9 @@ def explain_table3_counts(rows: list[dict]) -> str:
         label = f"fused 1-{row['fused_stages']}" if row["fused_stages"] else "no fused"
         lines.append(f"  {label}: GMACs {row['macs_b']:.2f} as built "
                      f"({_pct(row['macs_b'], row['paper_macs_b'])}), {macs_3x3:.2f} with a 3x3 "
-                     f"stage 3 ({_pct(macs_3x3, row['paper_macs_b'])}), paper "
+                     f"stage 3 ({_pct(macs_3x3, row['paper_macs_b'])}), Table 3 "
                      f"{row['paper_macs_b']:.2f}; params M {row['params_m']:.2f} / "
-                     f"{params_3x3:.2f}, paper {row['paper_params_m']:.2f}")
+                     f"{params_3x3:.2f}, Table 3 {row['paper_params_m']:.2f}")
     found = (f"A 3x3 kernel in fused stage 3 brings the GMACs closer to paper Table 3's in "
              f"{closer['GMACs']} of {len(fused)} fused rows, the parameters in "
              f"{closer['parameters']} of {len(fused)}.")
