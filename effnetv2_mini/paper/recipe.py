@@ -9,7 +9,7 @@ rate).
 
 from __future__ import annotations
 
-__all__ = ["RECIPES", "explain"]
+__all__ = ["RECIPES", "OPTIMIZERS", "explain"]
 
 # paper: the paper where it says something, else the official code; code: the official code
 # (docs/paper.md, "Paper, official code and our presets"); simple: ours, for short runs on a CPU;
@@ -75,14 +75,13 @@ MEANINGS = {
     "image_size": "training resolution (progressive learning changes it per stage)",
     "eval_size": "evaluation resolution",
     "recipe": "which set of defaults filled the rest",
-    "optimizer": "rmsprop: TensorFlow's RMSProp (decay 0.9, momentum 0.9, eps 1e-3 inside the "
-                 "root)",
+    "optimizer": "the update rule",
     "lr": "peak learning rate (None: 0.016 per 256 images)",
     "warmup_epochs": "linear warm-up from 0 to the peak",
     "schedule": "decay after the warm-up",
     "decay_rate": "exponential schedule: x this every decay_epochs (staircase)",
     "decay_epochs": "exponential schedule: epochs between two decays",
-    "weight_decay": "L2 penalty on convolution and linear weights (not BN, not biases)",
+    "weight_decay": "how strongly weights are pulled towards 0",
     "label_smoothing": "target = 1 - eps on the true class, eps spread over the others",
     "ema_decay": "exponential moving average of the weights per step (0: none); evaluated beside "
                  "the raw weights",
@@ -107,12 +106,38 @@ MEANINGS = {
 }
 
 
+# What "optimizer" and "weight_decay" mean, per optimizer (paper.optim.build_optimizer). Weight
+# decay applies to convolution and linear weights only, never to BN parameters or biases
+# (paper.optim.param_groups).
+OPTIMIZERS = {
+    "rmsprop": {
+        "optimizer": "TensorFlow's RMSProp, the paper's (section 5.1): decay 0.9, momentum 0.9, "
+                     "eps 1e-3 inside the root",
+        "weight_decay": "L2 term in the loss (the official code): wd * w joins the gradient before "
+                        "RMSProp scales it; not on BN or biases",
+    },
+    "adamw": {
+        "optimizer": "AdamW (PyTorch's: betas 0.9 / 0.999, eps 1e-8): Adam with decoupled "
+                     "weight decay",
+        "weight_decay": "decoupled (Loshchilov & Hutter 2019): each step shrinks w by lr * wd * w, "
+                        "outside Adam's scaling, no loss term; not on BN or biases",
+    },
+    "sgd": {
+        "optimizer": "SGD with Nesterov momentum 0.9",
+        "weight_decay": "L2 term: wd * w joins the gradient before the momentum; not on BN or "
+                        "biases",
+    },
+}
+
+
 def explain(config) -> list[dict]:
     """``[{"setting", "value", "meaning"}]`` for a resolved
-    :class:`~effnetv2_mini.engine.config.TrainConfig`."""
+    :class:`~effnetv2_mini.engine.config.TrainConfig`; ``optimizer`` and ``weight_decay`` say what
+    they mean for the config's optimizer (:data:`OPTIMIZERS`)."""
     unused = set() if config.schedule == "exponential" else {"decay_rate", "decay_epochs"}
     unused |= set() if config.ema_decay else {"ema_reference_batch"}
     unused |= set() if config.crop_scale else {"crop_scale"}
     unused |= set() if config.head_init_classes else {"head_init_classes"}
+    meanings = dict(MEANINGS, **OPTIMIZERS.get(config.optimizer, {}))
     return [{"setting": key, "value": str(getattr(config, key)), "meaning": meaning}
-            for key, meaning in MEANINGS.items() if key not in unused]
+            for key, meaning in meanings.items() if key not in unused]

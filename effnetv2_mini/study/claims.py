@@ -332,13 +332,34 @@ def nas_claims(result) -> list[Claim]:
         if n < 4 or rho is None or _at_chance(longer, c):
             proxy = Verdict(NO_SIGNAL, f"{n} retrained candidates" + (" at chance" if _at_chance(longer, c) else ""))
         else:
-            proxy = (Verdict(AGREES, f"Spearman {rho:.2f} over {n} candidates") if rho >= 0.6 else
-                     Verdict(CONTRADICTS, f"Spearman {rho:.2f} over {n} candidates") if rho <= 0 else
-                     Verdict(NO_SIGNAL, f"Spearman {rho:.2f} over {n} candidates: weak"))
+            proxy = _rank_verdict(rho, n)
         claims.append(Claim("nas_proxy", "section 3.3", "a short proxy training ranks candidates as a longer one does",
                             "(the method's assumption; no number)", f"Spearman {rho:.2f} ({n} candidates)" if rho is not None
                             else "-", _describe(c), na, proxy))
     return claims
+
+
+RANK_P_VALUE = 0.05  # a rank correlation counts only if chance reaches it this rarely (one-sided)
+
+
+def _rank_verdict(rho: float, n: int) -> Verdict:
+    """A proxy ranking's verdict from Spearman's ``rho`` over ``n`` candidates and its one-sided
+    permutation p-value (:mod:`.ranktest`, exact for few candidates): no signal when chance reaches
+    the correlation more often than :data:`RANK_P_VALUE` (4 candidates: even a perfect ranking has
+    p = 1/24); agrees for a significant rho of at least 0.6, contradicts for a significant negative
+    one."""
+    from .ranktest import EXACT_UP_TO, spearman_p_value
+
+    above, below = spearman_p_value(rho, n, "greater"), spearman_p_value(rho, n, "less")
+    test = "one-sided, " + ("exact" if n <= EXACT_UP_TO else "normal approximation")
+    said = f"Spearman {rho:.2f} over {n} candidates"
+    if above <= RANK_P_VALUE and rho >= 0.6:
+        return Verdict(AGREES, f"{said}, p = {above:.3f} ({test})")
+    if below <= RANK_P_VALUE and rho < 0:
+        return Verdict(CONTRADICTS, f"{said}, p = {below:.3f} ({test})")
+    p = above if rho >= 0 else below
+    why = f"p = {p:.3f} > {RANK_P_VALUE} ({test})" if p > RANK_P_VALUE else "significant but weak"
+    return Verdict(NO_SIGNAL, f"{said}, {why}")
 
 
 def table5_claim(result) -> Claim:
@@ -487,6 +508,10 @@ def transfer_claim(result) -> Claim:
         verdict = Verdict(NO_SIGNAL, "pretrained or scratch run missing")
     elif _at_chance(pre + scratch, c):
         verdict = Verdict(NO_SIGNAL, f"both at chance level ({c.chance:.0f}%)")
+    elif _at_chance(scratch, c):  # a baseline that learned nothing cannot measure pretraining
+        verdict = Verdict(NO_SIGNAL, f"the from-scratch baseline is at chance level "
+                                     f"({statistics.mean(scratch):.1f}%, chance {c.chance:.0f}%): "
+                                     "it learned nothing to compare with")
     else:
         verdict = _compare(statistics.mean(pre) - statistics.mean(scratch), difference_noise(pre, scratch, c.val_images),
                            "fine-tuning beats scratch by {d:+.1f} points (noise {n:.1f})",
