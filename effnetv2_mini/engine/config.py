@@ -90,6 +90,9 @@ class TrainConfig:
     num_classes: int | None = None  # None: from the data set
     classes: list[int] | None = None  # train and evaluate on these classes of the data set only (relabelled 0..k-1)
     images_per_class: int | None = None  # train on this many images per class (few-shot fine-tuning)
+    # hold this many training photos per class out of the training split and evaluate on them instead of
+    # the validation photos (data.holdout): choosing settings without reading the validation set
+    holdout_per_class: int | None = None
     device: str = "auto"
     amp: bool | None = None  # None: on for CUDA
     channels_last: bool | None = None  # None: on for CUDA
@@ -143,7 +146,7 @@ _RULES = [
     (("epochs", "batch_size", "accumulate", "eval_every"), POSITIVE_INT, False),
     (("image_size", "eval_size"), IMAGE_SIZE, False),
     (("max_steps_per_epoch", "images_per_class", "ema_reference_batch", "randaug_reference",
-      "head_init_classes"), POSITIVE_INT, _OPTIONAL),
+      "head_init_classes", "holdout_per_class"), POSITIVE_INT, _OPTIONAL),
     (("num_classes",), _CLASSES, _OPTIONAL),
     (("workers",), NON_NEGATIVE_INT, False),
     (("lr", "base_lr"), POSITIVE_FLOAT, _OPTIONAL),

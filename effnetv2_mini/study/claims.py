@@ -33,6 +33,7 @@ __all__ = ["Claim", "Verdict", "comparable", "accuracy_noise", "difference_noise
 
 AGREES, CONTRADICTS, NO_SIGNAL, NOT_APPLICABLE = "agrees", "contradicts", "no signal", "n/a"
 GPU_OR_TPU_TIMED = ("V100", "TPU")  # the devices the paper timed (Tables 2, 3)
+CHANCE_MARGIN_POINTS = 1.0  # at chance: within twice the binomial noise plus this many points of 100 / classes
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def _at_chance(values: list[float], conditions) -> bool:
     chance = conditions.chance if conditions else None
     if chance is None:
         return False
-    return all(v - chance <= 2 * (accuracy_noise(chance, conditions.val_images) or 1.0) + 1.0 for v in values)
+    noise = 2 * (accuracy_noise(chance, conditions.val_images) or 1.0) + CHANCE_MARGIN_POINTS
+    return all(v - chance <= noise for v in values)
 
 
 def _compare(difference: float, noise: float, positive: str, negative: str) -> Verdict:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...baselines import is_baseline
-from ...data.datasets import dataset_or_fallback
+from ...data.datasets import dataset_or_fallback, is_built_in
 from ...engine.config import TrainConfig
 from ...engine.devices import pick_device
 from ...engine.launch import launch
@@ -43,7 +43,8 @@ from .training import run_conditions
 
 __all__ = ["faster_settings", "TimeToAccuracyResult", "Table11Result", "time_to_accuracy",
            "table11_speed", "time_to_reach", "progressive_effect", "common_accuracy_times", "pair_times",
-           "v2_progressive_time_to_v1_fixed_accuracy", "generation", "TABLE11_PAIRS"]
+           "v2_progressive_time_to_v1_fixed_accuracy", "generation", "TABLE11_PAIRS", "speed_probe",
+           "choose_regularization", "with_chosen"]
 
 RUNS_PER_MODEL = ("fixed", "progressive")  # each (seed, model): fixed size first, then Algorithm 1
 TABLE11_PAIRS = [(f"efficientnetv2_b{i}", f"efficientnet_b{i}") for i in range(4)]
@@ -69,6 +70,8 @@ class TimeToAccuracyResult(Result):
     per_model: dict = field(default_factory=dict)  # model -> progressive_time_ratio, progressive_top1_diff, per_seed
     pairs: list[dict] = field(default_factory=list)
     v2_progressive_time_to_v1_fixed_accuracy: dict = field(default_factory=dict)
+    speed_probes: list = field(default_factory=list)  # images/s before the first run and after each
+    regularization: dict = field(default_factory=dict)  # model -> chosen, how, grid (choose_regularization)
 
 
 @result_type
@@ -195,9 +198,11 @@ def _pick(models: list[str], wanted: str | None, kind: str) -> str | None:
 def time_to_accuracy(settings: FasterProfile, output_dir: str) -> TimeToAccuracyResult:
     """Train every model of ``settings.models`` at a fixed size and with Algorithm 1 (same data, epochs, stages,
     eval size and recipe; the fixed run uses the last stage's size and regularization throughout), for each seed,
-    interleaved (for seed: for model: fixed, then progressive) so that a machine's drift hits all alike. Run
-    directories: ``output_dir/time_to_accuracy_runs/<model>-<variant>-s<seed>`` (a rerun resumes them; a finished
-    run is read back, so only a first pass keeps the interleaved order)."""
+    interleaved (for seed: for model: fixed, then progressive) so that a machine's drift hits all alike. First,
+    each network's regularization is chosen on photos held out of the training split
+    (:func:`choose_regularization`); a speed probe before the first run and after each measures the machine's
+    drift (:func:`speed_probe`). Run directories: ``output_dir/time_to_accuracy_runs/<model>-<variant>-s<seed>``
+    (a rerun resumes them; a finished run is read back, so only a first pass keeps the interleaved order)."""
     start = time.perf_counter()
     dataset, notice = dataset_or_fallback(settings.dataset, settings.data_root, settings.download)
     if notice:
@@ -205,33 +210,111 @@ def time_to_accuracy(settings: FasterProfile, output_dir: str) -> TimeToAccuracy
     models = list(settings.models)
     v2_model, v1_model = _pick(models, settings.v2_model, "v2"), _pick(models, settings.v1_model, "v1")
     runs = Path(output_dir) / "time_to_accuracy_runs"
+    chosen = {m: choose_regularization(settings, dataset, m, runs / "baseline_grid") for m in models}
+    settings = with_chosen(settings, chosen)
     schedules = {m: comparison_schedule(settings, model=m) for m in models}
-    rows, last, differences = [], None, {}
+    rows, last, differences, probes = [], None, {}, [speed_probe(settings)]
     for seed in settings.seeds:
         for model in models:
             for name in RUNS_PER_MODEL:
-                config = TrainConfig(model=model, batch_size=settings.batch_size, accumulate=settings.accumulate,
-                                     recipe=settings.recipe, seed=seed, out_dir=str(runs / f"{model}-{name}-s{seed}"),
+                config = TrainConfig(model=model, batch_size=settings.batch_size,
+                                     accumulate=settings.accumulate, recipe=settings.recipe, seed=seed,
+                                     out_dir=str(runs / f"{model}-{name}-s{seed}"),
                                      **data_fields(settings, dataset))
                 run_schedule = variant(schedules[model], name, seed=seed)
-                # a rehearsal goes through torchrun for its first run only: the same path, fewer process launches
-                summary = launch(config, nproc=1 if settings.rehearse and rows else settings.nproc, schedule=run_schedule)
+                # a rehearsal goes through torchrun for its first run only: the same path, fewer launches
+                nproc = 1 if settings.rehearse and rows else settings.nproc
+                summary = launch(config, nproc=nproc, schedule=run_schedule)
                 rows.append(_run_row(model, name, seed, len(rows), summary, config.out_dir))
+                probes.append(speed_probe(settings))
                 last = (config, summary, run_schedule)
                 differences.update(dict.fromkeys(known_differences(config, run_schedule)))
     conditions = run_conditions(settings, *last, notice, seeds=settings.seeds)
     conditions.model = ",".join(models)
     conditions.schedule = schedules[models[-1]].source
     conditions.image_sizes = sorted({s.image_size for sch in schedules.values() for s in sch.stages})
-    conditions.per_model = {m: _model_conditions(s, rows, m) for m, s in schedules.items()}
+    conditions.per_model = {m: {**_model_conditions(s, rows, m), "regularization": chosen[m]}
+                            for m, s in schedules.items()}
     if len({s.eval_size for s in schedules.values()}) > 1:
         conditions.eval_size = None  # each network its own: conditions.per_model
     conditions.differences = list(differences)
     conditions.wall_clock_s = time.perf_counter() - start
-    as_json = {m: {**s.to_dict(), "stages": [dataclasses.asdict(x) for x in s.stages]} for m, s in schedules.items()}
+    as_json = {m: {**s.to_dict(), "stages": [dataclasses.asdict(x) for x in s.stages]}
+               for m, s in schedules.items()}
     return TimeToAccuracyResult(conditions, models, v2_model, v1_model, as_json,
                                 rows, progressive_effect(rows), pair_times(rows, v2_model, v1_model),
-                                v2_progressive_time_to_v1_fixed_accuracy(rows, v2_model, v1_model))
+                                v2_progressive_time_to_v1_fixed_accuracy(rows, v2_model, v1_model),
+                                probes, chosen)
+
+
+# ---- the machine's drift and the baselines' regularization ----------------------------------------------------------
+
+def speed_probe(settings) -> float:
+    """Training images/s of one fixed small step (``demo_v2_tiny`` at 64 px, batch 16; a rehearsal: 32 px,
+    batch 4) on the runs' device: taken before the first run and after each, its spread is the machine's drift
+    during the runs (:func:`effnetv2_mini.study.verdict.measured_drift`)."""
+    device = pick_device(settings.device)
+    size, batch = (32, 4) if settings.rehearse else (64, 16)
+    model = build_model("demo_v2_tiny").to(device)
+    return benchmark_throughput(model, size, batch, mode="train", warmup=1,
+                                repeats=1 if settings.rehearse else 3)["images_per_sec"]
+
+
+def choose_regularization(settings, dataset: str, model: str, folder: Path) -> dict:
+    """The fixed-size baseline at its best: ``settings.baseline_grid``'s points ([RandAugment magnitude,
+    dropout, mixup alpha]) each trained at ``model``'s fixed size (its schedule's last size) for
+    ``settings.grid_epochs`` epochs on the training split less ``settings.holdout_per_class`` photos per class,
+    and scored on those held-out photos (never the validation photos the verdicts read); the best point (the
+    first of equals) is chosen. The same budget for every point and network. Without a grid: the ranges' last
+    values, as given (a preset such as the paper's Table 6 keeps its own)."""
+    schedule = comparison_schedule(settings, model=model)
+    last = schedule.stages[-1]
+    given = {"randaug_magnitude": last.randaug_magnitude, "dropout": last.dropout,
+             "mixup_alpha": last.mixup_alpha}
+    preset = (settings.per_model.get(model, {}).get("schedule_source") or settings.schedule_source) is not None
+    if not settings.baseline_grid or preset:
+        return {"chosen": given, "how": "as given (" + ("the preset schedule's last stage" if preset else
+                                                         "no grid: the ranges' last values") + ")", "grid": []}
+    grid = []
+    for i, (magnitude, dropout, mixup) in enumerate(settings.baseline_grid):
+        point = {"randaug_magnitude": magnitude, "dropout": dropout, "mixup_alpha": mixup}
+        config = TrainConfig(model=model, batch_size=settings.batch_size, accumulate=settings.accumulate,
+                             recipe=settings.recipe, seed=0, epochs=settings.grid_epochs,
+                             eval_every=settings.grid_epochs, image_size=last.image_size, eval_size=schedule.eval_size,
+                             holdout_per_class=settings.holdout_per_class, out_dir=str(folder / f"{model}-{i}"),
+                             **point, **data_fields(settings, dataset, subset=False),
+                             **_grid_subset(settings, dataset))
+        summary = launch(config, nproc=1 if settings.rehearse else settings.nproc)
+        grid.append({**point, "holdout_top1": summary["top1"]})
+    best = max(grid, key=lambda g: (g["holdout_top1"] if g["holdout_top1"] is not None else -1.0))
+    how = (f"the best of {len(grid)} points, each {settings.grid_epochs} epoch(s) at {last.image_size} px, "
+           f"scored on {settings.holdout_per_class} photos per class held out of the training split")
+    return {"chosen": {k: best[k] for k in given}, "how": how, "grid": grid}
+
+
+def _grid_subset(settings, dataset: str) -> dict:
+    """The grid's training photos per class (photos only; the built-in set trains on all its images)."""
+    if is_built_in(dataset):
+        return {}
+    return {"images_per_class": settings.grid_images_per_class or settings.images_per_class}
+
+
+def with_chosen(settings, chosen: dict):
+    """``settings`` whose schedules end at each network's chosen regularization (Algorithm 1's end points come
+    from the same choice as the fixed-size baseline's): each range becomes [min(first, chosen), chosen]."""
+    per_model = {m: dict(v) for m, v in settings.per_model.items()}
+    for model, choice in chosen.items():
+        if not choice["grid"]:
+            continue
+        own = {**{k: getattr(settings, k) for k in ("randaug_range", "dropout_range", "mixup_range")},
+               **per_model.get(model, {})}
+        values = choice["chosen"]
+        for key, field_name in (("randaug_range", "randaug_magnitude"), ("dropout_range", "dropout"),
+                                ("mixup_range", "mixup_alpha")):
+            first = own[key][0] if own.get(key) else values[field_name]
+            own[key] = [min(first, values[field_name]), values[field_name]]
+        per_model[model] = {k: v for k, v in {**per_model.get(model, {}), **own}.items()}
+    return dataclasses.replace(settings, per_model=per_model)
 
 
 def _model_conditions(schedule, rows: list[dict], model: str) -> dict:
@@ -251,8 +334,10 @@ def _run_row(model: str, name: str, seed: int, order: int, summary: dict, out_di
     history = read_history(out_dir)
     curve = [{"epoch": m["epoch"], "wall_time": m["wall_time"], "top1": reported_top1(m), "image_size": m["image_size"],
               "images_per_sec": m.get("images_per_sec")} for m in history]
+    top1 = [p["top1"] for p in curve if p["top1"] is not None]
     return {"model": model, "variant": name, "seed": seed, "order": order, "final_top1": summary["top1"],
-            "train_seconds": summary["wall_time"], "weights": summary["top1_weights"], "curve": curve, "run_dir": out_dir}
+            "train_seconds": summary["wall_time"], "weights": summary["top1_weights"], "curve": curve,
+            "last_gain": top1[-1] - top1[-2] if len(top1) >= 2 else None, "run_dir": out_dir}
 
 
 # ---- Table 11: speed on this machine -----------------------------------------------------------------------------
