@@ -152,8 +152,9 @@ def compare(rows: list[dict], fast: tuple[str, str], slow: tuple[str, str], *, d
     at = f"to {target:.1f}% top-1 in {ratio:.2f}x the time (noise ±{noise['margin']:.2f}, {noise['from']})"
     verdict = (AGREES if ratio < 1 - noise["margin"] else
                CONTRADICTS if ratio > 1 + noise["margin"] else NO_SIGNAL)
-    out.update(verdict=verdict, why={AGREES: f"faster {at}", CONTRADICTS: f"slower {at}",
-                                     NO_SIGNAL: f"within noise of parity: {at}"}[verdict])
+    out.update(verdict=verdict, time_verdict=verdict,
+               why={AGREES: f"faster {at}", CONTRADICTS: f"slower {at}",
+                    NO_SIGNAL: f"within noise of parity: {at}"}[verdict])
     if paper_top1_gain is not None:
         out.update(_accuracy_part(pairs, out["regime"], val_images, paper_top1_gain))
         if out["accuracy_verdict"] == CONTRADICTS:
@@ -221,25 +222,25 @@ def headline(result, found: dict | None = None) -> str:
     total, arch = found.get("fig1a"), found.get("architecture_alone")
     alg = found["table12"]["per_model"].get(result.v2_model or "")
     machine = result.conditions.device_name or result.conditions.device or "this machine"
-    if not total or not arch or not alg or None in (total["ratio"], arch["ratio"], alg["ratio"]):
+    if not total or not arch or not alg or None in (total.get("ratio"), arch.get("ratio"), alg.get("ratio")):
         return f"On {machine}: no V2 / V1 pair with finished runs, so no decomposition of the speed-up."
     parts = {"the architecture": arch, "Algorithm 1": alg}
-    helped = [name for name, p in parts.items() if p["verdict"] == AGREES]
-    hurt = [name for name, p in parts.items() if p["verdict"] == CONTRADICTS]
+    helped = [name for name, p in parts.items() if p["time_verdict"] == AGREES]
+    hurt = [name for name, p in parts.items() if p["time_verdict"] == CONTRADICTS]
     source = (" and ".join(helped) + (" (both)" if len(helped) == 2 else "") if helped else "neither part")
     sentence = (f"On {machine}, {result.v2_model} with Algorithm 1 took {total['ratio']:.2f}x the time of "
                 f"{result.v1_model} at a fixed size to reach {total['target_top1']:.1f}% top-1 ({total['verdict']}); "
                 f"the architecture alone: {arch['ratio']:.2f}x ({arch['verdict']}), Algorithm 1 on "
-                f"{result.v2_model}: {alg['ratio']:.2f}x ({alg['verdict']}). The speed-up comes from {source}")
+                f"{result.v2_model}: {alg['ratio']:.2f}x ({alg['time_verdict']}). The speed-up comes from {source}")
     if hurt:
         sentence += "; " + " and ".join(hurt) + " made training slower here"
     return sentence + "."
 
 
-def how_decided() -> str:
-    """The rules every verdict of the report follows, as Markdown, from this module's and
+def how_decided() -> list[str]:
+    """The rules every verdict of the report follows, one Markdown item each, from this module's and
     :mod:`~effnetv2_mini.study.claims`' own constants."""
-    return "\n".join([
+    return [
         "- **Noise of an accuracy**: twice the binomial standard error of an accuracy measured on the validation "
         "images; with two seeds or more, twice the standard error of the seeds' spread, never below the binomial "
         "one. A difference inside its noise is **no signal**.",
@@ -260,4 +261,4 @@ def how_decided() -> str:
         f"- **One seed**: the verdict says so ({ONE_SEED.strip('; ')}).",
         "- **Comparable**: only a run in the paper's setting (data set, epochs, recipe, batch, device) can "
         "reproduce the paper's number; every other verdict is about the claim at our scale.",
-    ])
+    ]
