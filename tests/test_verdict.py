@@ -229,5 +229,5 @@ def test_the_loaders_evaluate_on_training_photos_held_out_never_on_validation_ph
     assert len(held) == 4 and len(kept) == 8 and not set(held) & set(kept)
     assert all("/train/" in p for p in held + kept)  # no validation photo anywhere
     assert sorted(loaders.val_set.targets) == [0, 0, 1, 1]
-    images, labels = next(iter(loaders.val(32)))  # evaluated with the evaluation transform
-    assert tuple(images.shape[1:]) == (3, 32, 32) and len(labels) == 2
+    batch = next(iter(loaders.val(32)))  # evaluated with the evaluation transform
+    assert tuple(batch[0].shape[1:]) == (3, 32, 32) and len(batch[1]) == 2

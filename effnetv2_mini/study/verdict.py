@@ -146,9 +146,14 @@ def compare(rows: list[dict], fast: tuple[str, str], slow: tuple[str, str], *, d
     noise = time_margin(ratios, drift)
     ratio, target = statistics.mean(ratios), statistics.mean(p["target_top1"] for p in pairs)
     out.update(ratio=ratio, noise=noise, target_top1=target)
+    if paper_top1_gain is not None:
+        out.update(_accuracy_part(pairs, out["regime"], val_images, paper_top1_gain))
     if chance is not None and all(f - chance <= 2 * (accuracy_noise(chance, val_images) or 1.0)
                                   + CHANCE_MARGIN_POINTS for f in finals):
-        return {**out, "verdict": NO_SIGNAL, "why": f"both at chance level ({chance:.0f}%)"}
+        at_chance = f"both at chance level ({chance:.0f}%)"
+        if paper_top1_gain is not None:
+            out.update(accuracy_verdict=NO_SIGNAL, accuracy_why=at_chance)
+        return {**out, "verdict": NO_SIGNAL, "time_verdict": NO_SIGNAL, "why": at_chance}
     at = f"to {target:.1f}% top-1 in {ratio:.2f}x the time (noise ±{noise['margin']:.2f}, {noise['from']})"
     verdict = (AGREES if ratio < 1 - noise["margin"] else
                CONTRADICTS if ratio > 1 + noise["margin"] else NO_SIGNAL)
@@ -156,7 +161,6 @@ def compare(rows: list[dict], fast: tuple[str, str], slow: tuple[str, str], *, d
                why={AGREES: f"faster {at}", CONTRADICTS: f"slower {at}",
                     NO_SIGNAL: f"within noise of parity: {at}"}[verdict])
     if paper_top1_gain is not None:
-        out.update(_accuracy_part(pairs, out["regime"], val_images, paper_top1_gain))
         if out["accuracy_verdict"] == CONTRADICTS:
             out.update(verdict=CONTRADICTS, why=out["why"] + "; " + out["accuracy_why"])
     return out

@@ -283,8 +283,7 @@ def choose_regularization(settings, dataset: str, model: str, folder: Path) -> d
                              recipe=settings.recipe, seed=0, epochs=settings.grid_epochs,
                              eval_every=settings.grid_epochs, image_size=last.image_size, eval_size=schedule.eval_size,
                              holdout_per_class=settings.holdout_per_class, out_dir=str(folder / f"{model}-{i}"),
-                             **point, **data_fields(settings, dataset, subset=False),
-                             **_grid_subset(settings, dataset))
+                             **point, **{**data_fields(settings, dataset), **_grid_subset(settings, dataset)})
         summary = launch(config, nproc=1 if settings.rehearse else settings.nproc)
         grid.append({**point, "holdout_top1": summary["top1"]})
     best = max(grid, key=lambda g: (g["holdout_top1"] if g["holdout_top1"] is not None else -1.0))
