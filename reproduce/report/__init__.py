@@ -49,10 +49,13 @@ def build_report(plan_name: str, description: str, notebooks: list[str], out_dir
             sections.append(section)
             glance += [_glance_row(claim, status.get(name, {}).get("seconds")) for claim in section.claims]
         drawers.update(figures)
-    top = [Section("Headline", [("p", line)]) for line in [headline_of(out_dir, plan_name)] if line]
     closing = Section("How a verdict is decided", [("list", how_decided())])
-    report = Report(plan_name, description, _notices(out_dir, notebooks),
-                    top + _head(glance, notebooks, status) + sections + [closing], glance=glance)
+    head = _head(glance, notebooks, status)
+    line = headline_of(out_dir, plan_name) if FASTER in notebooks else ""
+    if line:  # the speed-up's decomposition first: which part is the architecture's, which Algorithm 1's
+        head[0].blocks.insert(0, ("p", f"**Headline.** {line}"))
+    report = Report(plan_name, description, _notices(out_dir, notebooks), head + sections + [closing],
+                    glance=glance)
     if draw:
         report.figures = _draw(drawers)
         for section in report.sections:  # a figure that could not be drawn is left out, not left dangling
