@@ -24,6 +24,17 @@ from dataclasses import dataclass
 from ..data.datasets import is_built_in
 from .experiments.results import FINAL_EMA
 from .reference import paper_table, paper_value
+from .verdict import (
+    AGREES,
+    CHANCE_MARGIN_POINTS,
+    CONTRADICTS,
+    NO_SIGNAL,
+    ONE_SEED,
+    accuracy_noise,
+    comparisons,
+    difference_noise,
+    time_margin,
+)
 
 __all__ = ["Claim", "Verdict", "comparable", "accuracy_noise", "difference_noise", "PAPER_SETTINGS",
            "counts_claim", "training_claim", "table2_claim", "table3_claim", "per_stage_claim", "nas_claims",
@@ -32,9 +43,8 @@ __all__ = ["Claim", "Verdict", "comparable", "accuracy_noise", "difference_noise
            "architecture_alone_claim", "table10_claim",
            "time_ratio_verdict", "explain_time_to_accuracy", "leaderboard_line"]
 
-AGREES, CONTRADICTS, NO_SIGNAL, NOT_APPLICABLE = "agrees", "contradicts", "no signal", "n/a"
+NOT_APPLICABLE = "n/a"
 GPU_OR_TPU_TIMED = ("V100", "TPU")  # the devices the paper timed (Tables 2, 3)
-CHANCE_MARGIN_POINTS = 1.0  # at chance: within twice the binomial noise plus this many points of 100 / classes
 
 
 @dataclass(frozen=True)
@@ -141,30 +151,6 @@ def _timed_like_the_paper(conditions) -> Verdict:
 
 
 # ---- noise ---------------------------------------------------------------------------------------------------------
-
-def accuracy_noise(top1: float, val_images: int | None) -> float | None:
-    """Binomial standard error (in points) of an accuracy measured on ``val_images`` images."""
-    if not val_images:
-        return None
-    p = min(max(top1 / 100, 0.0), 1.0)
-    return 100 * math.sqrt(max(p * (1 - p), 1e-4) / val_images)
-
-
-def difference_noise(a: list[float], b: list[float], val_images: int | None) -> float:
-    """How large a difference of the means of ``a`` and ``b`` (accuracies of several seeds each) must be to count:
-    twice its standard error, from the seeds' spread when there are at least two of each, else from the binomial
-    error of each accuracy. Infinite when neither is known."""
-    if len(a) >= 2 and len(b) >= 2:
-        se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
-        binomial = [accuracy_noise(x, val_images) for x in (statistics.mean(a), statistics.mean(b))]
-        if None not in binomial:  # several seeds that happen to agree closely must not look noiseless
-            se = max(se, math.sqrt(binomial[0] ** 2 / len(a) + binomial[1] ** 2 / len(b)))
-        return 2 * se
-    errors = [accuracy_noise(statistics.mean(x), val_images) for x in (a, b)]
-    if None in errors:
-        return math.inf
-    return 2 * math.sqrt(errors[0] ** 2 + errors[1] ** 2)
-
 
 def _at_chance(values: list[float], conditions) -> bool:
     """True when every accuracy is within noise of chance (100 / classes): nothing was learned to compare."""
@@ -508,8 +494,6 @@ def time_ratio_verdict(ratios: list[float], drift: float | None) -> str:
     """"faster", "slower" or "unclear": whether the mean of ``ratios`` (one run's time over another's, per seed)
     is below or above 1 by more than its noise: the machine's measured ``drift`` or twice the standard error of
     the seeds' spread, whichever is larger (:func:`effnetv2_mini.study.verdict.time_margin`)."""
-    from .verdict import time_margin  # noqa: PLC0415 - verdict builds on this module
-
     mean, margin = statistics.mean(ratios), time_margin(ratios, drift)["margin"]
     return "faster" if mean < 1 - margin else "slower" if mean > 1 + margin else "unclear"
 
@@ -531,8 +515,6 @@ def _paper_time_to_accuracy() -> str:
 def _comparison_claim(result, key: str, table: str, statement: str, paper: str) -> Claim:
     """One of notebook 07's comparisons (:func:`effnetv2_mini.study.verdict.comparisons`) as a claim: its
     verdict, the accuracy it was measured at, its noise and regime."""
-    from .verdict import comparisons  # noqa: PLC0415 - verdict builds on this module
-
     c, found = result.conditions, comparisons(result).get(key)
     if not found or found["ratio"] is None:
         why = found["why"] if found else "no V2 / V1 pair was trained"
@@ -641,8 +623,6 @@ def progressive_each_claim(result) -> Claim:
     (:func:`effnetv2_mini.study.verdict.compare`): the time to the accuracy both runs reach, and the final
     accuracy difference (labelled still learning while the runs still learn). Agrees only if every network
     agrees; contradicts if any does."""
-    from .verdict import comparisons  # noqa: PLC0415 - verdict builds on this module
-
     c = result.conditions
     rows = paper_table("table12")["rows"]
     paper = ", ".join(f"{r['model']} {r['baseline_hours'] / r['progressive_hours']:.2f}x" for r in rows) + (
@@ -724,7 +704,6 @@ def claims_for(result) -> list[Claim]:
 # sampling error alone, and the run-to-run spread (often larger on small runs) is not known.
 COMPARED_RUNS = ("table5", "speedup", "adaptive", "transfer", "time_to_accuracy", "progressive_each",
                  "architecture_alone", "table10")
-ONE_SEED = "; one seed: the run-to-run spread is not measured, only the validation set's sampling error"
 
 
 def conclusion(claims: list[Claim]) -> str:

@@ -25,23 +25,17 @@ from __future__ import annotations
 import math
 import statistics
 
-from .claims import (
-    AGREES,
-    CHANCE_MARGIN_POINTS,
-    CONTRADICTS,
-    NO_SIGNAL,
-    ONE_SEED,
-    accuracy_noise,
-    difference_noise,
-)
 from .experiments.faster import time_to_reach
 from .reference import paper_table
 
-__all__ = ["STILL_LEARNING", "FAR_LARGER", "P_VALUE_LIMIT", "ASSUMED_MARGIN", "COMPARISONS", "time_margin",
+__all__ = ["AGREES", "CONTRADICTS", "NO_SIGNAL", "CHANCE_MARGIN_POINTS", "ONE_SEED", "accuracy_noise",
+           "difference_noise", "STILL_LEARNING", "FAR_LARGER", "P_VALUE_LIMIT", "ASSUMED_MARGIN", "COMPARISONS", "time_margin",
            "measured_drift", "last_gain", "regime", "time_to_common_accuracy", "compare", "comparisons",
            "headline", "how_decided"]
 
-STILL_LEARNING = "still learning"
+AGREES, CONTRADICTS, NO_SIGNAL, STILL_LEARNING = "agrees", "contradicts", "no signal", "still learning"
+CHANCE_MARGIN_POINTS = 1.0  # at chance: within twice the binomial noise plus this many points of 100 / classes
+ONE_SEED = "; one seed: the run-to-run spread is not measured, only the validation set's sampling error"
 FAR_LARGER = 5  # an effect more than 5x the paper's is flagged, with the likely reason
 P_VALUE_LIMIT = 0.05  # rank claims over few candidates (notebook 04): above it, no signal
 ASSUMED_MARGIN = 0.05  # only for results that recorded no drift (older runs): labelled "assumed"
@@ -59,6 +53,31 @@ COMPARISONS = {
 
 
 # ---- noise and regime -----------------------------------------------------------------------------------------
+
+def accuracy_noise(top1: float, val_images: int | None) -> float | None:
+    """Binomial standard error (in points) of an accuracy measured on ``val_images`` images."""
+    if not val_images:
+        return None
+    p = min(max(top1 / 100, 0.0), 1.0)
+    return 100 * math.sqrt(max(p * (1 - p), 1e-4) / val_images)
+
+
+def difference_noise(a: list[float], b: list[float], val_images: int | None) -> float:
+    """How large a difference of the means of ``a`` and ``b`` (accuracies of several seeds each) must be to count:
+    twice its standard error, from the seeds' spread when there are at least two of each, else from the binomial
+    error of each accuracy. Infinite when neither is known."""
+    if len(a) >= 2 and len(b) >= 2:
+        se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+        binomial = [accuracy_noise(x, val_images) for x in (statistics.mean(a), statistics.mean(b))]
+        if None not in binomial:  # several seeds that happen to agree closely must not look noiseless
+            se = max(se, math.sqrt(binomial[0] ** 2 / len(a) + binomial[1] ** 2 / len(b)))
+        return 2 * se
+    errors = [accuracy_noise(statistics.mean(x), val_images) for x in (a, b)]
+    if None in errors:
+        return math.inf
+    return 2 * math.sqrt(errors[0] ** 2 + errors[1] ** 2)
+
+
 
 def measured_drift(probes: list[float] | None) -> float | None:
     """How much the machine's speed moved during the runs: (fastest - slowest) / slowest of the speed probes
