@@ -1,8 +1,10 @@
-"""Photos held out of the training split, to choose settings on without reading the validation photos.
+"""Photos held out of the training split, to choose settings on without reading the validation
+photos.
 
-The paper (section 4) and the official code choose their regularization on a split held out of ImageNet's
-training set ("minival"), never on the validation set the results are reported on: notebook 07 chooses its
-fixed-size baselines' regularization this way (:mod:`effnetv2_mini.study.experiments.faster`).
+The paper (section 4) and the official code choose their regularization on a split held out of
+ImageNet's training set ("minival"), never on the validation set the results are reported on:
+notebook 07 chooses its fixed-size baselines' regularization this way
+(:mod:`effnetv2_mini.study.experiments.faster`).
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import torch
 
 __all__ = ["hold_out", "HeldOut", "holdout_sets", "HOLDOUT_SEED"]
 
-HOLDOUT_SEED = 1234  # one held-out set for every run and seed: the grid's points compare on the same photos
+# one held-out set for every run and seed: the grid's points compare on the same photos
+HOLDOUT_SEED = 1234
 
 
-def hold_out(labels: list[int], per_class: int, seed: int = HOLDOUT_SEED) -> tuple[list[int], list[int]]:
-    """``(kept, held)``: indices of ``labels`` split so that ``held`` has ``per_class`` of each class (a seeded
-    shuffle; a class with fewer keeps at least one for training) and ``kept`` the rest; both sorted, disjoint."""
+def hold_out(labels: list[int], per_class: int,
+             seed: int = HOLDOUT_SEED) -> tuple[list[int], list[int]]:
+    """``(kept, held)``: indices of ``labels`` split so that ``held`` has ``per_class`` of each
+    class (a seeded shuffle; a class with fewer keeps at least one for training) and ``kept`` the
+    rest; both sorted, disjoint."""
     if per_class < 1:
         raise ValueError(f"holdout_per_class must be a whole number >= 1, got {per_class}")
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -35,8 +40,8 @@ def hold_out(labels: list[int], per_class: int, seed: int = HOLDOUT_SEED) -> tup
 
 
 class HeldOut(torch.utils.data.Dataset):
-    """Some samples of a data set by index; ``targets``, ``classes``, ``transform`` and ``set_resolution`` reach
-    it, so that the loaders treat it as the data set itself."""
+    """Some samples of a data set by index; ``targets``, ``classes``, ``transform`` and
+    ``set_resolution`` reach it, so that the loaders treat it as the data set itself."""
 
     def __init__(self, base, indices: list[int], labels: list[int]):
         self.base, self.indices = base, list(indices)
@@ -66,7 +71,8 @@ class HeldOut(torch.utils.data.Dataset):
             self.base.set_resolution(size)
 
 
-def holdout_sets(train_set, second_copy, per_class: int, labels: list[int]) -> tuple[HeldOut, HeldOut]:
+def holdout_sets(train_set, second_copy, per_class: int,
+                 labels: list[int]) -> tuple[HeldOut, HeldOut]:
     """``(train, held)``: the training split without its held-out photos, and those photos from
     ``second_copy`` (the same split opened again, so that it gets the evaluation transform)."""
     kept, held = hold_out(labels, per_class)
