@@ -487,13 +487,15 @@ def transfer_claim(result) -> Claim:
 
 # ---- faster training, measured (Figure 1a; Tables 7, 10, 11, 12) ------------------------------------------------
 
-SPEED_MARGIN = 0.05  # Table 11: V2 / V1 images/s beyond both timing ranges and 5% (one machine, alternated)
+# Table 11: V2 / V1 images/s beyond both timing ranges and 5% (one machine, alternated)
+SPEED_MARGIN = 0.05
 
 
 def time_ratio_verdict(ratios: list[float], drift: float | None) -> str:
-    """"faster", "slower" or "unclear": whether the mean of ``ratios`` (one run's time over another's, per seed)
-    is below or above 1 by more than its noise: the machine's measured ``drift`` or twice the standard error of
-    the seeds' spread, whichever is larger (:func:`effnetv2_mini.study.verdict.time_margin`)."""
+    """"faster", "slower" or "unclear": whether the mean of ``ratios`` (one run's time over
+    another's, per seed) is below or above 1 by more than its noise: the machine's measured
+    ``drift`` or twice the standard error of the seeds' spread, whichever is larger
+    (:func:`effnetv2_mini.study.verdict.time_margin`)."""
     mean, margin = statistics.mean(ratios), time_margin(ratios, drift)["margin"]
     return "faster" if mean < 1 - margin else "slower" if mean > 1 + margin else "unclear"
 
@@ -508,28 +510,30 @@ def _paper_time_to_accuracy() -> str:
     t10 = {row["model"]: row for row in paper_table("table10")["rows"]}
     v2m, b7 = t10["efficientnetv2_m"], t10["efficientnet_b7"]
     fixed = paper_table("progressive_claims")["efficientnet_b7_hours"]["fixed"]
-    return (f"V2-M {v2m['top1']}% in {v2m['train_hours']} h vs B7 {b7['top1']}% in {b7['train_hours']} h, "
-            f"both progressive (Table 10); B7 at its fixed size: {fixed} h")
+    return (f"V2-M {v2m['top1']}% in {v2m['train_hours']} h vs B7 {b7['top1']}% in "
+            f"{b7['train_hours']} h, both progressive (Table 10); B7 at its fixed size: {fixed} h")
 
 
 def _comparison_claim(result, key: str, table: str, statement: str, paper: str) -> Claim:
-    """One of notebook 07's comparisons (:func:`effnetv2_mini.study.verdict.comparisons`) as a claim: its
-    verdict, the accuracy it was measured at, its noise and regime."""
+    """One of notebook 07's comparisons (:func:`effnetv2_mini.study.verdict.comparisons`) as a
+    claim: its verdict, the accuracy it was measured at, its noise and regime."""
     c, found = result.conditions, comparisons(result).get(key)
+    name = key if key != "fig1a" else "time_to_accuracy"
+    fit = _timed_training_comparable(c)
     if not found or found["ratio"] is None:
         why = found["why"] if found else "no V2 / V1 pair was trained"
-        return Claim(key if key != "fig1a" else "time_to_accuracy", table, statement, paper, "-", _describe(c),
-                     _timed_training_comparable(c), Verdict(NO_SIGNAL, why))
+        return Claim(name, table, statement, paper, "-", _describe(c), fit, Verdict(NO_SIGNAL, why))
     learning = " (runs still learning)" if found["regime"]["still_learning"] else ""
     ours = (f"{found['faster']}: {found['ratio']:.2f}x the time of {found['baseline']} to reach "
-            f"{found['target_top1']:.1f}% top-1 (the accuracy both reach), noise ±{found['noise']['margin']:.2f}"
-            f"{learning}")
-    return Claim(key if key != "fig1a" else "time_to_accuracy", table, statement, paper, ours,
-                 _describe(c) + _chosen(c), _timed_training_comparable(c), Verdict(found["verdict"], found["why"]))
+            f"{found['target_top1']:.1f}% top-1 (the accuracy both reach), noise "
+            f"±{found['noise']['margin']:.2f}{learning}")
+    return Claim(name, table, statement, paper, ours, _describe(c) + _chosen(c), fit,
+                 Verdict(found["verdict"], found["why"]))
 
 
 def _chosen(c) -> str:
-    """The baselines' regularization and how it was chosen (conditions.per_model[...]["regularization"])."""
+    """The baselines' regularization and how it was chosen
+    (``conditions.per_model[model]["regularization"]``)."""
     parts = []
     for model, own in (getattr(c, "per_model", None) or {}).items():
         reg = own.get("regularization")
@@ -541,27 +545,30 @@ def _chosen(c) -> str:
 
 
 def architecture_alone_claim(result) -> Claim:
-    """Tables 3 and 11: the architecture alone (Fused-MBConv in the early stages) makes V2 train faster than V1,
-    both at a fixed size. On a CPU it may not: Fused-MBConv's gain is the accelerator's."""
+    """Tables 3 and 11: the architecture alone (Fused-MBConv in the early stages) makes V2 train
+    faster than V1, both at a fixed size. On a CPU it may not: Fused-MBConv's gain is the
+    accelerator's."""
     return _comparison_claim(result, "architecture_alone", "Tables 3, 11",
                              "EfficientNetV2 trains faster than EfficientNet, both at a fixed size",
-                             "Fused-MBConv in stages 1-3: faster training steps on TPUv3 and V100 (Table 3)")
+                             "Fused-MBConv in stages 1-3: faster training steps on TPUv3 and V100 "
+                             "(Table 3)")
 
 
 def table10_claim(result) -> Claim:
-    """Table 10: with the same progressive learning, V2 still trains faster than V1 (V2-M 13 h, B7 54 h)."""
+    """Table 10: with the same progressive learning, V2 still trains faster than V1 (V2-M 13 h,
+    B7 54 h)."""
     return _comparison_claim(result, "table10", "Table 10",
-                             "EfficientNetV2 trains faster than EfficientNet, both with Algorithm 1",
-                             _paper_time_to_accuracy())
+                             "EfficientNetV2 trains faster than EfficientNet, both with "
+                             "Algorithm 1", _paper_time_to_accuracy())
 
 
 def time_to_accuracy_claim(result) -> Claim:
-    """Figure 1a, Table 7: EfficientNetV2 with progressive learning (Algorithm 1) reaches EfficientNet's accuracy
-    (V1 trained at a fixed size) in less training time: V2 + Algorithm 1's seconds to the accuracy both reach,
-    over V1's (:mod:`effnetv2_mini.study.verdict`)."""
+    """Figure 1a, Table 7: EfficientNetV2 with progressive learning (Algorithm 1) reaches
+    EfficientNet's accuracy (V1 trained at a fixed size) in less training time: V2 + Algorithm 1's
+    seconds to the accuracy both reach, over V1's (:mod:`effnetv2_mini.study.verdict`)."""
     return _comparison_claim(result, "fig1a", "Fig. 1a, Table 7",
-                             "EfficientNetV2 with progressive learning reaches EfficientNet's accuracy in less "
-                             "training time", _paper_time_to_accuracy())
+                             "EfficientNetV2 with progressive learning reaches EfficientNet's "
+                             "accuracy in less training time", _paper_time_to_accuracy())
 
 
 def _speed_by_size(curve: list[dict]) -> dict[int, float]:
@@ -618,28 +625,30 @@ def leaderboard_line(result, board: dict) -> str:
 
 
 def progressive_each_claim(result) -> Claim:
-    """Section 6.2, Table 12: progressive learning speeds up every network it was tried on (ResNets,
-    EfficientNets; 1.4x to 2.8x) and never lowers its accuracy. Per network
-    (:func:`effnetv2_mini.study.verdict.compare`): the time to the accuracy both runs reach, and the final
-    accuracy difference (labelled still learning while the runs still learn). Agrees only if every network
-    agrees; contradicts if any does."""
+    """Section 6.2, Table 12: progressive learning speeds up every network it was tried on
+    (ResNets, EfficientNets; 1.4x to 2.8x) and never lowers its accuracy. Per network
+    (:func:`effnetv2_mini.study.verdict.compare`): the time to the accuracy both runs reach, and
+    the final accuracy difference (labelled still learning while the runs still learn). Agrees only
+    if every network agrees; contradicts if any does."""
     c = result.conditions
     rows = paper_table("table12")["rows"]
-    paper = ", ".join(f"{r['model']} {r['baseline_hours'] / r['progressive_hours']:.2f}x" for r in rows) + (
-        f"; top-1 {min(r['progressive_top1'] - r['baseline_top1'] for r in rows):+.1f} to "
-        f"{max(r['progressive_top1'] - r['baseline_top1'] for r in rows):+.1f} points")
+    gains = [r["progressive_top1"] - r["baseline_top1"] for r in rows]
+    paper = (", ".join(f"{r['model']} {r['baseline_hours'] / r['progressive_hours']:.2f}x"
+                       for r in rows) + f"; top-1 {min(gains):+.1f} to {max(gains):+.1f} points")
     each = comparisons(result)["table12"]
     per_model = each["per_model"]
     if not per_model:
         verdict = Verdict(NO_SIGNAL, "no network trained")
     else:
-        why = "; ".join(f"{m}: {e['why']}" + (f"; accuracy: {e['accuracy_why']}" if "accuracy_why" in e else "")
-                        for m, e in per_model.items())
-        verdict = Verdict(each["verdict"], why)
-    ours = ", ".join(f"{m} {e['ratio']:.2f}x the time to {e['target_top1']:.1f}%, {e['top1_diff']:+.1f} points "
-                     f"({e['accuracy_verdict']})" for m, e in per_model.items() if e.get("ratio") is not None) or "-"
-    return Claim("progressive_each", "Table 12", "progressive learning speeds up each network at no loss of accuracy",
-                 paper, ours, _describe(c) + _chosen(c), _timed_training_comparable(c), verdict)
+        verdict = Verdict(each["verdict"], "; ".join(
+            f"{m}: {e['why']}" + (f"; accuracy: {e['accuracy_why']}" if "accuracy_why" in e else "")
+            for m, e in per_model.items()))
+    ours = ", ".join(f"{m} {e['ratio']:.2f}x the time to {e['target_top1']:.1f}%, "
+                     f"{e['top1_diff']:+.1f} points ({e['accuracy_verdict']})"
+                     for m, e in per_model.items() if e.get("ratio") is not None) or "-"
+    return Claim("progressive_each", "Table 12",
+                 "progressive learning speeds up each network at no loss of accuracy", paper, ours,
+                 _describe(c) + _chosen(c), _timed_training_comparable(c), verdict)
 
 
 def _speed_verdict(row: dict, mode: str) -> str:
@@ -702,8 +711,8 @@ def claims_for(result) -> list[Claim]:
 
 # Claims decided by comparing trained runs with each other: with one seed, their noise is the validation set's
 # sampling error alone, and the run-to-run spread (often larger on small runs) is not known.
-COMPARED_RUNS = ("table5", "speedup", "adaptive", "transfer", "time_to_accuracy", "progressive_each",
-                 "architecture_alone", "table10")
+COMPARED_RUNS = ("table5", "speedup", "adaptive", "transfer", "time_to_accuracy",
+                 "progressive_each", "architecture_alone", "table10")
 
 
 def conclusion(claims: list[Claim]) -> str:

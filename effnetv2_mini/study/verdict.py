@@ -295,17 +295,17 @@ def headline(result, found: dict | None = None) -> str:
 
 
 def how_decided() -> list[str]:
-    """The rules every verdict of the report follows, one Markdown list item each (without its bullet), from this module's and
-    :mod:`~effnetv2_mini.study.claims`' own constants."""
+    """The rules every verdict of the report follows, one Markdown list item each (without its
+    bullet), from this module's own constants."""
     return [
         "**Noise of an accuracy**: twice the binomial standard error of an accuracy measured on "
         "the validation images; with two seeds or more, twice the standard error of the seeds' "
         "spread, never below the binomial one. A difference inside its noise is **no signal**.",
         "**Noise of a time ratio**: the larger of the machine's measured drift during the runs "
         "(a speed probe before the first run and after each: (fastest - slowest) / slowest) and "
-        "twice the standard error of the seeds' ratios; never below the measured drift. Results without "
-        f"a probe use {ASSUMED_MARGIN:.0%}, labelled assumed. A ratio within it of 1 is **no "
-        "signal**.",
+        "twice the standard error of the seeds' ratios; never below the measured drift. Results "
+        f"without a probe use {ASSUMED_MARGIN:.0%}, labelled assumed. A ratio within it of 1 is "
+        "**no signal**.",
         "**Time to an accuracy**: the lower of the two runs' final top-1 (the accuracy both "
         "reach), the first epoch end at or above it; the ratio is the run the paper calls faster "
         "over the other.",

@@ -52,10 +52,10 @@ def build_report(plan_name: str, description: str, notebooks: list[str], out_dir
     closing = Section("How a verdict is decided", [("list", how_decided())])
     head = _head(glance, notebooks, status)
     line = headline_of(out_dir, plan_name) if FASTER in notebooks else ""
-    if line:  # the speed-up's decomposition first: which part is the architecture's, which Algorithm 1's
+    if line:  # first: which part of the speed-up is the architecture's, which Algorithm 1's
         head[0].blocks.insert(0, ("p", f"**Headline.** {line}"))
-    report = Report(plan_name, description, _notices(out_dir, notebooks), head + sections + [closing],
-                    glance=glance)
+    report = Report(plan_name, description, _notices(out_dir, notebooks),
+                    head + sections + [closing], glance=glance)
     if draw:
         report.figures = _draw(drawers)
         for section in report.sections:  # a figure that could not be drawn is left out, not left dangling
@@ -184,8 +184,9 @@ def write_report(plan, out_dir: Path) -> Path:
 
 
 def headline_of(out_dir: Path, plan_name: str = "") -> str:
-    """Notebook 07's headline sentence from ``out_dir``'s results (which part of the speed-up comes from the
-    architecture and which from Algorithm 1, :func:`effnetv2_mini.study.verdict.headline`); "" without them."""
+    """Notebook 07's headline sentence from ``out_dir``'s results (which part of the speed-up
+    comes from the architecture and which from Algorithm 1,
+    :func:`effnetv2_mini.study.verdict.headline`); "" without them."""
     path = Path(out_dir) / f"{FASTER}.json"
     if not path.exists():
         return ""
@@ -194,7 +195,8 @@ def headline_of(out_dir: Path, plan_name: str = "") -> str:
     except (ValueError, KeyError, TypeError):
         return ""
     c = result.conditions
-    where = f" ({plan_name} plan, {c.dataset}, {c.epochs} epochs{', a rehearsal' if c.rehearsal else ''})"
+    rehearsal = ", a rehearsal" if c.rehearsal else ""
+    where = f" ({plan_name} plan, {c.dataset}, {c.epochs} epochs{rehearsal})"
     return headline(result) + f" Measured by notebook 07{where}."
 
 

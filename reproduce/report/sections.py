@@ -201,18 +201,22 @@ def transfer_sections(results: dict, figures: dict) -> list[Section]:
 
 
 COMPARISON_COLUMNS = ["comparison", "ratio", "target_top1", "noise", "verdict", "regime"]
-COMPARISON_HEADERS = ["comparison (paper)", "time ratio", "at top-1 %", "noise ±", "verdict", "regime"]
+COMPARISON_HEADERS = ["comparison (paper)", "time ratio", "at top-1 %", "noise ±", "verdict",
+                      "regime"]
 
 
 def comparison_rows(found: dict) -> list[dict]:
-    """One row per comparison of :func:`effnetv2_mini.study.verdict.comparisons` (Table 12: one per network)."""
+    """One row per comparison of :func:`effnetv2_mini.study.verdict.comparisons` (Table 12: one
+    per network)."""
     items = [(k, found[k]) for k in ("architecture_alone", "table10", "fig1a") if found.get(k)]
     items += [(f"table12 {m}", e) for m, e in found["table12"]["per_model"].items()]
     rows = []
     for key, e in items:
         learning = "still learning" if e["regime"]["still_learning"] else "converging"
-        verdict = e["verdict"] + (f"; accuracy: {e['accuracy_verdict']}" if "accuracy_verdict" in e else "")
-        rows.append({"comparison": f"{key}: {e['faster']} vs {e['baseline']}", "ratio": e.get("ratio"),
+        accuracy = e.get("accuracy_verdict")
+        verdict = e["verdict"] + (f"; accuracy: {accuracy}" if accuracy else "")
+        rows.append({"comparison": f"{key}: {e['faster']} vs {e['baseline']}",
+                     "ratio": e.get("ratio"),
                      "target_top1": e.get("target_top1"),
                      "noise": e["noise"]["margin"] if e.get("noise") else None,
                      "verdict": verdict, "regime": learning})
@@ -220,7 +224,8 @@ def comparison_rows(found: dict) -> list[dict]:
 
 
 def regularization_rows(r) -> list[dict]:
-    """Each baseline's regularization and how it was chosen (``TimeToAccuracyResult.regularization``)."""
+    """Each baseline's regularization and how it was chosen
+    (``TimeToAccuracyResult.regularization``)."""
     return [{"model": m, **reg["chosen"], "how": reg["how"]} for m, reg in r.regularization.items()]
 
 
@@ -234,7 +239,8 @@ def faster_sections(results: dict, figures: dict) -> list[Section]:
     blocks = _fallback(c) + [
         ("p", f"**{headline(r, found)}**"),
         ("table", comparison_rows(found), COMPARISON_COLUMNS, COMPARISON_HEADERS),
-        ("table", regularization_rows(r), ["model", "randaug_magnitude", "dropout", "mixup_alpha", "how"],
+        ("table", regularization_rows(r),
+         ["model", "randaug_magnitude", "dropout", "mixup_alpha", "how"],
          ["baseline", "RandAugment", "dropout", "mixup", "how chosen"]),
         ("p", conditions_text(c) + " Each network trained at a fixed size and with Algorithm 1, same data, epochs and "
               f"recipe, every epoch evaluated; training seconds exclude evaluation. Top-1 is the {c.accuracy}. The "
