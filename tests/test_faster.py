@@ -121,8 +121,9 @@ def test_generation_tells_v2_from_v1_and_others():
 # ---- the experiment at smoke scale --------------------------------------------------------------------------------
 
 def test_time_to_accuracy_trains_interleaved_pairs_and_records_its_conditions(tmp_path):
-    cfg = faster_settings("smoke", models=["demo_v2_tiny", "demo_v1_tiny"], epochs=2, stages=2, min_size=24,
-                          max_size=32, eval_size=32, seeds=[0], train_samples=64, batch_size=8,
+    cfg = faster_settings("smoke", models=["demo_v2_tiny", "demo_v1_tiny"], epochs=2, stages=2,
+                          min_size=24, max_size=32, eval_size=32, seeds=[0], train_samples=64,
+                          batch_size=8,
                           mixup_range=[0.0, 0.0], baseline_grid=[[0.0, 0.05, 0.0], [0.0, 0.3, 0.0]],
                           grid_epochs=1, holdout_per_class=4)
     result = time_to_accuracy(cfg, str(tmp_path))
@@ -144,18 +145,21 @@ def test_time_to_accuracy_trains_interleaved_pairs_and_records_its_conditions(tm
     assert result.v2_progressive_time_to_v1_fixed_accuracy["seeds"] == 1
     save_results(tmp_path, "faster", {"time_to_accuracy": result}, "smoke")
     assert load_results(tmp_path / "faster.json")["time_to_accuracy"] == result
-    assert {c.key for c in claims_for(result)} == {"architecture_alone", "table10", "time_to_accuracy",
-                                                   "progressive_each"}
-    assert len(result.speed_probes) == 5 and all(p > 0 for p in result.speed_probes)  # before, and after each run
+    assert {c.key for c in claims_for(result)} == {"architecture_alone", "table10",
+                                                   "time_to_accuracy", "progressive_each"}
+    # a probe before the first run and after each
+    assert len(result.speed_probes) == 5 and all(p > 0 for p in result.speed_probes)
     for model, reg in result.regularization.items():
-        # two grid points, each scored on 4 x 4 = 16 held-out training images; the best one is the baselines'
-        assert [g["dropout"] for g in reg["grid"]] == [0.05, 0.3] and "held out of the training split" in reg["how"]
+        # two grid points, each scored on 4 x 4 = 16 held-out training images; the best one is the
+        # baselines'
+        assert [g["dropout"] for g in reg["grid"]] == [0.05, 0.3]
+        assert "held out of the training split" in reg["how"]
         best = max(reg["grid"], key=lambda g: g["holdout_top1"])
         assert reg["chosen"]["dropout"] == best["dropout"]
         last = result.schedules[model]["stages"][-1]
         assert last["dropout"] == best["dropout"] and c.per_model[model]["regularization"] == reg
-        grid_config = json.loads((tmp_path / "time_to_accuracy_runs" / "baseline_grid" / f"{model}-0" /
-                                  "config.json").read_text())
+        grid = tmp_path / "time_to_accuracy_runs" / "baseline_grid"
+        grid_config = json.loads((grid / f"{model}-0" / "config.json").read_text())
         assert grid_config["val_images"] == 16 and grid_config["train_images"] == 48
     assert {r["model"] for r in result.rows if "last_gain" in r} == {"demo_v2_tiny", "demo_v1_tiny"}
 
@@ -220,17 +224,18 @@ def small(**fields):
 
 
 def test_one_seed_says_so_in_the_comparisons_verdicts():
+    v2, v1 = "efficientnetv2_b0", "efficientnet_b0"
     rows = [{"model": m, "variant": v, "seed": 0, "final_top1": final, "train_seconds": t,
-             "curve": [{"epoch": 1, "wall_time": t / 2, "top1": final - 0.3}, {"epoch": 2, "wall_time": t, "top1": final}]}
-            for m, v, t, final in (("efficientnetv2_b0", "fixed", 100.0, 60.0), ("efficientnetv2_b0", "progressive", 50.0, 60.1),
-                                   ("efficientnet_b0", "fixed", 200.0, 60.0), ("efficientnet_b0", "progressive", 90.0, 60.0))]
-    result = TimeToAccuracyResult(small(seeds=[0]), models=["efficientnetv2_b0", "efficientnet_b0"],
-                                  v2_model="efficientnetv2_b0", v1_model="efficientnet_b0", rows=rows,
-                                  speed_probes=[100.0, 102.0, 101.0, 100.5, 101.5])
-    claims = {c.key: c for c in claims_for(result)}
+             "curve": [{"epoch": 1, "wall_time": t / 2, "top1": final - 0.3},
+                       {"epoch": 2, "wall_time": t, "top1": final}]}
+            for m, v, t, final in ((v2, "fixed", 100.0, 60.0), (v2, "progressive", 50.0, 60.1),
+                                   (v1, "fixed", 200.0, 60.0), (v1, "progressive", 90.0, 60.0))]
+    result = TimeToAccuracyResult(small(seeds=[0]), models=[v2, v1], v2_model=v2, v1_model=v1,
+                                  rows=rows, speed_probes=[100.0, 102.0, 101.0, 100.5, 101.5])
+    claim = {c.key: c for c in claims_for(result)}["time_to_accuracy"]
     # V2 + Algorithm 1 reaches 60.0% at 50 s, V1 fixed at 200 s: 0.25x, beyond the drift of 2%
-    assert claims["time_to_accuracy"].verdict.label == "agrees" and claims["time_to_accuracy"].verdict.why.endswith(ONE_SEED)
-    assert "0.25x" in claims["time_to_accuracy"].ours and claims["time_to_accuracy"].comparable.label == "no"
+    assert claim.verdict.label == "agrees" and claim.verdict.why.endswith(ONE_SEED)
+    assert "0.25x" in claim.ours and claim.comparable.label == "no"
     assert time_to_accuracy_claim(TimeToAccuracyResult(small())).verdict.label == "no signal"
     assert progressive_each_claim(TimeToAccuracyResult(small())).verdict.label == "no signal"
 
@@ -284,11 +289,12 @@ def test_the_benchmark_runs_on_the_synthetic_set_and_writes_the_keys(tmp_path):
     assert set(summary["progressive_time_ratio"]) == set(summary["progressive_top1_diff"]) == {"demo_v2_tiny", "demo_v1_tiny"}
     assert "v2_progressive_time_to_v1_fixed_accuracy" in summary and summary["headline"]["seeds"] == 1
     assert len(summary["rows"]) == 4 and all(len(r["curve"]) == 2 and "train_seconds" in r for r in summary["rows"])
-    assert {c["key"] for c in summary["claims"]} == {"architecture_alone", "table10", "time_to_accuracy",
-                                                     "progressive_each"}
+    assert {c["key"] for c in summary["claims"]} == {"architecture_alone", "table10",
+                                                     "time_to_accuracy", "progressive_each"}
     for key in ("architecture_alone", "table10", "fig1a"):
         assert {"ratio", "noise", "verdict", "regime"} <= set(summary[key])
-    assert set(summary["table12"]["ratio"]) == set(summary["table12"]["regime"]) == {"demo_v2_tiny", "demo_v1_tiny"}
+    both = {"demo_v2_tiny", "demo_v1_tiny"}
+    assert set(summary["table12"]["ratio"]) == set(summary["table12"]["regime"]) == both
     assert summary["table12"]["verdict"] in ("agrees", "contradicts", "no signal")
     assert set(summary["baselines_regularization"]) == {"demo_v2_tiny", "demo_v1_tiny"}
     assert len(summary["baselines_regularization"]["demo_v2_tiny"]["grid"]) == 2
@@ -304,7 +310,8 @@ def test_the_benchmark_trains_a_resnet_on_photos_of_any_size(tmp_path):
     assert summary["result"]["conditions"]["dataset"] == "imagefolder" and summary["result"]["conditions"]["num_classes"] == 2
     assert set(summary["progressive_time_ratio"]) == {"demo_v2_tiny", "resnet18"}
     assert summary["v2_progressive_time_to_v1_fixed_accuracy"] is None  # no V1 network among the models
-    assert summary["fig1a"] is None and set(summary["table12"]["per_model"]) == {"demo_v2_tiny", "resnet18"}
+    assert summary["fig1a"] is None
+    assert set(summary["table12"]["per_model"]) == {"demo_v2_tiny", "resnet18"}
     assert summary["baselines_regularization"]["resnet18"]["chosen"]["randaug_magnitude"] == 0.0
 
 
