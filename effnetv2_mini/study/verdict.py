@@ -167,7 +167,7 @@ def compare(rows: list[dict], fast: tuple[str, str], slow: tuple[str, str], *, d
     reach. ``verdict``: agrees (ratio below 1 by more than the noise), contradicts (above), no
     signal. With ``paper_top1_gain`` (the paper also claims accuracy not lower, Table 12):
     ``accuracy_verdict`` says contradicts if lower beyond noise, still learning if any run still
-    learns, else agrees / no signal."""
+    learns, else agrees (not lower beyond noise)."""
     seeds = list(dict.fromkeys(r["seed"] for r in rows))
     runs = [r for s in seeds for r in (_run(rows, *fast, s), _run(rows, *slow, s)) if r is not None]
     pairs = [p for s in seeds if _run(rows, *fast, s) and _run(rows, *slow, s)
@@ -222,7 +222,7 @@ def _accuracy_part(pairs: list[dict], run_regime: dict, val_images: int | None,
                                       "difference between unfinished runs says little about "
                                       "converged ones")
     else:
-        label, why = (AGREES, f"not less accurate: {said}") if diff >= 0 else (NO_SIGNAL, said)
+        label, why = AGREES, f"not less accurate beyond noise: {said}"
     far = abs(diff) > FAR_LARGER * paper_gain
     if far:
         why += (f"; {abs(diff) / paper_gain:.0f}x the paper's largest gain: short runs from a weak "
