@@ -347,6 +347,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                                "baseline_grid": [[5.0, 0.1, 0.0], [10.0, 0.2, 0.0],
                                                  [15.0, 0.3, 0.0]],
                                "grid_epochs": 10, "holdout_per_class": 50,
+                               "grid_images_per_class": 200,
                                "scaling_image_size": None, "scaling_batch_size": 32, "timing_repeats": 10},
         "08_report": {},
     },
