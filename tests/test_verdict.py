@@ -206,6 +206,7 @@ def test_the_architecture_alone_contradicts_while_algorithm_1_agrees():
     sentence = headline(r, found)
     assert "0.38x" in sentence and "architecture alone: 1.05x (contradicts)" in sentence
     assert "Algorithm 1 on v2: 0.36x (agrees)" in sentence
+    assert "their product 0.38x" in sentence  # 1000 / 950 x 360 / 1000 = 0.379
     assert (
         "comes from Algorithm 1" in sentence
         and "the architecture made training slower here" in sentence

@@ -288,7 +288,8 @@ def headline(result, found: dict | None = None) -> str:
                 f"time of {result.v1_model} at a fixed size to reach {total['target_top1']:.1f}% "
                 f"top-1 ({total['verdict']}); the architecture alone: {arch['ratio']:.2f}x "
                 f"({arch['verdict']}), Algorithm 1 on {result.v2_model}: {alg['ratio']:.2f}x "
-                f"({alg['time_verdict']}). The speed-up comes from {source}")
+                f"({alg['time_verdict']}); their product {arch['ratio'] * alg['ratio']:.2f}x, each "
+                f"at its own pair's accuracy. The speed-up comes from {source}")
     if hurt:
         sentence += "; " + " and ".join(hurt) + " made training slower here"
     return sentence + "."
