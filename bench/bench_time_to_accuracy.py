@@ -18,9 +18,17 @@ final top-1 (EMA weights when the recipe keeps an EMA). The JSON holds every run
 per-epoch top-1 and cumulative seconds) and, averaged over seeds, ``v2_progressive_time_to_v1_fixed_accuracy``
 (V2 with Algorithm 1: seconds to first reach V1 fixed-size's final top-1, over V1's seconds; null if it never
 does), ``progressive_time_ratio`` and ``progressive_top1_diff`` per model, with their per-seed values, the time
-each pair needs to reach the lower of its two accuracies, and the claims' verdicts. ``--out`` keeps the run
-directories (a rerun resumes and reuses finished runs). ``--table11`` also times V2-B0..B3 against V1-B0..B3
-(training and inference images/s; Table 11).
+each pair needs to reach the lower of its two accuracies, and the claims' verdicts.
+
+The paper's four comparisons (effnetv2_mini.study.verdict), each with its ``ratio`` (time to the
+accuracy both runs reach), ``noise`` (the larger of the machine's drift, measured by a speed probe
+between runs, and the seeds' spread), ``verdict`` and ``regime`` (still learning or not):
+``architecture_alone`` (V2 vs V1, both fixed), ``table10`` (both with Algorithm 1), ``fig1a`` (V2
+with Algorithm 1 vs V1 fixed) and ``table12`` (each network, Algorithm 1 vs fixed), with
+``baselines_regularization``: each fixed-size baseline's RandAugment, dropout and mixup, chosen
+from ``--baseline-grid`` on ``--holdout-per-class`` photos per class held out of the training
+split. ``--out`` keeps the run directories (a rerun resumes and reuses finished runs).
+``--table11`` also times V2-B0..B3 against V1-B0..B3 (training and inference images/s; Table 11).
 """
 
 from __future__ import annotations
@@ -43,6 +51,9 @@ from effnetv2_mini.argtypes import (
 from effnetv2_mini.paper.recipe import RECIPES
 from effnetv2_mini.study.claims import claims_for
 from effnetv2_mini.study.experiments.faster import faster_settings, table11_speed, time_to_accuracy
+from effnetv2_mini.study.verdict import comparisons, headline
+
+FOUR = ("architecture_alone", "table10", "fig1a", "table12")  # the paper's comparisons
 
 
 def parse(argv=None):
@@ -76,6 +87,16 @@ def parse(argv=None):
                         metavar=("FIRST", "LAST"))
     parser.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0, 1],
                         help="each once")
+    parser.add_argument("--baseline-grid", type=non_negative_float, nargs="+",
+                        default=[0.0, 0.05, 0.0, 0.0, 0.2, 0.0], metavar="VALUE",
+                        help="the baselines' regularization points, three numbers each: "
+                             "RandAugment magnitude, dropout, mixup alpha (default: two points)")
+    parser.add_argument("--grid-epochs", type=positive_int, default=2,
+                        help="epochs of each grid point (the same for every point and network)")
+    parser.add_argument("--holdout-per-class", type=positive_int, default=20,
+                        help="photos per class held out of the training split to score the grid on")
+    parser.add_argument("--grid-images-per-class", type=positive_int,
+                        help="photos: the grid's training photos per class (default: all)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--images-per-class", type=positive_int,
                         help="train on this many images per class (default: all)")
@@ -99,6 +120,11 @@ def parse(argv=None):
         parser.error(f"argument --min-size: progressive learning grows the image size: --min-size "
                      f"{args.min_size} must be below --size {args.size}")
     data(parser, args.dataset, args.data_root)
+    values = args.baseline_grid
+    if len(values) % 3 or any(v >= 1 for v in values[1::3]):
+        parser.error("argument --baseline-grid: three numbers per point (RandAugment magnitude, "
+                     f"dropout below 1, mixup alpha), got {values}")
+    args.baseline_grid = [values[i:i + 3] for i in range(0, len(values), 3)]
     return args
 
 
@@ -110,11 +136,19 @@ def run(args) -> dict:
                           dropout_range=list(args.dropout), mixup_range=[0.0, 0.0], seeds=args.seeds,
                           batch_size=args.batch_size, images_per_class=args.images_per_class,
                           train_samples=args.train_samples, cache=args.cache, workers=args.workers,
-                          scaling_image_size=None, scaling_batch_size=args.speed_batch, timing_repeats=5)
+                          scaling_image_size=None, scaling_batch_size=args.speed_batch,
+                          timing_repeats=5, baseline_grid=args.baseline_grid,
+                          grid_epochs=args.grid_epochs,
+                          holdout_per_class=args.holdout_per_class,
+                          grid_images_per_class=args.grid_images_per_class)
     cfg.profile = "bench"  # labelled as what it is (smoke defaults fill the rest)
     result = time_to_accuracy(cfg, args.out or tempfile.mkdtemp(prefix="bench-time-to-accuracy-"))
     head = result.v2_progressive_time_to_v1_fixed_accuracy
-    summary = {"v2_progressive_time_to_v1_fixed_accuracy": head["mean"], "headline": head,
+    found = comparisons(result)
+    summary = {**{key: found[key] for key in FOUR}, "headline_sentence": headline(result, found),
+               "drift": found["drift"], "speed_probes": result.speed_probes,
+               "baselines_regularization": result.regularization,
+               "v2_progressive_time_to_v1_fixed_accuracy": head["mean"], "headline": head,
                "progressive_time_ratio": {m: e["progressive_time_ratio"] for m, e in result.per_model.items()},
                "progressive_top1_diff": {m: e["progressive_top1_diff"] for m, e in result.per_model.items()},
                "per_model": result.per_model, "pairs": result.pairs,
@@ -159,6 +193,15 @@ def report(summary: dict) -> None:
         print(f"  {row['v2_model']} vs {row['v1_model']}: inference {row['eval_speedup']:.2f}x, training "
               f"{row['train_speedup']:.2f}x" + (f" (paper {row['paper_v2']} vs {row['paper_v1']}: {row['paper_speedup']:.2f}x)"
                                                 if "paper_speedup" in row else ""))
+    for key in FOUR:
+        found = summary[key]
+        if found is None:
+            print(f"- {key}: no V2 / V1 pair")
+            continue
+        print(f"- {key}: {found['verdict']} ({found['why']})")
+    for model, reg in summary["baselines_regularization"].items():
+        print(f"  {model} baseline: {reg['chosen']} ({reg['how']})")
+    print(f"\n{summary['headline_sentence']}")
     for c in summary["claims"]:
         print(f"- {c['table']}: {c['statement']}: {c['verdict']}")
 

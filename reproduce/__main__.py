@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write runs/<plan>/report.md and report.html from the results that exist")
     p.add_argument("plan")
     p.add_argument("--runs-dir", default=None)
+    p.add_argument("--headline", type=Path, metavar="README",
+                   help="also write notebook 07's headline sentence into README between its "
+                        "headline markers")
 
     p = sub.add_parser("publish", help="copy a run's executed notebooks (progress bars cut, "
                                        "paths of this machine replaced), report.md, figures and an "
@@ -112,6 +115,14 @@ def _run_or_report(args) -> int:
         from .report import write_report
 
         print(write_report(plan, runs_dir / plan.name))
+        if args.headline:
+            from .report import headline_of, write_headline
+
+            if not write_headline(args.headline, headline_of(runs_dir / plan.name, plan.name)):
+                print(f"error: no headline written to {args.headline}: it needs the headline "
+                      "markers and the plan's notebook 07 results", file=sys.stderr)
+                return 2
+            print(f"headline written to {args.headline}")
         return 0
     from .runner import run_plan
 

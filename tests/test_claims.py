@@ -147,3 +147,25 @@ def test_the_speedup_is_explained_from_the_runs_own_stage_costs():
     assert "**0.80x** the fixed-size" in text and "**-2.0 points**" in text
     assert "A 48 px image cost **0.50** of a 96 px image's" in text and "predicts 0.25" in text and "do not shrink" in text
     assert explain_speedup(comparison([])).startswith("- No fixed-size")
+
+
+def test_the_four_time_to_accuracy_claims_claim_nothing_in_a_rehearsal_and_name_the_chosen_baselines():
+    from effnetv2_mini.study.experiments.faster import TimeToAccuracyResult
+
+    def run(model, variant, seconds):  # two epochs; V2 twice as fast as V1, Algorithm 1 twice again
+        return {"model": model, "variant": variant, "seed": 0, "final_top1": 60.0, "train_seconds": seconds,
+                "curve": [{"epoch": 1, "wall_time": seconds / 2, "top1": 59.8},
+                          {"epoch": 2, "wall_time": seconds, "top1": 60.0}]}
+
+    rows = [run("v2", "fixed", 100.0), run("v2", "progressive", 50.0), run("v1", "fixed", 200.0),
+            run("v1", "progressive", 100.0)]
+    chosen = {"chosen": {"randaug_magnitude": 0.0, "dropout": 0.05, "mixup_alpha": 0.0},
+              "how": "the best of 3 points"}
+    c = small(num_classes=10, val_images=4000, seeds=[0, 1], per_model={"v2": {"regularization": chosen}})
+    result = TimeToAccuracyResult(c, models=["v2", "v1"], v2_model="v2", v1_model="v1", rows=rows,
+                                  speed_probes=[100.0, 101.0])
+    claims = claims_for(result)
+    assert [x.verdict.label for x in claims] == ["agrees"] * 4
+    assert "v2: RandAugment 0.0, dropout 0.05, mixup 0.0 (the best of 3 points)" in claims[0].conditions
+    rehearsal = dataclasses.replace(result, conditions=dataclasses.replace(c, rehearsal=True))
+    assert [x.verdict.label for x in claims_for(rehearsal)] == ["no signal"] * 4

@@ -27,9 +27,10 @@ from effnetv2_mini.study.experiments.faster import (
     progressive_effect,
     v2_progressive_time_to_v1_fixed_accuracy,
 )
+from reproduce.__main__ import main as reproduce_main
 from reproduce.choose import accelerator, choose_plan, imagenette_source
 from reproduce.plans import load_plan
-from reproduce.report import SECTIONS, build_report, write_report
+from reproduce.report import HEADLINE_END, HEADLINE_START, SECTIONS, build_report, write_report
 
 
 def conditions(profile, dataset, **more):
@@ -97,7 +98,12 @@ def faster(c: Conditions) -> TimeToAccuracyResult:
             for i, ((m, v), (a, b, t)) in enumerate(finals.items())]
     v2, v1 = "efficientnetv2_s", "efficientnet_b4"
     return TimeToAccuracyResult(c, [v2, v1], v2, v1, {}, rows, progressive_effect(rows), pair_times(rows, v2, v1),
-                                v2_progressive_time_to_v1_fixed_accuracy(rows, v2, v1))
+                                v2_progressive_time_to_v1_fixed_accuracy(rows, v2, v1),
+                                [100.0, 101.0], {m: CHOSEN for m in (v2, v1)})
+
+
+CHOSEN = {"chosen": {"randaug_magnitude": 0.0, "dropout": 0.05, "mixup_alpha": 0.0},
+          "how": "the best of 2 points", "grid": []}
 
 
 def write_run(directory: Path, profile: str, dataset: str) -> Path:
@@ -284,3 +290,29 @@ def test_the_report_notebook_records_the_runs_device(tmp_path):
     # 4 notebooks of 7 (the other 3, with 6 results, on the cpu)
     assert run_device(run, list(SECTIONS)) == "cuda:0"
     assert run_device(tmp_path / "nothing", list(SECTIONS)) == "cpu"
+
+
+def test_the_report_leads_with_the_headline_and_ends_with_how_a_verdict_is_decided(tmp_path):
+    run = write_run(tmp_path / "smoke", "smoke", "synthetic")
+    text = write_report(load_plan("smoke"), run).read_text()
+    glance = text.split("## At a glance")[1].split("## Notebooks")[0]
+    # faster(): V2-S + Algorithm 1 reaches B4 fixed's 40% at 2 s of B4's 10 s (0.20x); V2-S fixed
+    # at 6 s (0.60x); V2-S progressive reaches V2-S fixed's 45% at 4 s of 6 s (0.67x)
+    headline = glance.split("**Headline.**")[1].split("\n")[0]
+    assert "0.20x" in headline and "architecture alone: 0.60x" in headline
+    assert "efficientnetv2_s: 0.67x" in headline
+    last = text.split("## ")[-1]
+    assert last.startswith("How a verdict is decided") and "drift" in last
+    assert "0.05" in last and "5x" in last
+    assert "| architecture_alone: efficientnetv2_s fixed vs efficientnet_b4 fixed |" in text
+    assert "the best of 2 points" in text  # the baselines' regularization and how it was chosen
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{HEADLINE_START}\nold text\n{HEADLINE_END}\nrest\n")
+    command = ["report", "smoke", "--runs-dir", str(tmp_path), "--headline", str(readme)]
+    assert reproduce_main(command) == 0
+    new = readme.read_text()
+    assert "old text" not in new and "0.20x" in new and new.startswith(f"intro\n{HEADLINE_START}\n")
+    assert new.endswith(f"{HEADLINE_END}\nrest\n")
+    readme.write_text("no markers\n")
+    assert reproduce_main(command) == 2
+    assert readme.read_text() == "no markers\n"

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Samp
 
 from .datasets import CACHEABLE, get_dataset, is_built_in
 from .devicedecode import DevicePipeline, SeededEncoded, collate_encoded, encoded_images
+from .holdout import holdout_sets
 from .images import collate_skipping
 from .transforms import eval_transform, train_transform
 
@@ -119,6 +120,11 @@ class Loaders:
         self.train_set = get_dataset(config.dataset, "train", **common)
         self.val_set = get_dataset(config.dataset, "val", **common)
         _check_same_classes(config, self.train_set.classes, self.val_set.classes)
+        if getattr(config, "holdout_per_class", None):  # evaluate on training photos held out
+            second = get_dataset(config.dataset, "train", **common)
+            self.train_set, self.val_set = holdout_sets(self.train_set, second,
+                                                        config.holdout_per_class,
+                                                        _labels(self.train_set))
         if config.classes is not None or config.images_per_class is not None:
             self.train_set = ClassSubset(self.train_set, config.classes, config.images_per_class, config.seed)
             self.val_set = ClassSubset(self.val_set, config.classes)

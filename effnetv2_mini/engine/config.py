@@ -1,23 +1,28 @@
-"""What a training run is: :class:`TrainConfig`, its recipe values and their validation (paper section 5.1;
-docs/paper.md#training-recipe-section-51).
+"""What a training run is: :class:`TrainConfig`, its recipe values and their validation (paper
+section 5.1; docs/paper.md#training-recipe-section-51).
 
-    config = TrainConfig(model="demo_v2_tiny", dataset="synthetic", epochs=3, recipe="simple", out_dir="runs/demo")
+    config = TrainConfig(model="demo_v2_tiny", dataset="synthetic", epochs=3, recipe="simple",
+                         out_dir="runs/demo")
     config.resolved()          # every value the recipe leaves to None filled in, and checked
 
-The recipes (:data:`effnetv2_mini.paper.recipe.RECIPES`; every value can be overridden field by field):
+The recipes (:data:`effnetv2_mini.paper.recipe.RECIPES`; every value can be overridden field by
+field):
 
-- ``paper``: the paper's recipe, the official code where the paper is silent: RMSProp (decay 0.9, momentum
-  0.9, TF-style epsilon 1e-3 inside the square root), lr 0.016 per 256 images, 5 warm-up epochs then x0.97
-  every 2.4 epochs, label smoothing 0.1, weight decay 1e-5 off BN and biases, EMA 0.9999 at batch 4096,
-  stochastic depth 0.2, BN momentum 0.01 (the paper's decay 0.99).
+- ``paper``: the paper's recipe, the official code where the paper is silent: RMSProp (decay 0.9,
+  momentum 0.9, TF-style epsilon 1e-3 inside the square root), lr 0.016 per 256 images, 5 warm-up
+  epochs then x0.97 every 2.4 epochs, label smoothing 0.1, weight decay 1e-5 off BN and biases,
+  EMA 0.9999 at batch 4096, stochastic depth 0.2, BN momentum 0.01 (the paper's decay 0.99).
 - ``code``: the official code: as ``paper`` with BN momentum 0.1 and CutMix scheduled with mixup.
-- ``simple``: ours, for short CPU runs and the demo models: AdamW, lr 0.016 per 256, 1 warm-up epoch then
-  cosine, weight decay 0.05 off BN and biases, label smoothing 0.1, no EMA, BN momentum 0.1.
-- ``short``: ours, a few epochs on a small real data set (Imagenette): as ``simple`` with weight decay 0.01,
-  crops of 35-100% of the image and ImageNet's classifier init range (each choice explained in recipe.py).
+- ``simple``: ours, for short CPU runs and the demo models: AdamW, lr 0.016 per 256, 1 warm-up
+  epoch then cosine, weight decay 0.05 off BN and biases, label smoothing 0.1, no EMA, BN
+  momentum 0.1.
+- ``short``: ours, a few epochs on a small real data set (Imagenette): as ``simple`` with weight
+  decay 0.01, crops of 35-100% of the image and ImageNet's classifier init range (each choice
+  explained in recipe.py).
 
-What the recipe rules derive from a config (the peak lr from the global batch, the EMA decay per step, the
-fixed-size regularization) is applied in one place for every caller: :mod:`effnetv2_mini.engine.build`.
+What the recipe rules derive from a config (the peak lr from the global batch, the EMA decay per
+step, the fixed-size regularization) is applied in one place for every caller:
+:mod:`effnetv2_mini.engine.build`.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from ..data.datasets import is_built_in
 from ..paper.recipe import RECIPES
 
 __all__ = ["TrainConfig", "config_from_dict", "global_batch", "split_global_batch",
-           "bn_momentum_per_batch", "optimizer_steps_per_epoch", "MAX_IMAGE_SIZE", "surely_mistaken"]
+           "bn_momentum_per_batch", "optimizer_steps_per_epoch", "MAX_IMAGE_SIZE",
+           "surely_mistaken"]
 
 
 @dataclass
@@ -48,8 +54,10 @@ class TrainConfig:
     """Every knob of a run. ``None`` means: take it from the recipe (or the model / data set)."""
 
     model: str = "demo_v2_tiny"
-    model_overrides: dict = field(default_factory=dict)  # passed to build_model, e.g. {"fused_stages": 3}
-    init_from: str | None = None  # fine-tuning: our checkpoint path, "torchvision" (its ImageNet weights), a state dict file
+    # passed to build_model, e.g. {"fused_stages": 3}
+    model_overrides: dict = field(default_factory=dict)
+    # fine-tuning: our checkpoint path, "torchvision" (its ImageNet weights), a state dict file
+    init_from: str | None = None
     freeze_backbone: bool = False  # train the classifier only (BatchNorm statistics still adapt)
     dataset: str = "synthetic"
     data_root: str | None = None
@@ -57,8 +65,11 @@ class TrainConfig:
     out_dir: str = "runs/train"
     epochs: int = 10
     batch_size: int = 64
-    accumulate: int = 1  # batches per optimizer step (gradient accumulation): global batch = batch x processes x this
-    image_size: int | None = None  # training size; None: 64 for synthetic, else the model's train size
+    # batches per optimizer step (gradient accumulation): global batch = batch x processes x
+    # this
+    accumulate: int = 1
+    # training size; None: 64 for synthetic, else the model's train size
+    image_size: int | None = None
     eval_size: int | None = None
     recipe: str = "paper"
     optimizer: str | None = None  # rmsprop | adamw | sgd
@@ -71,25 +82,39 @@ class TrainConfig:
     weight_decay: float | None = None
     label_smoothing: float | None = None
     ema_decay: float | None = None  # 0 turns EMA off
-    ema_reference_batch: int | None = None  # the decay is per step at this global batch; None: per step as given
+    # the decay is per step at this global batch; None: per step as given
+    ema_reference_batch: int | None = None
     drop_path_rate: float | None = None
     dropout: float | None = None  # None: the fixed-size rule's (engine.build), else the model's
     bn_momentum: float | None = None
-    head_init_classes: int | None = None  # the classifier's init range 1/sqrt(N) uses this N (None: the number of classes)
+    # the classifier's init range 1/sqrt(N) uses this N (None: the number of classes)
+    head_init_classes: int | None = None
     sync_bn: bool | None = None  # pool BatchNorm statistics over GPUs under DDP
-    preprocessing: str | None = None  # official | torchvision | finetune (effnetv2_mini.data.transforms)
+    # official | torchvision | finetune (effnetv2_mini.data.transforms)
+    preprocessing: str | None = None
     normalize: str | None = None  # official | imagenet | finetune; None: the preprocessing's own
-    randaug_magnitude: float | None = None  # None: the recipe's fixed-size rule (engine.build), else 0 (off)
-    randaug_reference: int | None = None  # None: official absolute pixels in RandAugment; N: scaled as for N px
-    # training crop area range; None: the preprocessing's (synthetic sets: effnetv2_mini.data.loaders.SYNTHETIC_CROP_SCALE)
+    # None: the recipe's fixed-size rule (engine.build), else 0 (off)
+    randaug_magnitude: float | None = None
+    # None: official absolute pixels in RandAugment; N: scaled as for N px
+    randaug_reference: int | None = None
+    # training crop area range; None: the preprocessing's (synthetic sets:
+    # effnetv2_mini.data.loaders.SYNTHETIC_CROP_SCALE)
     crop_scale: tuple[float, float] | None = None
     mixup_alpha: float | None = None  # None: as randaug_magnitude
     cutmix_alpha: float = 0.0
-    cutmix_with_mixup: bool | None = None  # CutMix on half of each batch at the mixup alpha (the official code)
-    init_from_ema: bool = True  # fine-tuning from our checkpoint starts from its EMA weights (the official ft_init_ema)
+    # CutMix on half of each batch at the mixup alpha (the official code)
+    cutmix_with_mixup: bool | None = None
+    # fine-tuning from our checkpoint starts from its EMA weights (the official ft_init_ema)
+    init_from_ema: bool = True
     num_classes: int | None = None  # None: from the data set
-    classes: list[int] | None = None  # train and evaluate on these classes of the data set only (relabelled 0..k-1)
-    images_per_class: int | None = None  # train on this many images per class (few-shot fine-tuning)
+    # train and evaluate on these classes of the data set only (relabelled 0..k-1)
+    classes: list[int] | None = None
+    # train on this many images per class (few-shot fine-tuning)
+    images_per_class: int | None = None
+    # hold this many training photos per class out of the training split and evaluate on them
+    # instead of
+    # the validation photos (data.holdout): choosing settings without reading the validation set
+    holdout_per_class: int | None = None
     device: str = "auto"
     amp: bool | None = None  # None: on for CUDA
     channels_last: bool | None = None  # None: on for CUDA
@@ -97,42 +122,54 @@ class TrainConfig:
     workers: int = 2
     seed: int = 0
     skip_corrupt: bool = False
-    cache: bool | str | None = None  # folder data sets: decoded images pre-resized per stage size (effnetv2_mini.data.cache)
-    # folder data sets: workers read JPEG bytes, the training device decodes (nvjpeg on CUDA) and augments them, same
-    # seeds and draws as the CPU path (effnetv2_mini.data.devicedecode); preprocessing official or finetune; eval stays on CPU
+    # folder data sets: decoded images pre-resized per stage size (effnetv2_mini.data.cache)
+    cache: bool | str | None = None
+    # folder data sets: workers read JPEG bytes, the training device decodes (nvjpeg on CUDA)
+    # and augments them, same
+    # seeds and draws as the CPU path (effnetv2_mini.data.devicedecode); preprocessing
+    # official or finetune; eval stays on CPU
     decode_on_device: bool = False
     max_steps_per_epoch: int | None = None
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
-    synthetic: dict = field(default_factory=dict)  # options of the synthetic set (num_samples, difficulty, ...)
+    # options of the synthetic set (num_samples, difficulty, ...)
+    synthetic: dict = field(default_factory=dict)
     imagenette_size: str = "320px"
     quiet: bool = False
-    resume_with_changes: bool = False  # continue a run directory with changed hyper-parameters (e.g. a lower lr)
+    # continue a run directory with changed hyper-parameters (e.g. a lower lr)
+    resume_with_changes: bool = False
 
     def resolved(self) -> TrainConfig:
-        """A copy with every recipe value filled in and checked (what depends on the schedule or the number
-        of processes is :func:`effnetv2_mini.engine.build.resolve`'s and ``build_objects``')."""
+        """A copy with every recipe value filled in and checked (what depends on the schedule or the
+        number of processes is :func:`effnetv2_mini.engine.build.resolve`'s and
+        ``build_objects``')."""
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; recipes: {', '.join(RECIPES)}")
         recipe = RECIPES[self.recipe]
-        values = {k: (recipe[k] if getattr(self, k) is None else getattr(self, k)) for k in recipe if hasattr(self, k)}
+        values = {k: (recipe[k] if getattr(self, k) is None else getattr(self, k))
+                  for k in recipe if hasattr(self, k)}
         config = dataclasses.replace(self, **values)
         if config.preprocessing not in ("official", "torchvision", "finetune"):
-            raise ValueError(f"unknown preprocessing {config.preprocessing!r}; choose official, torchvision or finetune")
+            raise ValueError(f"unknown preprocessing {config.preprocessing!r}; choose official, "
+                             "torchvision or finetune")
         if config.optimizer not in ("rmsprop", "adamw", "sgd"):
-            raise ValueError(f"unknown optimizer {config.optimizer!r}; choose rmsprop, adamw or sgd")
+            raise ValueError(f"unknown optimizer {config.optimizer!r}; choose rmsprop, adamw or "
+                             "sgd")
         if config.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {config.schedule!r}; choose {', '.join(SCHEDULES)}")
         from ..models import default_sizes  # torch only when a run is resolved
 
         if config.image_size is None:
-            config.image_size = 64 if is_built_in(config.dataset) else default_sizes(config.model)[0]
+            config.image_size = (64 if is_built_in(config.dataset)
+                                 else default_sizes(config.model)[0])
         if config.eval_size is None:
-            config.eval_size = config.image_size if is_built_in(config.dataset) else default_sizes(config.model)[1]
+            config.eval_size = (config.image_size if is_built_in(config.dataset)
+                                else default_sizes(config.model)[1])
         _validate(config)
         return config
 
 
-SCHEDULES = ("exponential", "cosine", "flat_cosine", "constant")  # the lr after the warm-up (paper.optim.lr_factor)
+# the lr after the warm-up (paper.optim.lr_factor)
+SCHEDULES = ("exponential", "cosine", "flat_cosine", "constant")
 _OPTIONAL = True  # the field may be None (the recipe's, the model's or the data set's value)
 _CLASSES = Rule(lambda v: v >= 2, "a whole number >= 2 (one class scores 100% whatever is learnt)",
                 whole=True)
@@ -143,7 +180,7 @@ _RULES = [
     (("epochs", "batch_size", "accumulate", "eval_every"), POSITIVE_INT, False),
     (("image_size", "eval_size"), IMAGE_SIZE, False),
     (("max_steps_per_epoch", "images_per_class", "ema_reference_batch", "randaug_reference",
-      "head_init_classes"), POSITIVE_INT, _OPTIONAL),
+      "head_init_classes", "holdout_per_class"), POSITIVE_INT, _OPTIONAL),
     (("num_classes",), _CLASSES, _OPTIONAL),
     (("workers",), NON_NEGATIVE_INT, False),
     (("lr", "base_lr"), POSITIVE_FLOAT, _OPTIONAL),
@@ -163,15 +200,16 @@ def _validate(config: TrainConfig) -> None:
             value = getattr(config, name)
             if not (optional and value is None) and not rule.holds(value):
                 meaning = f"None or {rule.meaning}" if optional else rule.meaning
-                raise ValueError(f"{name} must be {meaning}, got {value!r} (CLI: --{name.replace('_', '-')})")
+                flag = name.replace("_", "-")
+                raise ValueError(f"{name} must be {meaning}, got {value!r} (CLI: --{flag})")
     scale = config.crop_scale
     finite = scale is not None and all(NON_NEGATIVE_FLOAT.holds(v) for v in scale)
     if scale is not None and not (len(scale) == 2 and finite and 0 < scale[0] <= scale[1] <= 1):
         raise ValueError("crop_scale must be None or (low, high) with 0 < low <= high <= 1, got "
                          f"{scale!r}")
     if not str(config.out_dir).strip():
-        raise ValueError("out_dir is empty: name the run directory (CLI: --out runs/NAME); an empty name would write "
-                         "the run's files into the current folder")
+        raise ValueError("out_dir is empty: name the run directory (CLI: --out runs/NAME); an "
+                         "empty name would write the run's files into the current folder")
 
 
 # Peak learning rates above these are surely a mistake (a warning, not an error: row 19 of
@@ -203,7 +241,8 @@ def surely_mistaken(config: TrainConfig, world: int, peak_lr: float,
 
 
 def config_from_dict(values: dict) -> TrainConfig:
-    """A :class:`TrainConfig` from its JSON form (``dataclasses.asdict``; JSON turns tuples into lists)."""
+    """A :class:`TrainConfig` from its JSON form (``dataclasses.asdict``; JSON turns tuples into
+    lists)."""
     values = dict(values)
     if values.get("crop_scale") is not None:
         values["crop_scale"] = tuple(values["crop_scale"])
@@ -211,7 +250,8 @@ def config_from_dict(values: dict) -> TrainConfig:
 
 
 def global_batch(config: TrainConfig, world: int = 1) -> int:
-    """Images per optimizer step over all processes: batch x processes x accumulated batches (the paper: 4096)."""
+    """Images per optimizer step over all processes: batch x processes x accumulated batches (the
+    paper: 4096)."""
     return config.batch_size * world * config.accumulate
 
 

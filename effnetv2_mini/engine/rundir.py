@@ -63,12 +63,13 @@ IDENTITY_FIELDS = (
     "ema_reference_batch", "cache", "decode_on_device", "accumulate", "data_root", "synthetic",
     "max_steps_per_epoch", "imagenette_size", "head_init_classes", "decay_rate", "decay_epochs",
     "crop_scale", "eval_every", "skip_corrupt", "sync_bn", "amp", "channels_last", "compile",
-    "init_from_ema",
+    "init_from_ema", "holdout_per_class",
 )
 # What a run is: even --resume-with-changes cannot change these (the weights and data would not
 # fit).
 FIXED_FIELDS = ("model", "model_overrides", "init_from", "init_from_ema", "freeze_backbone",
-                "dataset", "num_classes", "classes", "images_per_class", "batch_size")
+                "dataset", "num_classes", "classes", "images_per_class", "batch_size",
+                "holdout_per_class")
 # Settings that change neither what is trained nor what is recorded: free on resume. The device is
 # recorded where it matters, as the effective device, amp, channels_last and process count
 # (RUNTIME_RECORD).

@@ -24,14 +24,26 @@ from dataclasses import dataclass
 from ..data.datasets import is_built_in
 from .experiments.results import FINAL_EMA
 from .reference import paper_table, paper_value
+from .verdict import (
+    AGREES,
+    CHANCE_MARGIN_POINTS,
+    CONTRADICTS,
+    NO_SIGNAL,
+    ONE_SEED,
+    accuracy_noise,
+    comparisons,
+    difference_noise,
+    time_margin,
+)
 
 __all__ = ["Claim", "Verdict", "comparable", "accuracy_noise", "difference_noise", "PAPER_SETTINGS",
            "counts_claim", "training_claim", "table2_claim", "table3_claim", "per_stage_claim", "nas_claims",
            "table5_claim", "table6_claim", "speedup_claim", "explain_speedup", "adaptive_claim", "transfer_claim",
            "claims_for", "conclusion", "time_to_accuracy_claim", "progressive_each_claim", "table11_claim",
+           "architecture_alone_claim", "table10_claim",
            "time_ratio_verdict", "explain_time_to_accuracy", "leaderboard_line"]
 
-AGREES, CONTRADICTS, NO_SIGNAL, NOT_APPLICABLE = "agrees", "contradicts", "no signal", "n/a"
+NOT_APPLICABLE = "n/a"
 GPU_OR_TPU_TIMED = ("V100", "TPU")  # the devices the paper timed (Tables 2, 3)
 
 
@@ -140,36 +152,13 @@ def _timed_like_the_paper(conditions) -> Verdict:
 
 # ---- noise ---------------------------------------------------------------------------------------------------------
 
-def accuracy_noise(top1: float, val_images: int | None) -> float | None:
-    """Binomial standard error (in points) of an accuracy measured on ``val_images`` images."""
-    if not val_images:
-        return None
-    p = min(max(top1 / 100, 0.0), 1.0)
-    return 100 * math.sqrt(max(p * (1 - p), 1e-4) / val_images)
-
-
-def difference_noise(a: list[float], b: list[float], val_images: int | None) -> float:
-    """How large a difference of the means of ``a`` and ``b`` (accuracies of several seeds each) must be to count:
-    twice its standard error, from the seeds' spread when there are at least two of each, else from the binomial
-    error of each accuracy. Infinite when neither is known."""
-    if len(a) >= 2 and len(b) >= 2:
-        se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
-        binomial = [accuracy_noise(x, val_images) for x in (statistics.mean(a), statistics.mean(b))]
-        if None not in binomial:  # several seeds that happen to agree closely must not look noiseless
-            se = max(se, math.sqrt(binomial[0] ** 2 / len(a) + binomial[1] ** 2 / len(b)))
-        return 2 * se
-    errors = [accuracy_noise(statistics.mean(x), val_images) for x in (a, b)]
-    if None in errors:
-        return math.inf
-    return 2 * math.sqrt(errors[0] ** 2 + errors[1] ** 2)
-
-
 def _at_chance(values: list[float], conditions) -> bool:
     """True when every accuracy is within noise of chance (100 / classes): nothing was learned to compare."""
     chance = conditions.chance if conditions else None
     if chance is None:
         return False
-    return all(v - chance <= 2 * (accuracy_noise(chance, conditions.val_images) or 1.0) + 1.0 for v in values)
+    noise = 2 * (accuracy_noise(chance, conditions.val_images) or 1.0) + CHANCE_MARGIN_POINTS
+    return all(v - chance <= noise for v in values)
 
 
 def _compare(difference: float, noise: float, positive: str, negative: str) -> Verdict:
@@ -523,16 +512,16 @@ def transfer_claim(result) -> Claim:
 
 # ---- faster training, measured (Figure 1a; Tables 7, 10, 11, 12) ------------------------------------------------
 
-TIME_MARGIN = 0.05  # a time ratio within 5% of 1 is parity: timings on a shared machine drift by that much
+# Table 11: V2 / V1 images/s beyond both timing ranges and 5% (one machine, alternated)
+SPEED_MARGIN = 0.05
 
 
-def time_ratio_verdict(ratios: list[float]) -> str:
-    """"faster", "slower" or "unclear": whether the mean of ``ratios`` (one run's time over another's, per seed) is
-    below or above 1 by more than its noise: twice the standard error of the seeds' spread (two seeds or more),
-    never less than :data:`TIME_MARGIN` (with one seed, the spread is unknown: the margin alone)."""
-    mean = statistics.mean(ratios)
-    spread = 2 * statistics.stdev(ratios) / math.sqrt(len(ratios)) if len(ratios) >= 2 else 0.0
-    margin = max(TIME_MARGIN, spread)
+def time_ratio_verdict(ratios: list[float], drift: float | None) -> str:
+    """"faster", "slower" or "unclear": whether the mean of ``ratios`` (one run's time over
+    another's, per seed) is below or above 1 by more than its noise: the machine's measured
+    ``drift`` or twice the standard error of the seeds' spread, whichever is larger
+    (:func:`effnetv2_mini.study.verdict.time_margin`)."""
+    mean, margin = statistics.mean(ratios), time_margin(ratios, drift)["margin"]
     return "faster" if mean < 1 - margin else "slower" if mean > 1 + margin else "unclear"
 
 
@@ -542,42 +531,69 @@ def _timed_training_comparable(conditions) -> Verdict:
     return trained if trained.label == "no" else _timed_like_the_paper(conditions)
 
 
-def time_to_accuracy_claim(result) -> Claim:
-    """Figure 1a, Tables 7 and 10: EfficientNetV2 with progressive learning (Algorithm 1) reaches the final accuracy
-    of EfficientNet (V1) trained at a fixed size in less training time. Statistic: per seed, V2's seconds to first
-    reach V1's final top-1 over V1's seconds (:func:`~effnetv2_mini.study.experiments.faster.time_to_reach`)."""
-    c, head = result.conditions, result.v2_progressive_time_to_v1_fixed_accuracy
+def _paper_time_to_accuracy() -> str:
     t10 = {row["model"]: row for row in paper_table("table10")["rows"]}
     v2m, b7 = t10["efficientnetv2_m"], t10["efficientnet_b7"]
-    paper = (f"V2-M {v2m['top1']}% in {v2m['train_hours']} h vs B7 {b7['top1']}% in {b7['train_hours']} h, both progressive "
-             f"(Table 10); B7 at its fixed size: {paper_table('progressive_claims')['efficientnet_b7_hours']['fixed']} h")
-    per_seed = head.get("per_seed") or []
-    statement = "EfficientNetV2 with progressive learning reaches EfficientNet's final accuracy in less training time"
-    if not per_seed:
-        return Claim("time_to_accuracy", "Fig. 1a, Tables 7, 10", statement, paper, "-", _describe(c),
-                     _timed_training_comparable(c), Verdict(NO_SIGNAL, "no V2 / V1 pair was trained"))
-    v2_final, v1_final = [p["v2_progressive_final_top1"] for p in per_seed], [p["target_top1"] for p in per_seed]
-    ratios, noise = [p["ratio"] for p in per_seed], difference_noise(v2_final, v1_final, c.val_images)
-    missed = sum(r is None for r in ratios)
-    diff = statistics.mean(v2_final) - statistics.mean(v1_final)
-    if _at_chance(v2_final + v1_final, c):
-        verdict = Verdict(NO_SIGNAL, f"both at chance level ({c.chance:.0f}%)")
-    elif missed:
-        verdict = (Verdict(CONTRADICTS, f"V2 never reached V1's final accuracy in {missed} of {len(ratios)} seed(s) and "
-                                        f"ends {diff:+.1f} points from it (noise {noise:.1f})") if diff < -noise else
-                   Verdict(NO_SIGNAL, f"V2 missed V1's final accuracy in {missed} of {len(ratios)} seed(s) but ends "
-                                      f"within noise of it ({diff:+.1f} points, noise {noise:.1f})"))
-    else:
-        mean, speed = statistics.mean(ratios), time_ratio_verdict(ratios)
-        verdict = {"faster": Verdict(AGREES, f"reached it in {mean:.2f}x V1's training time"),
-                   "slower": Verdict(CONTRADICTS, f"needed {mean:.2f}x V1's training time to reach it"),
-                   "unclear": Verdict(NO_SIGNAL, f"{mean:.2f}x V1's training time, within {TIME_MARGIN:.0%} of parity "
-                                                 "or the seeds' spread")}[speed]
-    shown = f"{statistics.mean(r for r in ratios if r is not None):.2f}x" if missed < len(ratios) else "never"
-    ours = (f"{head['v2_model']} + Algorithm 1 reached {head['v1_model']} fixed-size's final "
-            f"{statistics.mean(v1_final):.1f}% in {shown} its time ({len(ratios) - missed} of {len(ratios)} seed(s))")
-    return Claim("time_to_accuracy", "Fig. 1a, Tables 7, 10", statement, paper, ours, _describe(c),
-                 _timed_training_comparable(c), verdict)
+    fixed = paper_table("progressive_claims")["efficientnet_b7_hours"]["fixed"]
+    return (f"V2-M {v2m['top1']}% in {v2m['train_hours']} h vs B7 {b7['top1']}% in "
+            f"{b7['train_hours']} h, both progressive (Table 10); B7 at its fixed size: {fixed} h")
+
+
+def _comparison_claim(result, key: str, table: str, statement: str, paper: str) -> Claim:
+    """One of notebook 07's comparisons (:func:`effnetv2_mini.study.verdict.comparisons`) as a
+    claim: its verdict, the accuracy it was measured at, its noise and regime."""
+    c, found = result.conditions, comparisons(result).get(key)
+    name = key if key != "fig1a" else "time_to_accuracy"
+    fit = _timed_training_comparable(c)
+    if not found or found["ratio"] is None:
+        why = found["why"] if found else "no V2 / V1 pair was trained"
+        return Claim(name, table, statement, paper, "-", _describe(c), fit, Verdict(NO_SIGNAL, why))
+    learning = " (runs still learning)" if found["regime"]["still_learning"] else ""
+    ours = (f"{found['faster']}: {found['ratio']:.2f}x the time of {found['baseline']} to reach "
+            f"{found['target_top1']:.1f}% top-1 (the accuracy both reach), noise "
+            f"±{found['noise']['margin']:.2f}{learning}")
+    return Claim(name, table, statement, paper, ours, _describe(c) + _chosen(c), fit,
+                 Verdict(found["verdict"], found["why"]))
+
+
+def _chosen(c) -> str:
+    """The baselines' regularization and how it was chosen
+    (``conditions.per_model[model]["regularization"]``)."""
+    parts = []
+    for model, own in (getattr(c, "per_model", None) or {}).items():
+        reg = own.get("regularization")
+        if reg:
+            v = reg["chosen"]
+            parts.append(f"{model}: RandAugment {v['randaug_magnitude']}, dropout {v['dropout']}, "
+                         f"mixup {v['mixup_alpha']} ({reg['how']})")
+    return "; baselines' regularization: " + "; ".join(parts) if parts else ""
+
+
+def architecture_alone_claim(result) -> Claim:
+    """Tables 3 and 11: the architecture alone (Fused-MBConv in the early stages) makes V2 train
+    faster than V1, both at a fixed size. On a CPU it may not: Fused-MBConv's gain is the
+    accelerator's."""
+    return _comparison_claim(result, "architecture_alone", "Tables 3, 11",
+                             "EfficientNetV2 trains faster than EfficientNet, both at a fixed size",
+                             "Fused-MBConv in stages 1-3: faster training steps on TPUv3 and V100 "
+                             "(Table 3)")
+
+
+def table10_claim(result) -> Claim:
+    """Table 10: with the same progressive learning, V2 still trains faster than V1 (V2-M 13 h,
+    B7 54 h)."""
+    return _comparison_claim(result, "table10", "Table 10",
+                             "EfficientNetV2 trains faster than EfficientNet, both with "
+                             "Algorithm 1", _paper_time_to_accuracy())
+
+
+def time_to_accuracy_claim(result) -> Claim:
+    """Figure 1a, Table 7: EfficientNetV2 with progressive learning (Algorithm 1) reaches
+    EfficientNet's accuracy (V1 trained at a fixed size) in less training time: V2 + Algorithm 1's
+    seconds to the accuracy both reach, over V1's (:mod:`effnetv2_mini.study.verdict`)."""
+    return _comparison_claim(result, "fig1a", "Fig. 1a, Table 7",
+                             "EfficientNetV2 with progressive learning reaches EfficientNet's "
+                             "accuracy in less training time", _paper_time_to_accuracy())
 
 
 def _speed_by_size(curve: list[dict]) -> dict[int, float]:
@@ -633,52 +649,40 @@ def leaderboard_line(result, board: dict) -> str:
             f"{near['epochs']}-epoch row: {near['top1']}% ({near['entry']}, {near['runs']} runs, on GPUs).")
 
 
-def _progressive_verdict(model: str, effect: dict, c) -> Verdict:
-    """One network: faster (see :func:`time_ratio_verdict`) at no loss of accuracy beyond noise."""
-    per_seed = [p for p in effect["per_seed"] if p["top1_diff"] is not None]
-    if not per_seed:
-        return Verdict(NO_SIGNAL, f"{model}: no finished pair")
-    fixed, prog = [p["fixed_top1"] for p in per_seed], [p["progressive_top1"] for p in per_seed]
-    noise, diff = difference_noise(prog, fixed, c.val_images), statistics.mean(prog) - statistics.mean(fixed)
-    ratios = [p["time_ratio"] for p in per_seed]
-    ratio, speed = statistics.mean(ratios), time_ratio_verdict(ratios)
-    if _at_chance(fixed + prog, c):
-        return Verdict(NO_SIGNAL, f"{model}: both at chance level")
-    if diff < -noise:
-        return Verdict(CONTRADICTS, f"{model}: {diff:+.1f} points (noise {noise:.1f}) at {ratio:.2f}x the time")
-    label = {"faster": AGREES, "slower": CONTRADICTS, "unclear": NO_SIGNAL}[speed]
-    return Verdict(label, f"{model}: {ratio:.2f}x the time, {diff:+.1f} points (noise {noise:.1f})")
-
-
 def progressive_each_claim(result) -> Claim:
-    """Section 6.2, Table 12: progressive learning speeds up every network it was tried on (ResNets, EfficientNets;
-    1.4x to 2.8x) and never lowers its accuracy. Agrees only if every network agrees; contradicts if any does."""
+    """Section 6.2, Table 12: progressive learning speeds up every network it was tried on
+    (ResNets, EfficientNets; 1.4x to 2.8x) and never lowers its accuracy. Per network
+    (:func:`effnetv2_mini.study.verdict.compare`): the time to the accuracy both runs reach, and
+    the final accuracy difference (labelled still learning while the runs still learn). Agrees only
+    if every network agrees; contradicts if any does."""
     c = result.conditions
     rows = paper_table("table12")["rows"]
-    paper = ", ".join(f"{r['model']} {r['baseline_hours'] / r['progressive_hours']:.2f}x" for r in rows) + (
-        f"; top-1 {min(r['progressive_top1'] - r['baseline_top1'] for r in rows):+.1f} to "
-        f"{max(r['progressive_top1'] - r['baseline_top1'] for r in rows):+.1f} points")
-    verdicts = [_progressive_verdict(m, e, c) for m, e in result.per_model.items()]
-    labels = {v.label for v in verdicts}
-    why = "; ".join(v.why for v in verdicts)
-    if not verdicts:
+    gains = [r["progressive_top1"] - r["baseline_top1"] for r in rows]
+    paper = (", ".join(f"{r['model']} {r['baseline_hours'] / r['progressive_hours']:.2f}x"
+                       for r in rows) + f"; top-1 {min(gains):+.1f} to {max(gains):+.1f} points")
+    each = comparisons(result)["table12"]
+    per_model = each["per_model"]
+    if not per_model:
         verdict = Verdict(NO_SIGNAL, "no network trained")
     else:
-        verdict = Verdict(CONTRADICTS if CONTRADICTS in labels else AGREES if labels == {AGREES} else NO_SIGNAL, why)
-    ours = ", ".join(f"{m} {e['progressive_time_ratio']:.2f}x the time, {e['progressive_top1_diff']:+.1f} points"
-                     for m, e in result.per_model.items() if e["progressive_time_ratio"] is not None
-                     and e["progressive_top1_diff"] is not None) or "-"
-    return Claim("progressive_each", "Table 12", "progressive learning speeds up each network at no loss of accuracy",
-                 paper, ours, _describe(c), _timed_training_comparable(c), verdict)
+        verdict = Verdict(each["verdict"], "; ".join(
+            f"{m}: {e['why']}" + (f"; accuracy: {e['accuracy_why']}" if "accuracy_why" in e else "")
+            for m, e in per_model.items()))
+    ours = ", ".join(f"{m} {e['ratio']:.2f}x the time to {e['target_top1']:.1f}%, "
+                     f"{e['top1_diff']:+.1f} points ({e['accuracy_verdict']})"
+                     for m, e in per_model.items() if e.get("ratio") is not None) or "-"
+    return Claim("progressive_each", "Table 12",
+                 "progressive learning speeds up each network at no loss of accuracy", paper, ours,
+                 _describe(c) + _chosen(c), _timed_training_comparable(c), verdict)
 
 
 def _speed_verdict(row: dict, mode: str) -> str:
     """"faster" / "slower" / "unclear" for V2 against V1 in ``mode``: beyond both timing ranges and by more than
-    :data:`TIME_MARGIN`."""
+    :data:`SPEED_MARGIN`."""
     v2, v1, speedup = row[f"v2_{mode}_range"], row[f"v1_{mode}_range"], row[f"{mode}_speedup"]
-    if v2[0] > v1[1] and speedup > 1 + TIME_MARGIN:
+    if v2[0] > v1[1] and speedup > 1 + SPEED_MARGIN:
         return "faster"
-    if v1[0] > v2[1] and speedup < 1 / (1 + TIME_MARGIN):
+    if v1[0] > v2[1] and speedup < 1 / (1 + SPEED_MARGIN):
         return "slower"
     return "unclear"
 
@@ -709,7 +713,8 @@ _CLAIMS = {"ArchitectureResult": [counts_claim], "TrainingResult": [training_cla
            "Table3Result": [table3_claim], "PerStageResult": [per_stage_claim], "NasResult": [nas_claims],
            "Table5Result": [table5_claim], "ProgressiveResult": [table6_claim, speedup_claim, adaptive_claim],
            "TransferResult": [transfer_claim], "ScalingResult": [],
-           "TimeToAccuracyResult": [time_to_accuracy_claim, progressive_each_claim], "Table11Result": [table11_claim]}
+           "TimeToAccuracyResult": [architecture_alone_claim, table10_claim, time_to_accuracy_claim,
+                                    progressive_each_claim], "Table11Result": [table11_claim]}
 
 
 def claims_for(result) -> list[Claim]:
@@ -731,8 +736,8 @@ def claims_for(result) -> list[Claim]:
 
 # Claims decided by comparing trained runs with each other: with one seed, their noise is the validation set's
 # sampling error alone, and the run-to-run spread (often larger on small runs) is not known.
-COMPARED_RUNS = ("table5", "speedup", "adaptive", "transfer", "time_to_accuracy", "progressive_each")
-ONE_SEED = "; one seed: the run-to-run spread is not measured, only the validation set's sampling error"
+COMPARED_RUNS = ("table5", "speedup", "adaptive", "transfer", "time_to_accuracy",
+                 "progressive_each", "architecture_alone", "table10")
 
 
 def conclusion(claims: list[Claim]) -> str:

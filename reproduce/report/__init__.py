@@ -15,13 +15,18 @@ import sys
 from pathlib import Path
 
 from effnetv2_mini.study.experiments.results import load_results
+from effnetv2_mini.study.verdict import headline, how_decided
 
 from ..status import load_status
 from .document import Report, Section
 from .sections import COVERS, SECTIONS
 
 __all__ = ["build_report", "write_report", "results_found", "run_device", "Report", "Section",
-           "SECTIONS"]
+           "SECTIONS", "headline_of", "write_headline", "HEADLINE_START", "HEADLINE_END"]
+
+FASTER = "07_faster_training"
+HEADLINE_START = "<!-- headline: python -m reproduce report PLAN --headline README.md -->"
+HEADLINE_END = "<!-- /headline -->"
 
 # What a reader looks for first (the claim, the paper's number, ours, the verdict), then the rest,
 # folded (a <details> per cell: "no" of "no (why)", the conditions' first items), so that every
@@ -44,8 +49,13 @@ def build_report(plan_name: str, description: str, notebooks: list[str], out_dir
             sections.append(section)
             glance += [_glance_row(claim, status.get(name, {}).get("seconds")) for claim in section.claims]
         drawers.update(figures)
-    report = Report(plan_name, description, _notices(out_dir, notebooks), _head(glance, notebooks, status) + sections,
-                    glance=glance)
+    closing = Section("How a verdict is decided", [("list", how_decided())])
+    head = _head(glance, notebooks, status)
+    line = headline_of(out_dir, plan_name) if FASTER in notebooks else ""
+    if line:  # first: which part of the speed-up is the architecture's, which Algorithm 1's
+        head[0].blocks.insert(0, ("p", f"**Headline.** {line}"))
+    report = Report(plan_name, description, _notices(out_dir, notebooks),
+                    head + sections + [closing], glance=glance)
     if draw:
         report.figures = _draw(drawers)
         for section in report.sections:  # a figure that could not be drawn is left out, not left dangling
@@ -171,3 +181,32 @@ def run_device(out_dir: Path, notebooks: list[str]) -> str:
 def write_report(plan, out_dir: Path) -> Path:
     """The plan's report from the results in ``out_dir``, written there (``report.md``, ``report.html``, figures)."""
     return build_report(plan.name, plan.description, [e.name for e in plan.entries], out_dir).save(out_dir)
+
+
+def headline_of(out_dir: Path, plan_name: str = "") -> str:
+    """Notebook 07's headline sentence from ``out_dir``'s results (which part of the speed-up
+    comes from the architecture and which from Algorithm 1,
+    :func:`effnetv2_mini.study.verdict.headline`); "" without them."""
+    path = Path(out_dir) / f"{FASTER}.json"
+    if not path.exists():
+        return ""
+    try:
+        result = load_results(path)["time_to_accuracy"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    c = result.conditions
+    rehearsal = ", a rehearsal" if c.rehearsal else ""
+    where = f" ({plan_name} plan, {c.dataset}, {c.epochs} epochs{rehearsal})"
+    return headline(result) + f" Measured by notebook 07{where}."
+
+
+def write_headline(readme: Path, sentence: str) -> bool:
+    """Replace the text between :data:`HEADLINE_START` and :data:`HEADLINE_END` in ``readme`` with
+    ``sentence``; False (nothing written) when either marker is missing or there is no sentence."""
+    text = Path(readme).read_text()
+    start, end = text.find(HEADLINE_START), text.find(HEADLINE_END)
+    if not sentence or start < 0 or end < start:
+        return False
+    head = text[:start + len(HEADLINE_START)]
+    Path(readme).write_text(f"{head}\n{sentence}\n{text[end:]}")
+    return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 from effnetv2_mini.study import plots
 from effnetv2_mini.study.claims import claims_for
 from effnetv2_mini.study.reference import paper_table
+from effnetv2_mini.study.verdict import comparisons, headline
 
 from .document import Section
 
@@ -199,13 +200,48 @@ def transfer_sections(results: dict, figures: dict) -> list[Section]:
     ], claims)]
 
 
+COMPARISON_COLUMNS = ["comparison", "ratio", "target_top1", "noise", "verdict", "regime"]
+COMPARISON_HEADERS = ["comparison (paper)", "time ratio", "at top-1 %", "noise ±", "verdict",
+                      "regime"]
+
+
+def comparison_rows(found: dict) -> list[dict]:
+    """One row per comparison of :func:`effnetv2_mini.study.verdict.comparisons` (Table 12: one
+    per network)."""
+    items = [(k, found[k]) for k in ("architecture_alone", "table10", "fig1a") if found.get(k)]
+    items += [(f"table12 {m}", e) for m, e in found["table12"]["per_model"].items()]
+    rows = []
+    for key, e in items:
+        learning = "still learning" if e["regime"]["still_learning"] else "converging"
+        accuracy = e.get("accuracy_verdict")
+        verdict = e["verdict"] + (f"; accuracy: {accuracy}" if accuracy else "")
+        rows.append({"comparison": f"{key}: {e['faster']} vs {e['baseline']}",
+                     "ratio": e.get("ratio"),
+                     "target_top1": e.get("target_top1"),
+                     "noise": e["noise"]["margin"] if e.get("noise") else None,
+                     "verdict": verdict, "regime": learning})
+    return rows
+
+
+def regularization_rows(r) -> list[dict]:
+    """Each baseline's regularization and how it was chosen
+    (``TimeToAccuracyResult.regularization``)."""
+    return [{"model": m, **reg["chosen"], "how": reg["how"]} for m, reg in r.regularization.items()]
+
+
 def faster_sections(results: dict, figures: dict) -> list[Section]:
     r, speed = results["time_to_accuracy"], results.get("table11")
     c, claims = r.conditions, claims_for(r)
     head = r.v2_progressive_time_to_v1_fixed_accuracy
     figures["time_to_accuracy"] = lambda: plots.plot_time_to_accuracy(r, paper_table("table7"))
     effect = [{"model": m, **p} for m, e in r.per_model.items() for p in e["per_seed"]]
+    found = comparisons(r)
     blocks = _fallback(c) + [
+        ("p", f"**{headline(r, found)}**"),
+        ("table", comparison_rows(found), COMPARISON_COLUMNS, COMPARISON_HEADERS),
+        ("table", regularization_rows(r),
+         ["model", "randaug_magnitude", "dropout", "mixup_alpha", "how"],
+         ["baseline", "RandAugment", "dropout", "mixup", "how chosen"]),
         ("p", conditions_text(c) + " Each network trained at a fixed size and with Algorithm 1, same data, epochs and "
               f"recipe, every epoch evaluated; training seconds exclude evaluation. Top-1 is the {c.accuracy}. The "
               f"headline pair: {head.get('v2_model')} with Algorithm 1 against {head.get('v1_model')} at a fixed size."),
