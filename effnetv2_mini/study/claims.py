@@ -30,6 +30,7 @@ from .verdict import (
     CONTRADICTS,
     NO_SIGNAL,
     ONE_SEED,
+    P_VALUE_LIMIT,
     accuracy_noise,
     comparisons,
     difference_noise,
@@ -328,7 +329,8 @@ def nas_claims(result) -> list[Claim]:
     return claims
 
 
-RANK_P_VALUE = 0.05  # a rank correlation counts only if chance reaches it this rarely (one-sided)
+# a rank correlation counts only if chance reaches it this rarely (one-sided): the report's rule
+RANK_P_VALUE = P_VALUE_LIMIT
 
 
 def _rank_verdict(rho: float, n: int) -> Verdict:
