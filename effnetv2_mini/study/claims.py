@@ -2,16 +2,18 @@
 
 Two separate questions for every claim:
 
-- **comparable?** Was our number measured the way the paper measured it? Decided from the result's recorded
-  conditions against the paper's setting, and *fail closed*: a missing, unknown or different field is "no", and
-  so is any rehearsal, capped epoch or fallback to the built-in data set.
-- **verdict**: what our result says about the claim, at our scale: **agrees**, **contradicts** or **no signal**,
-  taking into account the noise we know about: chance level (100 / classes), the seed spread when there are
-  several seeds, and otherwise the binomial standard error of an accuracy measured on ``val_images`` images. An
-  effect smaller than its noise is "no signal", never a finding.
+- **comparable?** Was our number measured the way the paper measured it? Decided from the result's
+  recorded conditions against the paper's setting, and *fail closed*: a missing, unknown or
+  different field is "no", and so is any rehearsal, capped epoch or fallback to the built-in data
+  set.
+- **verdict**: what our result says about the claim, at our scale: **agrees**, **contradicts** or
+  **no signal**, taking into account the noise we know about: chance level (100 / classes), the
+  seed spread when there are several seeds, and otherwise the binomial standard error of an
+  accuracy measured on ``val_images`` images. An effect smaller than its noise is "no signal",
+  never a finding.
 
-Each ``*_claim`` function takes a typed result (:mod:`effnetv2_mini.study.experiments`) and returns a :class:`Claim`,
-which the report's at-a-glance table and each notebook's conclusion show.
+Each ``*_claim`` function takes a typed result (:mod:`effnetv2_mini.study.experiments`) and returns
+a :class:`Claim`, which the report's at-a-glance table and each notebook's conclusion show.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from .verdict import (
 )
 
 __all__ = ["Claim", "Verdict", "comparable", "accuracy_noise", "difference_noise", "PAPER_SETTINGS",
-           "counts_claim", "training_claim", "table2_claim", "table3_claim", "per_stage_claim", "nas_claims",
-           "table5_claim", "table6_claim", "speedup_claim", "explain_speedup", "adaptive_claim", "transfer_claim",
-           "claims_for", "conclusion", "time_to_accuracy_claim", "progressive_each_claim", "table11_claim",
+           "counts_claim", "training_claim", "table2_claim", "table3_claim", "per_stage_claim",
+           "nas_claims", "table5_claim", "table6_claim", "speedup_claim", "explain_speedup",
+           "adaptive_claim", "transfer_claim", "claims_for", "conclusion",
+           "time_to_accuracy_claim", "progressive_each_claim", "table11_claim",
            "architecture_alone_claim", "table10_claim",
            "time_ratio_verdict", "explain_time_to_accuracy", "leaderboard_line"]
 
@@ -71,37 +74,42 @@ class Claim:
     verdict: Verdict
 
 
-# ---- comparability: fail closed ----------------------------------------------------------------------------------
+# ---- comparability: fail closed ------------------------------------------------------------------
 
 # The paper's setting for each trained claim: every listed condition must be recorded and match.
 PAPER_SETTINGS = {
-    "table7": {"profile": {"full"}, "dataset": {"imagenet"}, "model": {"efficientnetv2_s"}, "epochs": {350},
-               "eval_size": {384}, "schedule": {"paper Table 6", "official code"}, "recipe": {"paper", "code"},
-               "global_batch": {4096}, "accuracy": {FINAL_EMA}},
-    "table5": {"profile": {"full"}, "dataset": {"imagenet"}, "image_sizes": {(128, 192, 300)}, "recipe": {"paper", "code"}},
+    "table7": {"profile": {"full"}, "dataset": {"imagenet"}, "model": {"efficientnetv2_s"},
+               "epochs": {350}, "eval_size": {384}, "schedule": {"paper Table 6", "official code"},
+               "recipe": {"paper", "code"}, "global_batch": {4096}, "accuracy": {FINAL_EMA}},
+    "table5": {"profile": {"full"}, "dataset": {"imagenet"}, "image_sizes": {(128, 192, 300)},
+               "recipe": {"paper", "code"}},
     "progressive": {"profile": {"full"}, "dataset": {"imagenet"}, "epochs": {350},
-                    "schedule": {"paper Table 6", "official code"}, "recipe": {"paper", "code"}, "global_batch": {4096}},
-    "time_to_accuracy": {"profile": {"full"}, "dataset": {"imagenet"}, "epochs": {350}, "recipe": {"paper", "code"},
-                         "global_batch": {4096},
+                    "schedule": {"paper Table 6", "official code"}, "recipe": {"paper", "code"},
+                    "global_batch": {4096}},
+    "time_to_accuracy": {"profile": {"full"}, "dataset": {"imagenet"}, "epochs": {350},
+                         "recipe": {"paper", "code"}, "global_batch": {4096},
                          # Table 10's pair, each at its own sizes: V2-M with Table 6, B7 at 600 px
                          "per_model": {
                              "efficientnetv2_m": {"schedule": {"paper Table 6", "official code"},
                                                   "eval_size": {480}},
                              "efficientnet_b7": {"eval_size": {600}}}},
-    "transfer": {"profile": {"full_transfer"}, "dataset": {"cifar10", "cifar100", "flowers102", "stanford_cars"},
+    "transfer": {"profile": {"full_transfer"},
+                 "dataset": {"cifar10", "cifar100", "flowers102", "stanford_cars"},
                  "recipe": {"finetune paper", "finetune code"}, "global_batch": {512},
                  "lr": {0.001}},
 }
 
 
 def comparable(conditions, setting: dict) -> Verdict:
-    """"yes" only if every condition of ``setting`` is recorded and matches; else "no" with the first reason."""
+    """"yes" only if every condition of ``setting`` is recorded and matches; else "no" with the
+    first reason."""
     if conditions is None:
         return Verdict("no", "no conditions recorded")
     if conditions.rehearsal:
         return Verdict("no", "a rehearsal: one or two steps per stage at tiny sizes")
     if conditions.fallback_notice:
-        return Verdict("no", f"fell back to the built-in data set instead of {conditions.dataset_requested}")
+        return Verdict("no", "fell back to the built-in data set instead of "
+                             f"{conditions.dataset_requested}")
     if conditions.steps_per_epoch is not None:
         return Verdict("no", f"epochs capped at {conditions.steps_per_epoch} steps")
     mismatch = _mismatch(lambda key: getattr(conditions, key, None), setting)
@@ -110,8 +118,9 @@ def comparable(conditions, setting: dict) -> Verdict:
     if getattr(conditions, "differences", None):
         return Verdict("no", f"differs from the paper's setting: {conditions.differences[0]}")
     if getattr(conditions, "crops_from_cache", False):
-        return Verdict("no", "training crops cut from the decoded-image cache (photos pre-shrunk to S+32 px), not from "
-                             "the full photos: softer small crops than the official preprocessing")
+        return Verdict("no", "training crops cut from the decoded-image cache (photos pre-shrunk "
+                             "to S+32 px), not from the full photos: softer small crops than the "
+                             "official preprocessing")
     return Verdict("yes", "")
 
 
@@ -147,14 +156,16 @@ def _timed_like_the_paper(conditions) -> Verdict:
         return Verdict("no", "a rehearsal" if conditions else "no conditions recorded")
     name = conditions.device_name or ""
     if not any(device in name for device in GPU_OR_TPU_TIMED):
-        return Verdict("no", f"timed on {conditions.device} ({name or 'unknown'}); the paper timed TPUv3 and V100")
+        return Verdict("no", f"timed on {conditions.device} ({name or 'unknown'}); "
+                             "the paper timed TPUv3 and V100")
     return Verdict("yes", "")
 
 
-# ---- noise ---------------------------------------------------------------------------------------------------------
+# ---- noise ---------------------------------------------------------------------------------------
 
 def _at_chance(values: list[float], conditions) -> bool:
-    """True when every accuracy is within noise of chance (100 / classes): nothing was learned to compare."""
+    """True when every accuracy is within noise of chance (100 / classes): nothing was learned to
+    compare."""
     chance = conditions.chance if conditions else None
     if chance is None:
         return False
@@ -167,7 +178,8 @@ def _compare(difference: float, noise: float, positive: str, negative: str) -> V
         return Verdict(AGREES, positive.format(d=difference, n=noise))
     if difference < -noise:
         return Verdict(CONTRADICTS, negative.format(d=difference, n=noise))
-    return Verdict(NO_SIGNAL, f"difference {difference:+.1f} points is within its noise of ±{noise:.1f}")
+    return Verdict(NO_SIGNAL,
+                   f"difference {difference:+.1f} points is within its noise of ±{noise:.1f}")
 
 
 def _describe(c) -> str:
@@ -175,30 +187,38 @@ def _describe(c) -> str:
         return "conditions not recorded"
     parts = [c.model, c.dataset, f"{c.epochs} epochs" if c.epochs else None,
              f"{'-'.join(map(str, c.image_sizes))} px" if c.image_sizes else None,
-             f"schedule: {c.schedule}" if c.schedule else None, f"recipe {c.recipe}" if c.recipe else None,
+             f"schedule: {c.schedule}" if c.schedule else None,
+             f"recipe {c.recipe}" if c.recipe else None,
              f"{len(c.seeds)} seed(s)" if len(c.seeds) > 1 else None,
-             f"global batch {c.global_batch}" if c.global_batch else None, f"{c.device} ({c.device_name})",
-             f"{c.wall_clock_s:.0f} s" if c.wall_clock_s else None, f"{c.profile} profile", "REHEARSAL" if c.rehearsal else None]
+             f"global batch {c.global_batch}" if c.global_batch else None,
+             f"{c.device} ({c.device_name})",
+             f"{c.wall_clock_s:.0f} s" if c.wall_clock_s else None, f"{c.profile} profile",
+             "REHEARSAL" if c.rehearsal else None]
     return ", ".join(p for p in parts if p)
 
 
-# ---- the claims ----------------------------------------------------------------------------------------------------
+# ---- the claims ----------------------------------------------------------------------------------
 
 def counts_claim(result) -> Claim:
-    """Tables 4 and 7: our models have the published parameter counts and FLOPs (they do not depend on data)."""
+    """Tables 4 and 7: our models have the published parameter counts and FLOPs (they do not depend
+    on data)."""
     rows = [r for r in result.models if r.get("reference_params") or r.get("reference_macs_b")]
-    deviations = [abs(r["params"] - r["reference_params"]) / r["reference_params"] for r in rows if r.get("reference_params")]
+    deviations = [abs(r["params"] - r["reference_params"]) / r["reference_params"]
+                  for r in rows if r.get("reference_params")]
     deviations += [abs(r["macs"] / 1e9 - r["reference_macs_b"]) / r["reference_macs_b"]
                    for r in rows if r.get("reference_macs_b")]
     s = next((r for r in result.models if r["name"] == "efficientnetv2_s"), result.models[0])
     worst = max(deviations) if deviations else None
     verdict = (Verdict(NO_SIGNAL, "no reference numbers to compare with") if worst is None else
-               Verdict(AGREES, f"every count within {100 * worst:.1f}% of its reference") if worst <= 0.03 else
+               Verdict(AGREES, f"every count within {100 * worst:.1f}% of its reference")
+               if worst <= 0.03 else
                Verdict(CONTRADICTS, f"a count differs by {100 * worst:.1f}% from its reference"))
-    return Claim("counts", "Tables 4, 7", "the architectures have the published parameter counts and FLOPs",
-                 f"{s['name']}: {_millions(s.get('reference_params'))} params, {s.get('reference_macs_b')} GMACs "
-                 "(reference: torchvision / official README)",
-                 f"{s['params']:,} params, {s['macs'] / 1e9:.2f} GMACs", "counted from the model (no data, any device)",
+    return Claim("counts", "Tables 4, 7",
+                 "the architectures have the published parameter counts and FLOPs",
+                 f"{s['name']}: {_millions(s.get('reference_params'))} params, "
+                 f"{s.get('reference_macs_b')} GMACs (reference: torchvision / official README)",
+                 f"{s['params']:,} params, {s['macs'] / 1e9:.2f} GMACs",
+                 "counted from the model (no data, any device)",
                  Verdict("yes", "counts do not depend on data or device"), verdict)
 
 
@@ -207,51 +227,67 @@ def _millions(value) -> str:
 
 
 def training_claim(result) -> Claim:
-    """Table 7: EfficientNetV2-S reaches 83.9% top-1 on ImageNet with the paper's recipe and progressive learning.
-    At another scale, what our run can say is whether the recipe trains the model well above chance."""
+    """Table 7: EfficientNetV2-S reaches 83.9% top-1 on ImageNet with the paper's recipe and
+    progressive learning. At another scale, what our run can say is whether the recipe trains the
+    model well above chance."""
     c, top1 = result.conditions, result.top1
     paper_top1 = paper_value("efficientnetv2_s", "top1")[0]
     fit = comparable(c, PAPER_SETTINGS["table7"])
     noise = 2 * (accuracy_noise(top1, c.val_images) or 0.0)
     if top1 is None:
         verdict = Verdict(NO_SIGNAL, "no accuracy recorded")
-    elif fit.label == "yes":  # a reproduction: within half a point (or the noise) of the paper, or better
+    elif fit.label == "yes":
+        # a reproduction: within half a point (or the noise) of the paper, or better
         tolerance = max(0.5, noise)
-        verdict = (Verdict(AGREES, f"{top1:.1f}% vs the paper's {paper_top1}% (tolerance {tolerance:.1f})")
+        verdict = (Verdict(AGREES,
+                           f"{top1:.1f}% vs the paper's {paper_top1}% (tolerance {tolerance:.1f})")
                    if top1 >= paper_top1 - tolerance else
-                   Verdict(CONTRADICTS, f"{paper_top1 - top1:.1f} points below the paper's {paper_top1}%"))
+                   Verdict(CONTRADICTS,
+                           f"{paper_top1 - top1:.1f} points below the paper's {paper_top1}%"))
     elif _at_chance([top1], c):
         verdict = Verdict(NO_SIGNAL, f"{top1:.1f}% is at chance level ({c.chance:.0f}%)")
     elif c.recipe not in ("paper", "code"):
-        verdict = Verdict(NO_SIGNAL, f"{c.model} trains to {top1:.1f}%" + (f" (chance {c.chance:.0f}%)" if c.chance else "")
-                          + f" with recipe {c.recipe}, not the paper's: that says nothing about the paper's recipe")
+        verdict = Verdict(NO_SIGNAL,
+                          f"{c.model} trains to {top1:.1f}%"
+                          + (f" (chance {c.chance:.0f}%)" if c.chance else "")
+                          + f" with recipe {c.recipe}, not the paper's: "
+                          "that says nothing about the paper's recipe")
     else:
-        verdict = Verdict(AGREES, f"at this scale the recipe trains {c.model} to {top1:.1f}%, far above chance "
-                                  f"({c.chance:.0f}%); not the paper's number" if c.chance else "trains")
-    return Claim("table7", "Table 7", "the paper's recipe trains EfficientNetV2-S to 83.9% top-1 (ImageNet)",
+        verdict = Verdict(AGREES,
+                          f"at this scale the recipe trains {c.model} to {top1:.1f}%, "
+                          f"far above chance ({c.chance:.0f}%); not the paper's number"
+                          if c.chance else "trains")
+    return Claim("table7", "Table 7",
+                 "the paper's recipe trains EfficientNetV2-S to 83.9% top-1 (ImageNet)",
                  f"{paper_top1}% (efficientnetv2_s, ImageNet, 350 epochs, progressive)",
-                 f"{top1:.1f}% ({c.model}, {c.accuracy})" if top1 is not None else "-", _describe(c), fit, verdict)
+                 f"{top1:.1f}% ({c.model}, {c.accuracy})" if top1 is not None else "-",
+                 _describe(c), fit, verdict)
 
 
 def table2_claim(result) -> Claim:
     """Table 2: larger images force smaller batches (memory), which slows training."""
     batches = [r["max_batch"] for r in sorted(result.rows, key=lambda r: r["image_size"])]
     if len(set(batches)) == 1:
-        verdict = Verdict(NO_SIGNAL, f"the same largest batch ({batches[0]}) at every size (limit or budget too small)")
+        verdict = Verdict(NO_SIGNAL, f"the same largest batch ({batches[0]}) at every size "
+                                     "(limit or budget too small)")
     elif all(a >= b for a, b in zip(batches, batches[1:])):
-        verdict = Verdict(AGREES, "the largest batch shrinks as the image size grows: " + " > ".join(map(str, batches)))
+        verdict = Verdict(AGREES, "the largest batch shrinks as the image size grows: "
+                                  + " > ".join(map(str, batches)))
     else:
-        verdict = Verdict(CONTRADICTS, "a larger image size fits a larger batch: " + ", ".join(map(str, batches)))
+        verdict = Verdict(CONTRADICTS, "a larger image size fits a larger batch: "
+                                       + ", ".join(map(str, batches)))
     ours = ", ".join(f"{r['image_size']} px: batch {r['max_batch']}" for r in result.rows)
     return Claim("table2", "Table 2", "larger images force smaller batches and slow training down",
-                 "EfficientNet-B6: smaller batches and slower training at 512 px than at 380 px (TPUv3, V100)", ours,
-                 _describe(result.conditions) + f", budget {result.memory_budget_bytes / 2**20:.0f} MB",
+                 "EfficientNet-B6: smaller batches and slower training at 512 px than at 380 px "
+                 "(TPUv3, V100)", ours,
+                 _describe(result.conditions)
+                 + f", budget {result.memory_budget_bytes / 2**20:.0f} MB",
                  _timed_like_the_paper(result.conditions), verdict)
 
 
 def table3_claim(result) -> Claim:
-    """Table 3: Fused-MBConv in stages 1-3 trains faster than MBConv everywhere, and fusing every stage is slower
-    again (on accelerators: TPUv3 and V100)."""
+    """Table 3: Fused-MBConv in stages 1-3 trains faster than MBConv everywhere, and fusing every
+    stage is slower again (on accelerators: TPUv3 and V100)."""
     by = {r["fused_stages"]: r for r in result.rows}
     paper = {row["fused_stages"]: row for row in paper_table("table3")["rows"]}
 
@@ -262,13 +298,18 @@ def table3_claim(result) -> Claim:
     if early and everywhere:
         verdict = Verdict(AGREES, "fused stages 1-3 beat none and all, beyond the timing spread")
     elif faster(0, 3) or faster(7, 3):
-        verdict = Verdict(CONTRADICTS, "fused stages 1-3 are slower than " + ("no fused stages" if faster(0, 3) else "all fused"))
+        verdict = Verdict(CONTRADICTS, "fused stages 1-3 are slower than "
+                          + ("no fused stages" if faster(0, 3) else "all fused"))
     else:
         verdict = Verdict(NO_SIGNAL, "the timings' spreads overlap")
-    ours = ", ".join(f"{_fused(n)} {by[n]['train_images_per_sec']:.0f}" for n in sorted(by)) + " img/s"
-    return Claim("table3", "Table 3", "Fused-MBConv in early stages trains faster; in every stage it does not",
-                 ", ".join(f"{_fused(n)} {paper[n]['v100']}" for n in sorted(paper)) + " img/s (V100)", ours,
-                 _describe(result.conditions) + f", {result.image_size} px, batch {result.batch_size}",
+    ours = ", ".join(f"{_fused(n)} {by[n]['train_images_per_sec']:.0f}"
+                     for n in sorted(by)) + " img/s"
+    return Claim("table3", "Table 3",
+                 "Fused-MBConv in early stages trains faster; in every stage it does not",
+                 ", ".join(f"{_fused(n)} {paper[n]['v100']}" for n in sorted(paper))
+                 + " img/s (V100)", ours,
+                 _describe(result.conditions)
+                 + f", {result.image_size} px, batch {result.batch_size}",
                  _timed_like_the_paper(result.conditions), verdict)
 
 
@@ -277,25 +318,30 @@ def _fused(stages: int) -> str:
 
 
 def per_stage_claim(result) -> Claim:
-    """Section 3.2: depthwise convolutions are slow in early stages, so Fused-MBConv is faster there (and not in
-    the late stages, where MBConv's fewer FLOPs win)."""
+    """Section 3.2: depthwise convolutions are slow in early stages, so Fused-MBConv is faster there
+    (and not in the late stages, where MBConv's fewer FLOPs win)."""
     early = [r["fused_vs_mbconv"] for r in result.rows if r["stage"] <= 3]
     late = [r["fused_vs_mbconv"] for r in result.rows if r["stage"] >= 5]
     e, la = statistics.geometric_mean(early), statistics.geometric_mean(late)
     if e > 1.1 and la < 1 / 1.1:
-        verdict = Verdict(AGREES, f"Fused-MBConv {e:.1f}x MBConv's speed in stages 1-3, {la:.1f}x in stages 5-7")
+        verdict = Verdict(AGREES, f"Fused-MBConv {e:.1f}x MBConv's speed in stages 1-3, "
+                                  f"{la:.1f}x in stages 5-7")
     elif e < 1 / 1.1:
         verdict = Verdict(CONTRADICTS, f"Fused-MBConv is slower in the early stages ({e:.2f}x)")
     else:
-        verdict = Verdict(NO_SIGNAL, f"ratios {e:.2f}x early and {la:.2f}x late are within 10% of parity")
-    return Claim("per_stage", "section 3.2", "depthwise convolutions are slow in early stages: fuse them there",
-                 "fused stages 1-3 speed training up (Table 3)", f"fused/MBConv speed: {e:.2f}x early, {la:.2f}x late",
+        verdict = Verdict(NO_SIGNAL,
+                          f"ratios {e:.2f}x early and {la:.2f}x late are within 10% of parity")
+    return Claim("per_stage", "section 3.2",
+                 "depthwise convolutions are slow in early stages: fuse them there",
+                 "fused stages 1-3 speed training up (Table 3)",
+                 f"fused/MBConv speed: {e:.2f}x early, {la:.2f}x late",
                  _describe(result.conditions), _timed_like_the_paper(result.conditions), verdict)
 
 
 def nas_claims(result) -> list[Claim]:
-    """Section 3.3: the search (proxy training at reduced size) finds fused early stages; the method assumes that
-    the proxy ranking predicts a longer training. The paper publishes no search numbers (comparable: n/a)."""
+    """Section 3.3: the search (proxy training at reduced size) finds fused early stages; the method
+    assumes that the proxy ranking predicts a longer training. The paper publishes no search numbers
+    (comparable: n/a)."""
     c, ranked = result.conditions, result.ranked
     accuracies = [r["accuracy"] for r in ranked]
     na = Verdict(NOT_APPLICABLE, "the paper publishes no search numbers")
@@ -303,29 +349,37 @@ def nas_claims(result) -> list[Claim]:
     fused_early = statistics.mean(r["fused"] for r in top[:2]) if top else None
     fused_late = statistics.mean(r["fused"] for r in top[-2:]) if top else None
     if len(ranked) < 6 or _at_chance(accuracies, c):
-        choice = Verdict(NO_SIGNAL, f"{len(ranked)} candidates" + (" at chance level" if _at_chance(accuracies, c) else
-                                                                   ": too few to read a preference"))
+        choice = Verdict(NO_SIGNAL, f"{len(ranked)} candidates"
+                         + (" at chance level" if _at_chance(accuracies, c) else
+                            ": too few to read a preference"))
     elif fused_early - fused_late >= 0.5:
         choice = Verdict(AGREES, f"top candidates fuse {fused_early:.0%} of the first two stages, "
                                  f"{fused_late:.0%} of the last two")
     elif fused_late - fused_early >= 0.5:
-        choice = Verdict(CONTRADICTS, f"top candidates fuse late stages ({fused_late:.0%}) more than early ({fused_early:.0%})")
+        choice = Verdict(CONTRADICTS, f"top candidates fuse late stages ({fused_late:.0%}) "
+                                      f"more than early ({fused_early:.0%})")
     else:
-        choice = Verdict(NO_SIGNAL, f"fused {fused_early:.0%} early vs {fused_late:.0%} late: no clear preference")
-    claims = [Claim("nas_choices", "section 3.3", "the search favours Fused-MBConv in the early stages",
-                    "EfficientNetV2: fused stages 1-3, expansions 1/4, 3x3 kernels", f"best reward {ranked[0]['reward']:.3g}, "
+        choice = Verdict(NO_SIGNAL, f"fused {fused_early:.0%} early vs {fused_late:.0%} late: "
+                                    "no clear preference")
+    claims = [Claim("nas_choices", "section 3.3",
+                    "the search favours Fused-MBConv in the early stages",
+                    "EfficientNetV2: fused stages 1-3, expansions 1/4, 3x3 kernels",
+                    f"best reward {ranked[0]['reward']:.3g}, "
                     f"accuracies {min(accuracies):.1f}-{max(accuracies):.1f}%" if ranked else "-",
                     _describe(c) + f", {len(ranked)} candidates", na, choice)]
     if result.retrained:
         rho, n = result.proxy_vs_longer_spearman, len(result.retrained)
         longer = [r["longer_accuracy"] for r in result.retrained]
         if n < 4 or rho is None or _at_chance(longer, c):
-            proxy = Verdict(NO_SIGNAL, f"{n} retrained candidates" + (" at chance" if _at_chance(longer, c) else ""))
+            proxy = Verdict(NO_SIGNAL, f"{n} retrained candidates"
+                            + (" at chance" if _at_chance(longer, c) else ""))
         else:
             proxy = _rank_verdict(rho, n)
-        claims.append(Claim("nas_proxy", "section 3.3", "a short proxy training ranks candidates as a longer one does",
-                            "(the method's assumption; no number)", f"Spearman {rho:.2f} ({n} candidates)" if rho is not None
-                            else "-", _describe(c), na, proxy))
+        claims.append(Claim("nas_proxy", "section 3.3",
+                            "a short proxy training ranks candidates as a longer one does",
+                            "(the method's assumption; no number)",
+                            f"Spearman {rho:.2f} ({n} candidates)" if rho is not None else "-",
+                            _describe(c), na, proxy))
     return claims
 
 
@@ -354,8 +408,9 @@ def _rank_verdict(rho: float, n: int) -> Verdict:
 
 
 def table5_claim(result) -> Claim:
-    """Table 5: the best RandAugment magnitude grows with the image size. Statistic: at each size, how much the
-    stronger half of the magnitudes beats the weaker half; the claim says this preference grows with size."""
+    """Table 5: the best RandAugment magnitude grows with the image size. Statistic: at each size,
+    how much the stronger half of the magnitudes beats the weaker half; the claim says this
+    preference grows with size."""
     c = result.conditions
     half = len(result.magnitudes) // 2
     seeds = result.per_seed or [result.top1]
@@ -367,29 +422,35 @@ def table5_claim(result) -> Claim:
     small = [preference(g, 0) for g in seeds]
     large = [preference(g, len(result.sizes) - 1) for g in seeds]
     noise = _preference_noise(small, large, result.top1, c.val_images, max(1, half))
-    best = ", ".join(f"{s} px: {result.magnitudes[max(range(len(result.magnitudes)), key=lambda j: result.top1[i][j])]:g}"
+    columns = range(len(result.magnitudes))
+    best = ", ".join(f"{s} px: {result.magnitudes[max(columns, key=lambda j: result.top1[i][j])]:g}"
                      for i, s in enumerate(result.sizes))
     if _at_chance([v for row in result.top1 for v in row], c):
         verdict = Verdict(NO_SIGNAL, f"every cell is at chance level ({c.chance:.0f}%)")
     else:
         verdict = _compare(statistics.mean(large) - statistics.mean(small), noise,
-                           "strong augmentation helps {d:+.1f} points more at the largest size than at the smallest "
-                           "(noise {n:.1f})", "strong augmentation helps {d:+.1f} points less at the largest size")
+                           "strong augmentation helps {d:+.1f} points more at the largest size "
+                           "than at the smallest (noise {n:.1f})",
+                           "strong augmentation helps {d:+.1f} points less at the largest size")
     paper = paper_table("table5")
-    paper_best = ", ".join(f"{s} px: {paper['magnitudes'][max(range(3), key=lambda j: paper['top1'][j][i])]}"
-                           for i, s in enumerate(paper["sizes"]))
+    paper_best = ", ".join(
+        f"{s} px: {paper['magnitudes'][max(range(3), key=lambda j: paper['top1'][j][i])]}"
+        for i, s in enumerate(paper["sizes"]))
     return Claim("table5", "Table 5", "the best RandAugment magnitude grows with the image size",
-                 f"best magnitude {paper_best}", f"best magnitude {best}", _describe(c) + f", {result.epochs} epochs per cell",
+                 f"best magnitude {paper_best}", f"best magnitude {best}",
+                 _describe(c) + f", {result.epochs} epochs per cell",
                  comparable(c, PAPER_SETTINGS["table5"]), verdict)
 
 
-def _preference_noise(small: list[float], large: list[float], top1: list[list[float]], val_images: int | None,
-                      half: int) -> float:
-    """Twice the standard error of (preference at the largest size - preference at the smallest): from the seeds'
-    spread when there are two or more, and never below what the binomial error of the cells implies (each
-    preference is a difference of two means of ``half`` cells, so the difference of two has variance 4 SE^2 / half)."""
+def _preference_noise(small: list[float], large: list[float], top1: list[list[float]],
+                      val_images: int | None, half: int) -> float:
+    """Twice the standard error of (preference at the largest size - preference at the smallest):
+    from the seeds' spread when there are two or more, and never below what the binomial error of
+    the cells implies (each preference is a difference of two means of ``half`` cells, so the
+    difference of two has variance 4 SE^2 / half)."""
     n = len(small)
-    spread = math.sqrt(statistics.variance(small) / n + statistics.variance(large) / n) if n >= 2 else 0.0
+    spread = (math.sqrt(statistics.variance(small) / n + statistics.variance(large) / n)
+              if n >= 2 else 0.0)
     cell = accuracy_noise(statistics.mean(v for row in top1 for v in row), val_images)
     binomial = cell * math.sqrt(4 / half / n) if cell is not None else (math.inf if n < 2 else 0.0)
     return 2 * max(spread, binomial)
@@ -402,11 +463,16 @@ def table6_claim(result) -> Claim:
     ranges = paper_table("table6")["ranges"]
     reference = model if model in ranges else "efficientnetv2_s"
     keys = ["image_size", "randaug_magnitude", "mixup_alpha", "dropout"]
-    same = model in ranges and result.schedule.get("source") == "paper Table 6" and not result.conditions.rehearsal
+    same = (model in ranges and result.schedule.get("source") == "paper Table 6"
+            and not result.conditions.rehearsal)
     return Claim("table6", "Table 6", "image size and regularization grow together over the stages",
-                 f"{reference}: " + "; ".join(f"{k} {ranges[reference][k][0]}->{ranges[reference][k][1]}" for k in keys),
-                 "; ".join(f"{k} {stages[0][k]}->{stages[-1][k]}" for k in keys), f"{model}, {len(stages)} stages",
-                 Verdict("yes", "the paper's settings") if same else Verdict("no", "a scaled-down schedule of the same shape"),
+                 f"{reference}: "
+                 + "; ".join(f"{k} {ranges[reference][k][0]}->{ranges[reference][k][1]}"
+                             for k in keys),
+                 "; ".join(f"{k} {stages[0][k]}->{stages[-1][k]}" for k in keys),
+                 f"{model}, {len(stages)} stages",
+                 Verdict("yes", "the paper's settings") if same else
+                 Verdict("no", "a scaled-down schedule of the same shape"),
                  Verdict(NOT_APPLICABLE, "settings are an input, not a result"))
 
 
@@ -415,15 +481,19 @@ def _variant_values(rows: list[dict], name: str, key: str = "final_top1") -> lis
 
 
 def speedup_claim(result) -> Claim:
-    """Section 6 (ablations): progressive learning trains faster at equal or better accuracy (EfficientNet-B7:
-    139 h -> 54 h, 84.7% -> 85.0%)."""
+    """Section 6 (ablations): progressive learning trains faster at equal or better accuracy
+    (EfficientNet-B7: 139 h -> 54 h, 84.7% -> 85.0%)."""
     c, claims = result.conditions, paper_table("progressive_claims")
-    fixed, prog = _variant_values(result.rows, "fixed"), _variant_values(result.rows, "progressive")
-    ratios = [r["time_vs_fixed"] for r in result.rows if r["variant"] == "progressive" and r.get("time_vs_fixed")]
+    fixed, prog = (_variant_values(result.rows, "fixed"),
+                   _variant_values(result.rows, "progressive"))
+    ratios = [r["time_vs_fixed"] for r in result.rows
+              if r["variant"] == "progressive" and r.get("time_vs_fixed")]
     hours, top1 = claims["efficientnet_b7_hours"], claims["efficientnet_b7_top1"]
-    paper = f"B7 {hours['fixed']} h -> {hours['progressive']} h, {top1['fixed']}% -> {top1['progressive']}%"
+    paper = (f"B7 {hours['fixed']} h -> {hours['progressive']} h, "
+             f"{top1['fixed']}% -> {top1['progressive']}%")
     if not fixed or not prog or not ratios:
-        return Claim("speedup", "section 6", "progressive learning trains faster at equal or better accuracy", paper, "-",
+        return Claim("speedup", "section 6",
+                     "progressive learning trains faster at equal or better accuracy", paper, "-",
                      _describe(c), comparable(c, PAPER_SETTINGS["progressive"]),
                      Verdict(NO_SIGNAL, "fixed or progressive missing"))
     ratio, diff = statistics.mean(ratios), statistics.mean(prog) - statistics.mean(fixed)
@@ -431,88 +501,114 @@ def speedup_claim(result) -> Claim:
     if _at_chance(fixed + prog, c):
         verdict = Verdict(NO_SIGNAL, f"both at chance level ({c.chance:.0f}%)")
     elif diff < -noise:
-        verdict = Verdict(CONTRADICTS, f"{ratio:.2f}x the time but {diff:+.1f} points (noise {noise:.1f})")
+        verdict = Verdict(CONTRADICTS,
+                          f"{ratio:.2f}x the time but {diff:+.1f} points (noise {noise:.1f})")
     elif ratio >= 0.95:
-        verdict = Verdict(CONTRADICTS if ratio > 1.05 else NO_SIGNAL, f"not faster: {ratio:.2f}x the fixed-size time")
+        verdict = Verdict(CONTRADICTS if ratio > 1.05 else NO_SIGNAL,
+                          f"not faster: {ratio:.2f}x the fixed-size time")
     else:
-        verdict = Verdict(AGREES, f"{ratio:.2f}x the time at {diff:+.1f} points (within or above noise {noise:.1f})")
-    ours = f"{ratio:.2f}x the fixed-size time, top-1 {statistics.mean(fixed):.1f}% -> {statistics.mean(prog):.1f}%"
-    return Claim("speedup", "section 6", "progressive learning trains faster at equal or better accuracy", paper, ours,
+        verdict = Verdict(AGREES, f"{ratio:.2f}x the time at {diff:+.1f} points "
+                                  f"(within or above noise {noise:.1f})")
+    ours = (f"{ratio:.2f}x the fixed-size time, "
+            f"top-1 {statistics.mean(fixed):.1f}% -> {statistics.mean(prog):.1f}%")
+    return Claim("speedup", "section 6",
+                 "progressive learning trains faster at equal or better accuracy", paper, ours,
                  _describe(c), comparable(c, PAPER_SETTINGS["progressive"]), verdict)
 
 
 def explain_speedup(result) -> str:
-    """Why a progressive comparison's speed-up is what it is, from its own numbers, as Markdown lines: the time and
-    accuracy of progressive learning against fixed-size training (means over seeds), and what an image of the first
-    stage cost against one of the last (training time per image, from each stage's images/s) beside what counting
-    pixels predicts. Small images save only as much as they are cheaper for this model on this machine."""
-    fixed, prog = _variant_values(result.rows, "fixed"), _variant_values(result.rows, "progressive")
-    ratios = [r["time_vs_fixed"] for r in result.rows if r["variant"] == "progressive" and r.get("time_vs_fixed")]
+    """Why a progressive comparison's speed-up is what it is, from its own numbers, as Markdown
+    lines: the time and accuracy of progressive learning against fixed-size training (means over
+    seeds), and what an image of the first stage cost against one of the last (training time per
+    image, from each stage's images/s) beside what counting pixels predicts. Small images save only
+    as much as they are cheaper for this model on this machine."""
+    fixed, prog = (_variant_values(result.rows, "fixed"),
+                   _variant_values(result.rows, "progressive"))
+    ratios = [r["time_vs_fixed"] for r in result.rows
+              if r["variant"] == "progressive" and r.get("time_vs_fixed")]
     lines = []
     if fixed and prog and ratios:
-        lines.append(f"- This run: progressive learning took **{statistics.mean(ratios):.2f}x** the fixed-size training "
-                     f"time and ended **{statistics.mean(prog) - statistics.mean(fixed):+.1f} points** from it "
-                     f"({statistics.mean(fixed):.1f}% -> {statistics.mean(prog):.1f}%, means over {len(ratios)} seed(s)).")
-    stages = [s for s in result.per_stage if s["variant"] == "progressive" and s.get("images_per_sec")]
+        lines.append(f"- This run: progressive learning took **{statistics.mean(ratios):.2f}x** "
+                     "the fixed-size training time and ended "
+                     f"**{statistics.mean(prog) - statistics.mean(fixed):+.1f} points** from it "
+                     f"({statistics.mean(fixed):.1f}% -> {statistics.mean(prog):.1f}%, "
+                     f"means over {len(ratios)} seed(s)).")
+    stages = [s for s in result.per_stage
+              if s["variant"] == "progressive" and s.get("images_per_sec")]
     sizes = sorted({s["image_size"] for s in stages})
     if len(sizes) >= 2:
-        speed = {size: statistics.mean(s["images_per_sec"] for s in stages if s["image_size"] == size) for size in sizes}
+        speed = {size: statistics.mean(s["images_per_sec"] for s in stages
+                                       if s["image_size"] == size)
+                 for size in sizes}
         small, large = sizes[0], sizes[-1]
         cost, pixels = speed[large] / speed[small], (small / large) ** 2
-        reading = ("cost follows pixels, as for the paper's large models on accelerators" if cost <= 1.25 * pixels else
-                   "costs that do not shrink with the image (per batch and per layer) take the difference")
-        lines.append(f"- A {small} px image cost **{cost:.2f}** of a {large} px image's training time; counting pixels "
-                     f"predicts {pixels:.2f}: {reading}.")
+        reading = ("cost follows pixels, as for the paper's large models on accelerators"
+                   if cost <= 1.25 * pixels else
+                   "costs that do not shrink with the image (per batch and per layer) take the "
+                   "difference")
+        lines.append(f"- A {small} px image cost **{cost:.2f}** of a {large} px image's training "
+                     f"time; counting pixels predicts {pixels:.2f}: {reading}.")
     return "\n".join(lines) or "- No fixed-size and progressive runs to compare in this result."
 
 
 def adaptive_claim(result) -> Claim:
-    """Section 6 (ablations): adaptive regularization adds 0.7 points over fixed regularization under the same
-    progressive schedule."""
+    """Section 6 (ablations): adaptive regularization adds 0.7 points over fixed regularization
+    under the same progressive schedule."""
     c = result.conditions
     gain = paper_table("progressive_claims")["adaptive_regularization_gain_points"]
-    adaptive, fixed_reg = _variant_values(result.rows, "progressive"), _variant_values(result.rows, "progressive_fixed_reg")
+    adaptive, fixed_reg = (_variant_values(result.rows, "progressive"),
+                           _variant_values(result.rows, "progressive_fixed_reg"))
     if not adaptive or not fixed_reg:
         verdict, ours = Verdict(NO_SIGNAL, "progressive_fixed_reg not run"), "-"
     else:
         diff = statistics.mean(adaptive) - statistics.mean(fixed_reg)
-        ours = f"{diff:+.1f} points ({statistics.mean(fixed_reg):.1f}% -> {statistics.mean(adaptive):.1f}%)"
+        ours = (f"{diff:+.1f} points "
+                f"({statistics.mean(fixed_reg):.1f}% -> {statistics.mean(adaptive):.1f}%)")
         verdict = (Verdict(NO_SIGNAL, "at chance level") if _at_chance(adaptive + fixed_reg, c) else
                    _compare(diff, difference_noise(adaptive, fixed_reg, c.val_images),
                             "adaptive regularization {d:+.1f} points (noise {n:.1f})",
                             "adaptive regularization {d:+.1f} points (noise {n:.1f})"))
-    return Claim("adaptive", "section 6", "adaptive regularization beats fixed regularization in a progressive schedule",
-                 f"+{gain} points", ours, _describe(c), comparable(c, PAPER_SETTINGS["progressive"]), verdict)
+    return Claim("adaptive", "section 6",
+                 "adaptive regularization beats fixed regularization in a progressive schedule",
+                 f"+{gain} points", ours, _describe(c),
+                 comparable(c, PAPER_SETTINGS["progressive"]), verdict)
 
 
 def transfer_claim(result) -> Claim:
-    """Table 8 (and the reason to fine-tune at all): starting from pretrained weights beats training from scratch
-    with the same steps and images."""
+    """Table 8 (and the reason to fine-tune at all): starting from pretrained weights beats training
+    from scratch with the same steps and images."""
     c = result.conditions
     pre = [r["top1"] for r in result.rows if r["start"] == "pretrained"]
     scratch = [r["top1"] for r in result.rows if r["start"] == "scratch"]
-    paired = [r for r in result.rows if r["start"] == "pretrained" and r.get("paper_top1") is not None]
+    paired = [r for r in result.rows
+              if r["start"] == "pretrained" and r.get("paper_top1") is not None]
     v2s = paper_table("table8")["top1"]["efficientnetv2_s"]
-    paper = (f"{paired[0]['model']} on {paired[0]['dataset']}: {paired[0]['paper_top1']}%" if paired else
+    paper = (f"{paired[0]['model']} on {paired[0]['dataset']}: {paired[0]['paper_top1']}%"
+             if paired else
              f"V2-S fine-tuned: CIFAR-10 {v2s['cifar10']}%, CIFAR-100 {v2s['cifar100']}%")
     if not pre or not scratch:
         verdict = Verdict(NO_SIGNAL, "pretrained or scratch run missing")
     elif _at_chance(pre + scratch, c):
         verdict = Verdict(NO_SIGNAL, f"both at chance level ({c.chance:.0f}%)")
-    elif _at_chance(scratch, c):  # a baseline that learned nothing cannot measure pretraining
+    elif _at_chance(scratch, c):
+        # a baseline that learned nothing cannot measure pretraining
         verdict = Verdict(NO_SIGNAL, f"the from-scratch baseline is at chance level "
                                      f"({statistics.mean(scratch):.1f}%, chance {c.chance:.0f}%): "
                                      "it learned nothing to compare with")
     else:
-        verdict = _compare(statistics.mean(pre) - statistics.mean(scratch), difference_noise(pre, scratch, c.val_images),
+        verdict = _compare(statistics.mean(pre) - statistics.mean(scratch),
+                           difference_noise(pre, scratch, c.val_images),
                            "fine-tuning beats scratch by {d:+.1f} points (noise {n:.1f})",
                            "fine-tuning is {d:+.1f} points worse than scratch (noise {n:.1f})")
-    ours = (f"pretrained {statistics.mean(pre):.1f}% vs scratch {statistics.mean(scratch):.1f}%" if pre and scratch else "-")
-    return Claim("transfer", "Table 8", "fine-tuning pretrained weights beats training from scratch", paper, ours,
-                 _describe(c) + f", {result.steps} steps", comparable(c, PAPER_SETTINGS["transfer"]), verdict)
+    ours = (f"pretrained {statistics.mean(pre):.1f}% vs scratch {statistics.mean(scratch):.1f}%"
+            if pre and scratch else "-")
+    return Claim("transfer", "Table 8",
+                 "fine-tuning pretrained weights beats training from scratch", paper, ours,
+                 _describe(c) + f", {result.steps} steps",
+                 comparable(c, PAPER_SETTINGS["transfer"]), verdict)
 
 
-# ---- faster training, measured (Figure 1a; Tables 7, 10, 11, 12) ------------------------------------------------
+# ---- faster training, measured (Figure 1a; Tables 7, 10, 11, 12) ---------------------------------
 
 # Table 11: V2 / V1 images/s beyond both timing ranges and 5% (one machine, alternated)
 SPEED_MARGIN = 0.05
@@ -528,7 +624,8 @@ def time_ratio_verdict(ratios: list[float], drift: float | None) -> str:
 
 
 def _timed_training_comparable(conditions) -> Verdict:
-    """Trained in the paper's setting (ImageNet, 350 epochs, the paper's recipe) and timed on its devices."""
+    """Trained in the paper's setting (ImageNet, 350 epochs, the paper's recipe) and timed on its
+    devices."""
     trained = comparable(conditions, PAPER_SETTINGS["time_to_accuracy"])
     return trained if trained.label == "no" else _timed_like_the_paper(conditions)
 
@@ -599,17 +696,20 @@ def time_to_accuracy_claim(result) -> Claim:
 
 
 def _speed_by_size(curve: list[dict]) -> dict[int, float]:
-    """Mean training images/s per image size over a run's epochs (``curve`` points with ``images_per_sec``)."""
+    """Mean training images/s per image size over a run's epochs (``curve`` points with
+    ``images_per_sec``)."""
     sizes = sorted({p["image_size"] for p in curve if p.get("images_per_sec")})
-    return {s: statistics.mean(p["images_per_sec"] for p in curve if p["image_size"] == s and p.get("images_per_sec"))
+    return {s: statistics.mean(p["images_per_sec"] for p in curve
+                               if p["image_size"] == s and p.get("images_per_sec"))
             for s in sizes}
 
 
 def explain_time_to_accuracy(result) -> str:
-    """Why a time-to-accuracy run's ratios are what they are, from its own numbers, as Markdown lines: per network,
-    progressive learning's time against fixed-size training beside what counting pixels predicts (the schedule's
-    mean of (size / last size)^2), and the last stage's images/s beside the fixed run's at the same size (a last
-    stage slower than the fixed run eats the speed-up). Where a V1 target was never reached, says by how much."""
+    """Why a time-to-accuracy run's ratios are what they are, from its own numbers, as Markdown
+    lines: per network, progressive learning's time against fixed-size training beside what
+    counting pixels predicts (the schedule's mean of (size / last size)^2), and the last stage's
+    images/s beside the fixed run's at the same size (a last stage slower than the fixed run eats
+    the speed-up). Where a V1 target was never reached, says by how much."""
     lines = []
     for model, effect in result.per_model.items():
         rows = {(r["variant"], r["seed"]): r for r in result.rows if r["model"] == model}
@@ -618,27 +718,31 @@ def explain_time_to_accuracy(result) -> str:
             sizes = [q["image_size"] for q in prog["curve"]]
             predicted = statistics.mean((s / max(sizes)) ** 2 for s in sizes) if sizes else None
             speed_p, speed_f = _speed_by_size(prog["curve"]), _speed_by_size(fixed["curve"])
-            line = f"- {model}, seed {p['seed']}: progressive took **{p['time_ratio']:.2f}x** the fixed-size time"
+            line = (f"- {model}, seed {p['seed']}: progressive took **{p['time_ratio']:.2f}x** "
+                    "the fixed-size time")
             if predicted:
                 line += f" (pixels predict {predicted:.2f}x)"
             if p["top1_diff"] is not None:
                 line += f" and ended **{p['top1_diff']:+.1f} points** from it"
             last = max(speed_p) if speed_p else None
             if last in speed_f:
-                line += (f"; its last stage ({last} px) ran at {speed_p[last]:.0f} images/s against the fixed run's "
-                         f"{speed_f[last]:.0f}; its first ({min(speed_p)} px) at {speed_p[min(speed_p)]:.0f}")
+                line += (f"; its last stage ({last} px) ran at {speed_p[last]:.0f} images/s "
+                         f"against the fixed run's {speed_f[last]:.0f}; "
+                         f"its first ({min(speed_p)} px) at {speed_p[min(speed_p)]:.0f}")
             lines.append(line + ".")
     for p in result.v2_progressive_time_to_v1_fixed_accuracy.get("per_seed", []):
         if p["ratio"] is None:
-            lines.append(f"- Seed {p['seed']}: V2 with Algorithm 1 ended at {p['v2_progressive_final_top1']:.1f}%, "
-                         f"below V1 fixed-size's {p['target_top1']:.1f}%: the headline ratio needs more epochs or a "
-                         "stronger V2 run at this scale.")
+            lines.append(f"- Seed {p['seed']}: V2 with Algorithm 1 ended at "
+                         f"{p['v2_progressive_final_top1']:.1f}%, "
+                         f"below V1 fixed-size's {p['target_top1']:.1f}%: the headline ratio "
+                         "needs more epochs or a stronger V2 run at this scale.")
     return "\n".join(lines) or "- No fixed-size and progressive runs to compare in this result."
 
 
 def leaderboard_line(result, board: dict) -> str:
-    """The best final top-1 of ``result`` beside the leaderboard rows (``board``: a reference table of rows with
-    size, epochs, top1) at the nearest size, when the run trained on photos; "" for the built-in data set."""
+    """The best final top-1 of ``result`` beside the leaderboard rows (``board``: a reference table
+    of rows with size, epochs, top1) at the nearest size, when the run trained on photos; "" for the
+    built-in data set."""
     c = result.conditions
     finals = [r for r in result.rows if r["final_top1"] is not None]
     if not finals or is_built_in(c.dataset) or not board.get("rows"):
@@ -646,9 +750,11 @@ def leaderboard_line(result, board: dict) -> str:
     best = max(finals, key=lambda r: r["final_top1"])
     size = max(c.image_sizes)
     near = min(board["rows"], key=lambda r: (abs(r["size"] - size), r["epochs"]))
-    return (f"- Best run: {best['model']} {best['variant']} (seed {best['seed']}), **{best['final_top1']:.1f}%** after "
-            f"{c.epochs} epochs at {size} px on {c.device_name}; the Imagenette leaderboard's {near['size']} px, "
-            f"{near['epochs']}-epoch row: {near['top1']}% ({near['entry']}, {near['runs']} runs, on GPUs).")
+    return (f"- Best run: {best['model']} {best['variant']} (seed {best['seed']}), "
+            f"**{best['final_top1']:.1f}%** after {c.epochs} epochs at {size} px on "
+            f"{c.device_name}; the Imagenette leaderboard's {near['size']} px, "
+            f"{near['epochs']}-epoch row: {near['top1']}% ({near['entry']}, {near['runs']} runs, "
+            "on GPUs).")
 
 
 def progressive_each_claim(result) -> Claim:
@@ -679,8 +785,8 @@ def progressive_each_claim(result) -> Claim:
 
 
 def _speed_verdict(row: dict, mode: str) -> str:
-    """"faster" / "slower" / "unclear" for V2 against V1 in ``mode``: beyond both timing ranges and by more than
-    :data:`SPEED_MARGIN`."""
+    """"faster" / "slower" / "unclear" for V2 against V1 in ``mode``: beyond both timing ranges and
+    by more than :data:`SPEED_MARGIN`."""
     v2, v1, speedup = row[f"v2_{mode}_range"], row[f"v1_{mode}_range"], row[f"{mode}_speedup"]
     if v2[0] > v1[1] and speedup > 1 + SPEED_MARGIN:
         return "faster"
@@ -690,64 +796,77 @@ def _speed_verdict(row: dict, mode: str) -> str:
 
 
 def table11_claim(result) -> Claim:
-    """Section 6.1, Table 11: scaled down to V1's sizes, EfficientNetV2 is faster than EfficientNet at similar size
-    (V100 inference 2x-3x). Judged on inference images/s per pair (V2-Bx vs V1-Bx), beyond the timing spread."""
+    """Section 6.1, Table 11: scaled down to V1's sizes, EfficientNetV2 is faster than EfficientNet
+    at similar size (V100 inference 2x-3x). Judged on inference images/s per pair (V2-Bx vs V1-Bx),
+    beyond the timing spread."""
     c, rows = result.conditions, result.rows
-    paper = ", ".join(f"{r['v2_model']} {r['v2_images_per_sec']} vs {r['v1_model']} {r['v1_images_per_sec']}"
-                      for r in paper_table("table11")["rows"]) + " img/s (V100 FP16 inference, batch 128)"
+    paper = (", ".join(f"{r['v2_model']} {r['v2_images_per_sec']} "
+                       f"vs {r['v1_model']} {r['v1_images_per_sec']}"
+                       for r in paper_table("table11")["rows"])
+             + " img/s (V100 FP16 inference, batch 128)")
     speeds = [_speed_verdict(r, "eval") for r in rows]
     if not rows:
         verdict = Verdict(NO_SIGNAL, "nothing timed")
     elif "slower" in speeds:
         slow = [r["v2_model"] for r, s in zip(rows, speeds) if s == "slower"]
-        verdict = Verdict(CONTRADICTS, f"inference slower than V1 beyond the timing spread: {', '.join(slow)}")
+        verdict = Verdict(CONTRADICTS, "inference slower than V1 beyond the timing spread: "
+                                       f"{', '.join(slow)}")
     elif set(speeds) == {"faster"}:
         verdict = Verdict(AGREES, "every V2-Bx infers faster than V1-Bx beyond the timing spread")
     else:
         verdict = Verdict(NO_SIGNAL, "some pairs' timing ranges overlap or differ by under 5%")
-    ours = ", ".join(f"{r['v2_model']} / {r['v1_model']}: inference {r['eval_speedup']:.2f}x, training "
-                     f"{r['train_speedup']:.2f}x" for r in rows) or "-"
-    return Claim("table11", "Table 11", "EfficientNetV2 scaled down to V1's sizes is faster than EfficientNet", paper,
-                 ours, _describe(c) + f", batch {result.batch_size}", _timed_like_the_paper(c), verdict)
+    ours = ", ".join(f"{r['v2_model']} / {r['v1_model']}: inference {r['eval_speedup']:.2f}x, "
+                     f"training {r['train_speedup']:.2f}x" for r in rows) or "-"
+    return Claim("table11", "Table 11",
+                 "EfficientNetV2 scaled down to V1's sizes is faster than EfficientNet", paper,
+                 ours, _describe(c) + f", batch {result.batch_size}", _timed_like_the_paper(c),
+                 verdict)
 
 
-_CLAIMS = {"ArchitectureResult": [counts_claim], "TrainingResult": [training_claim], "Table2Result": [table2_claim],
-           "Table3Result": [table3_claim], "PerStageResult": [per_stage_claim], "NasResult": [nas_claims],
-           "Table5Result": [table5_claim], "ProgressiveResult": [table6_claim, speedup_claim, adaptive_claim],
+_CLAIMS = {"ArchitectureResult": [counts_claim], "TrainingResult": [training_claim],
+           "Table2Result": [table2_claim], "Table3Result": [table3_claim],
+           "PerStageResult": [per_stage_claim], "NasResult": [nas_claims],
+           "Table5Result": [table5_claim],
+           "ProgressiveResult": [table6_claim, speedup_claim, adaptive_claim],
            "TransferResult": [transfer_claim], "ScalingResult": [],
            "TimeToAccuracyResult": [architecture_alone_claim, table10_claim, time_to_accuracy_claim,
                                     progressive_each_claim], "Table11Result": [table11_claim]}
 
 
 def claims_for(result) -> list[Claim]:
-    """Every claim a result speaks to. A rehearsal's numbers (one or two steps) show only that the code runs: its
-    verdicts are "no signal", except the parameter and FLOP counts, which do not depend on training."""
+    """Every claim a result speaks to. A rehearsal's numbers (one or two steps) show only that the
+    code runs: its verdicts are "no signal", except the parameter and FLOP counts, which do not
+    depend on training."""
     claims = []
     for make in _CLAIMS.get(type(result).__name__, []):
         made = make(result)
         claims += made if isinstance(made, list) else [made]
     if result.conditions.rehearsal:
         claims = [c if c.key == "counts" or c.verdict.label == NOT_APPLICABLE else
-                  dataclasses.replace(c, verdict=Verdict(NO_SIGNAL, "a rehearsal: one or two steps show only that it runs"))
+                  dataclasses.replace(c, verdict=Verdict(
+                      NO_SIGNAL, "a rehearsal: one or two steps show only that it runs"))
                   for c in claims]
     elif len(result.conditions.seeds) < 2:
         claims = [dataclasses.replace(c, verdict=Verdict(c.verdict.label, c.verdict.why + ONE_SEED))
-                  if c.key in COMPARED_RUNS and c.verdict.label in (AGREES, CONTRADICTS) else c for c in claims]
+                  if c.key in COMPARED_RUNS and c.verdict.label in (AGREES, CONTRADICTS) else c
+                  for c in claims]
     return claims
 
 
-# Claims decided by comparing trained runs with each other: with one seed, their noise is the validation set's
-# sampling error alone, and the run-to-run spread (often larger on small runs) is not known.
+# Claims decided by comparing trained runs with each other: with one seed, their noise is the
+# validation set's sampling error alone, and the run-to-run spread (often larger on small runs) is
+# not known.
 COMPARED_RUNS = ("table5", "speedup", "adaptive", "transfer", "time_to_accuracy",
                  "progressive_each", "architecture_alone", "table10")
 
 
 def conclusion(claims: list[Claim]) -> str:
-    """The verdicts as a few lines a notebook ends with: what ours says about each claim, and whether it was
-    measured in the paper's setting."""
+    """The verdicts as a few lines a notebook ends with: what ours says about each claim, and
+    whether it was measured in the paper's setting."""
     lines = []
     for c in claims:
-        setting = "in the paper's setting" if c.comparable.label == "yes" else f"not the paper's setting: {c.comparable.why}"
-        lines.append(f"- {c.table}: {c.statement}. Ours: {c.ours}. Verdict: {c.verdict.label.upper()} ({c.verdict.why}); "
-                     f"{setting}.")
+        setting = ("in the paper's setting" if c.comparable.label == "yes" else
+                   f"not the paper's setting: {c.comparable.why}")
+        lines.append(f"- {c.table}: {c.statement}. Ours: {c.ours}. "
+                     f"Verdict: {c.verdict.label.upper()} ({c.verdict.why}); {setting}.")
     return "\n".join(lines)
