@@ -299,7 +299,7 @@ def table3_claim(result) -> Claim:
         verdict = Verdict(AGREES, "fused stages 1-3 beat none and all, beyond the timing spread")
     elif faster(0, 3) or faster(7, 3):
         verdict = Verdict(CONTRADICTS, "fused stages 1-3 are slower than "
-                          + ("no fused stages" if faster(0, 3) else "all fused"))
+                                       + ("no fused stages" if faster(0, 3) else "all fused"))
     else:
         verdict = Verdict(NO_SIGNAL, "the timings' spreads overlap")
     ours = ", ".join(f"{_fused(n)} {by[n]['train_images_per_sec']:.0f}"
@@ -350,8 +350,8 @@ def nas_claims(result) -> list[Claim]:
     fused_late = statistics.mean(r["fused"] for r in top[-2:]) if top else None
     if len(ranked) < 6 or _at_chance(accuracies, c):
         choice = Verdict(NO_SIGNAL, f"{len(ranked)} candidates"
-                         + (" at chance level" if _at_chance(accuracies, c) else
-                            ": too few to read a preference"))
+                                    + (" at chance level" if _at_chance(accuracies, c) else
+                                       ": too few to read a preference"))
     elif fused_early - fused_late >= 0.5:
         choice = Verdict(AGREES, f"top candidates fuse {fused_early:.0%} of the first two stages, "
                                  f"{fused_late:.0%} of the last two")
@@ -372,7 +372,7 @@ def nas_claims(result) -> list[Claim]:
         longer = [r["longer_accuracy"] for r in result.retrained]
         if n < 4 or rho is None or _at_chance(longer, c):
             proxy = Verdict(NO_SIGNAL, f"{n} retrained candidates"
-                            + (" at chance" if _at_chance(longer, c) else ""))
+                                       + (" at chance" if _at_chance(longer, c) else ""))
         else:
             proxy = _rank_verdict(rho, n)
         claims.append(Claim("nas_proxy", "section 3.3",
