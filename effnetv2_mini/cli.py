@@ -253,6 +253,9 @@ def _add_run_options(p) -> None:
                         "later epochs and runs (fast small stages; crops then come from the resized image)")
     p.add_argument("--decode-on-device", action="store_true",
                    help="photos on a GPU: decode JPEGs and augment on the GPU (torchvision.io), CPU workers read bytes")
+    p.add_argument("--batch-augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="augment each training batch at once (same draws and pixels as image by image); "
+                        "default: on a CPU with --cache or built-in data")
     p.add_argument("--eval-every", type=positive_int, default=1, help="evaluate every N epochs (and after the last)")
     p.add_argument("--init-from", help="fine-tune from: a checkpoint of ours, 'torchvision', or a state-dict file")
     p.add_argument("--freeze-backbone", action="store_true", help="train the classifier only")

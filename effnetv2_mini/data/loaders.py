@@ -21,9 +21,10 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Samp
 from .datasets import CACHEABLE, get_dataset, is_built_in
 from .devicedecode import DevicePipeline, SeededEncoded, collate_encoded, encoded_images
 from .images import collate_skipping
-from .transforms import eval_transform, train_transform
+from .transforms import BatchedTrainTransform, eval_transform, train_transform
 
-__all__ = ["SeededSampler", "SeededDataset", "ClassSubset", "make_loader", "Loaders", "SYNTHETIC_CROP_SCALE"]
+__all__ = ["SeededSampler", "SeededDataset", "SeededBatches", "ClassSubset", "make_loader", "Loaders",
+           "SYNTHETIC_CROP_SCALE", "batches_augmented"]
 
 # The training crop's area range (fraction of the image) on the built-in synthetic sets, unless crop_scale is given;
 # photo data sets keep their preprocessing's own (effnetv2_mini.data.transforms).
@@ -70,6 +71,59 @@ class SeededDataset(torch.utils.data.Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(seed)
             return self.base[index]
+
+
+class SeededBatches(torch.utils.data.Dataset):
+    """The whole batch at once: takes the batch's ``(sample_seed, index)`` keys (the DataLoader hands a batch
+    sampler's keys to ``__getitems__``), reads the images without a transform (uint8 tensors: the decoded-image
+    cache, the built-in set) and augments them together with ``transform`` (a
+    :class:`~effnetv2_mini.data.transforms.BatchedTrainTransform`), each under its own seed: the images
+    :class:`SeededDataset` with the per-image transform gives, a batch at a time. Items are
+    ``(images, labels, skipped)``, passed through by :func:`collate_batch`."""
+
+    def __init__(self, base, transform: BatchedTrainTransform):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key):
+        return self.__getitems__([key])
+
+    def __getitems__(self, keys):
+        seeds, images, labels = [], [], []
+        for seed, index in keys:
+            item = self.base[index]
+            if item is not None:
+                seeds.append(seed)
+                images.append(item[0].as_subclass(torch.Tensor))
+                labels.append(item[1])
+        skipped = len(keys) - len(images)
+        if not images:
+            return None, None, skipped
+        return self.transform(images, seeds), torch.utils.data.default_collate(labels), skipped
+
+
+def collate_batch(batch):
+    """:class:`SeededBatches` returns the collated batch already: passed through as it is."""
+    return batch
+
+
+def batches_augmented(config, device: torch.device) -> bool:
+    """Whether a run augments its training batches a batch at a time (:class:`SeededBatches`) rather than
+    image by image: ``config.batch_augment`` if set, else on a CPU for the ``official`` preprocessing of images
+    held as uint8 tensors (the decoded-image cache, ``--cache``; the built-in sets), where the per-image calls
+    between the steps are what the model waits for (bench/bench_loop.py, docs/benchmarks.md). Same draws, same
+    pixels either way."""
+    supported = (config.preprocessing or "official") == "official" and not config.decode_on_device and (
+        is_built_in(config.dataset) or bool(config.cache))
+    if config.batch_augment is None:
+        return supported and device.type == "cpu"
+    if config.batch_augment and not supported:
+        raise ValueError("batch_augment needs the official preprocessing on the decoded-image cache (--cache) or "
+                         f"a built-in data set, without decode_on_device; got preprocessing "
+                         f"{config.preprocessing!r}, dataset {config.dataset!r}, cache {config.cache!r}")
+    return bool(config.batch_augment)
 
 
 def make_loader(dataset, batch_size: int | None, workers: int, device: torch.device, sampler=None,
@@ -135,6 +189,8 @@ class Loaders:
                              "learns); add the other classes")
         self._train_key = self._val_key = None
         self._train_loader = self._val_loader = None
+        self.batch_augment = batches_augmented(config, device)
+        self.batched_transform: BatchedTrainTransform | None = None
         # decode_on_device (folder data sets): workers read JPEG bytes, the training device decodes and augments them
         # (effnetv2_mini.data.devicedecode); self.pipeline is the current stage's. Built here to fail early (preprocessing).
         self.decodes_on_device = bool(config.decode_on_device) and config.dataset in CACHEABLE
@@ -164,9 +220,15 @@ class Loaders:
                 _set_resolution(self.train_set, image_size)
             config = self.config
             scale = config.crop_scale or (SYNTHETIC_CROP_SCALE if is_built_in(config.dataset) else None)
-            self.train_set.transform = train_transform(image_size, randaug_magnitude, config.preprocessing,
-                                                       tuple(scale) if scale else None, config.randaug_reference,
-                                                       config.normalize)
+            scale = tuple(scale) if scale else None
+            if self.batch_augment:  # the data set gives uint8 images; SeededBatches augments them
+                self.train_set.transform = None
+                self.batched_transform = BatchedTrainTransform(image_size, randaug_magnitude, scale,
+                                                               config.randaug_reference, config.normalize)
+            else:
+                self.train_set.transform = train_transform(image_size, randaug_magnitude,
+                                                           config.preprocessing, scale,
+                                                           config.randaug_reference, config.normalize)
             self._train_loader = self._new_train_loader()
             self._train_key = key
         self._shuffle.manual_seed(self.config.seed * 10_007 + epoch)
@@ -182,8 +244,12 @@ class Loaders:
             base = RandomSampler(self.train_set, generator=self._shuffle)
         self._sampler = SeededSampler(base, self.config.seed)
         batches = torch.utils.data.BatchSampler(self._sampler, self.config.batch_size, drop_last=True)
-        dataset, collate = (SeededEncoded(self._encoded), collate_encoded) if self.decodes_on_device else \
-            (SeededDataset(self.train_set), collate_skipping)
+        if self.decodes_on_device:
+            dataset, collate = SeededEncoded(self._encoded), collate_encoded
+        elif self.batch_augment:
+            dataset, collate = SeededBatches(self.train_set, self.batched_transform), collate_batch
+        else:
+            dataset, collate = SeededDataset(self.train_set), collate_skipping
         return make_loader(dataset, None, self.config.workers, self.device, batch_sampler=batches, seed=self.config.seed,
                            collate_fn=collate)
 

@@ -21,13 +21,24 @@ keeps at least 35% of the area (the shapes must stay in view).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
 import torch
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
-from ..paper.augment import OFFICIAL_MEAN, OFFICIAL_STD, OfficialEvalResize, RandAugment, RandomResizedCropRelative
+from ..paper.augment import (
+    OFFICIAL_MEAN,
+    OFFICIAL_STD,
+    OfficialEvalResize,
+    RandAugment,
+    RandomResizedCropRelative,
+)
+from ..paper.augment_batch import crop_resize_batch, draw_official, flip_batch, randaugment_batch
 
-__all__ = ["PREPROCESSING", "NORMALIZATIONS", "IMAGENET_MEAN", "IMAGENET_STD", "train_transform", "eval_transform",
-           "NoiseCutout", "normalization_of"]
+__all__ = ["PREPROCESSING", "NORMALIZATIONS", "IMAGENET_MEAN", "IMAGENET_STD", "train_transform",
+           "eval_transform", "NoiseCutout", "normalization_of", "BatchedTrainTransform"]
 
 PREPROCESSING = ("official", "torchvision", "finetune")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -114,3 +125,63 @@ def eval_transform(size: int, preprocessing: str = "official", crop: bool = True
     else:
         resize = [v2.Resize((size, size), antialias=True)]
     return v2.Compose([v2.ToImage(), *resize, *_normalize(preprocessing, normalize)])
+
+
+class BatchedTrainTransform:
+    """:func:`train_transform` of the ``official`` style on a whole batch: ``transform(images, seeds)`` takes the
+    batch's uint8 images (C, H, W) (any sizes, e.g. from the decoded-image cache) and each image's seed, and
+    returns float32 (N, C, size, size), normalized.
+
+    Image i is what ``train_transform(size, randaug_magnitude, ...)`` returns for it when run under
+    ``torch.random.default_generator.manual_seed(seeds[i])`` (the training loop's per-sample seeding,
+    :class:`~effnetv2_mini.data.loaders.SeededDataset`): the same draws (crop, flip, RandAugment's ops, signs and
+    cutout centres: :func:`effnetv2_mini.paper.augment_batch.draw_official`) and the same pixels, computed a batch
+    at a time (crop and resize into one uint8 batch, one flip, RandAugment by groups of images that drew the same
+    op). ``timings``, a dict, gets the seconds of each part added (``draw``, ``crop_resize``, ``flip``,
+    ``randaugment``, ``normalize``): the loop benchmark's time split (bench/bench_loop.py)."""
+
+    def __init__(self, size: int, randaug_magnitude: float | None = None,
+                 crop_scale: tuple[float, float] | None = None, randaug_reference: int | None = None,
+                 normalize: str | None = None):
+        self.crop = RandomResizedCropRelative(size, scale=crop_scale or (0.05, 1.0))  # checks scale
+        self.randaugment = RandAugment(2, randaug_magnitude, randaug_reference)  # checks the arguments
+        self.size = int(size)
+        self.mean, self.std = NORMALIZATIONS[normalization_of("official", normalize)]
+
+    def __repr__(self) -> str:
+        return f"BatchedTrainTransform(size={self.size}, crop={self.crop}, {self.randaugment})"
+
+    def __call__(self, images: Sequence[torch.Tensor], seeds: Sequence[int],
+                 timings: dict | None = None) -> torch.Tensor:
+        clock = _Clock(timings)
+        augment = self.randaugment
+        with torch.random.fork_rng(devices=[]):
+            draws = []
+            for image, seed in zip(images, seeds):
+                torch.random.default_generator.manual_seed(seed)
+                draws.append(draw_official(*image.shape[-2:], self.size, augment.magnitude, augment.num_ops,
+                                           augment.reference_size, self.crop.scale, self.crop.ratio))
+        clock.lap("draw")
+        batch = crop_resize_batch(images, [d.box for d in draws], self.size)
+        clock.lap("crop_resize")
+        batch = flip_batch(batch, [d.flipped for d in draws])
+        clock.lap("flip")
+        if any(d.ops for d in draws):
+            batch = randaugment_batch(batch, [d.ops for d in draws])
+        clock.lap("randaugment")
+        batch = F.normalize(F.to_dtype(batch, torch.float32, scale=True), list(self.mean), list(self.std))
+        clock.lap("normalize")
+        return batch
+
+
+class _Clock:
+    """Adds the seconds since the last lap to ``timings[name]`` (nothing when ``timings`` is None)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+            self.last = now

@@ -101,6 +101,9 @@ class TrainConfig:
     # folder data sets: workers read JPEG bytes, the training device decodes (nvjpeg on CUDA) and augments them, same
     # seeds and draws as the CPU path (effnetv2_mini.data.devicedecode); preprocessing official or finetune; eval stays on CPU
     decode_on_device: bool = False
+    # augment each training batch at once (same draws and pixels as image by image); None: on a CPU for the
+    # official preprocessing of cached or built-in images (effnetv2_mini.data.loaders.batches_augmented)
+    batch_augment: bool | None = None
     max_steps_per_epoch: int | None = None
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
     synthetic: dict = field(default_factory=dict)  # options of the synthetic set (num_samples, difficulty, ...)

@@ -42,7 +42,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-__all__ = ["OPS", "MAX_LEVEL", "FILL", "OFFICIAL_MEAN", "OFFICIAL_STD", "op_arguments", "apply_op", "RandAugment",
+__all__ = ["OPS", "MAX_LEVEL", "FILL", "OFFICIAL_MEAN", "OFFICIAL_STD", "op_arguments", "draw_argument",
+           "apply_op", "RandAugment",
            "autocontrast", "equalize", "invert", "rotate", "posterize", "solarize", "solarize_add", "color", "contrast",
            "brightness", "sharpness", "shear_x", "shear_y", "translate_x", "translate_y", "cutout",
            "crop_box", "official_train_crop", "RandomResizedCropRelative", "eval_crop_box", "official_eval_crop",
@@ -285,20 +286,38 @@ _OP_FUNCTIONS: dict[str, Callable[[torch.Tensor, float | int | None], torch.Tens
 PIXEL_OPS = frozenset({"TranslateX", "TranslateY", "Cutout"})  # arguments in absolute pixels
 
 
-def apply_op(image: torch.Tensor, op_name: str, magnitude: float, reference_size: int | None = None) -> torch.Tensor:
-    """Apply one op at ``magnitude`` as the official RandAugment does: argument from :func:`op_arguments`, negated
-    with probability 1/2 for Rotate, ShearX/Y and TranslateX/Y (torch's global RNG, as is Cutout's centre).
-
-    ``reference_size`` (ours, not the official code's): scale the pixel arguments of TranslateX/Y and Cutout by
-    ``short side / reference_size``, so that a small image is shifted by the same fraction as an image of
-    ``reference_size`` pixels would be (the official constants, 100 and 40 px per 10 levels, assume ImageNet-sized
-    images: at 64 px, a translation of 100 px leaves nothing of the image)."""
+def draw_argument(op_name: str, magnitude: float, height: int, width: int,
+                  reference_size: int | None = None):
+    """The argument :func:`apply_op` gives op ``op_name`` on a ``height`` x ``width`` image, with its random draws
+    (torch's global RNG, in this order): the sign of Rotate, ShearX/Y and TranslateX/Y (negated with probability
+    1/2, official ``_randomly_negate_tensor``), then for Cutout the centre row and column (uniform over the pixels),
+    returned as ``(pad_size, row, column)``. The batched RandAugment
+    (:mod:`effnetv2_mini.paper.augment_batch`) draws through this function too, so both paths draw alike."""
     argument = op_arguments(op_name, magnitude)
     if reference_size and op_name in PIXEL_OPS:
-        scaled = argument * min(image.shape[-2:]) / reference_size
+        scaled = argument * min(height, width) / reference_size
         argument = scaled if op_name != "Cutout" else int(scaled)
     if op_name in SIGNED_OPS and float(torch.rand(())) < 0.5:
         argument = -argument
+    if op_name == "Cutout":
+        argument = (argument, int(torch.randint(height, ())), int(torch.randint(width, ())))
+    return argument
+
+
+def apply_op(image: torch.Tensor, op_name: str, magnitude: float,
+             reference_size: int | None = None) -> torch.Tensor:
+    """Apply one op at ``magnitude`` as the official RandAugment does: argument from :func:`op_arguments`, negated
+    with probability 1/2 for Rotate, ShearX/Y and TranslateX/Y (torch's global RNG, as is Cutout's centre; see
+    :func:`draw_argument`).
+
+    ``reference_size`` (ours, not the official code's): scale the pixel arguments of TranslateX/Y and Cutout by
+    ``short side / reference_size``, so that a small image is shifted by the same fraction as an image of
+    ``reference_size`` pixels would be (the official constants, 100 and 40 px per 10 levels, assume
+    ImageNet-sized images: at 64 px, a translation of 100 px leaves nothing of the image)."""
+    argument = draw_argument(op_name, magnitude, *image.shape[-2:], reference_size)
+    if op_name == "Cutout":
+        pad_size, row, column = argument
+        return cutout(image, pad_size, center=(row, column))
     return _OP_FUNCTIONS[op_name](image, argument)
 
 
