@@ -1,9 +1,10 @@
 """The batched training augmentation (paper/augment_batch.py, data.transforms.BatchedTrainTransform,
-data.loaders.SeededBatches) against the per-image path, which stays the reference (tests/test_augment.py checks
-that one against the official code).
+data.loaders.SeededBatches) against the per-image path, which stays the reference
+(tests/test_augment.py checks that one against the official code).
 
-Expected pixels always come from the per-image functions of effnetv2_mini.paper.augment, never from the batched
-code; every comparison is exact (the batched path runs the same arithmetic, so no tolerance is allowed).
+Expected pixels always come from the per-image functions of effnetv2_mini.paper.augment, never from
+the batched code; every comparison is exact (the batched path runs the same arithmetic, so no
+tolerance is allowed).
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ CPU = torch.device("cpu")
 
 
 def images(count: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
-    """Smooth random pictures (coarse colours upsampled); from 3 images on, the first three are the corner cases
-    of the colour ops: a low-contrast image, a constant channel (AutoContrast and Equalize keep it), a constant
-    image."""
+    """Smooth random pictures (coarse colours upsampled); from 3 images on, the first three are the
+    corner cases of the colour ops: a low-contrast image, a constant channel (AutoContrast and
+    Equalize keep it), a constant image."""
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(count, 3, 6, 6, generator=generator) * 255
-    out = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear").to(torch.uint8)
+    out = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear").to(
+        torch.uint8
+    )
     if count >= 3:
         out[0] = out[0] // 4 + 100
         out[1, 2] = 37
@@ -59,7 +62,9 @@ def test_every_op_gives_each_image_of_a_group_the_per_image_pixels(op_name, magn
     out = augment_batch.randaugment_batch(batch, [[(op_name, a)] for a in arguments])
     assert out.dtype == torch.uint8
     assert torch.equal(out, expected)
-    assert torch.equal(batch, images(12, 29, 35, seed=OPS.index(op_name)))  # the input is left alone
+    assert torch.equal(
+        batch, images(12, 29, 35, seed=OPS.index(op_name))
+    )  # the input is left alone
 
 
 def test_two_layers_of_mixed_ops_apply_in_each_images_order():
@@ -80,8 +85,12 @@ def test_crop_resize_and_flip_give_the_per_image_pixels():
     generator = torch.Generator().manual_seed(2)
     boxes = [augment.crop_box(*image.shape[-2:], generator=generator) for image in sources]
     expected = []
-    for image, (top, left, height, width) in zip(sources, boxes):  # official_train_crop's crop and resize
-        expected.append(augment._resize(image[:, top:top + height, left:left + width], 24, truncate=True))
+    for image, (top, left, height, width) in zip(
+        sources, boxes
+    ):  # official_train_crop's crop and resize
+        expected.append(
+            augment._resize(image[:, top : top + height, left : left + width], 24, truncate=True)
+        )
     out = augment_batch.crop_resize_batch(sources, boxes, 24)
     assert torch.equal(out, torch.stack(expected))
     flipped = [True, False, True, True, False, False]
@@ -99,11 +108,18 @@ def seeded_per_image(transform, sources, seeds) -> torch.Tensor:
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("size, magnitude, scale, reference, normalize", [
-    (24, 15.0, None, None, None), (32, 5.0, (0.35, 1.0), 64, None), (20, 0.0, None, None, "imagenet"),
-    (28, 10.0, None, None, None)])
-def test_batched_transform_gives_each_image_what_the_per_image_transform_gives_it(size, magnitude, scale,
-                                                                                     reference, normalize):
+@pytest.mark.parametrize(
+    "size, magnitude, scale, reference, normalize",
+    [
+        (24, 15.0, None, None, None),
+        (32, 5.0, (0.35, 1.0), 64, None),
+        (20, 0.0, None, None, "imagenet"),
+        (28, 10.0, None, None, None),
+    ],
+)
+def test_batched_transform_gives_each_image_what_the_per_image_transform_gives_it(
+    size, magnitude, scale, reference, normalize
+):
     sources = [images(1, 36 + 5 * (k % 4), 30 + 11 * (k % 3), seed=k)[0] for k in range(24)]
     seeds = [1_000 + 37 * k for k in range(len(sources))]
     reference_transform = train_transform(size, magnitude, "official", scale, reference, normalize)
@@ -130,14 +146,17 @@ def test_each_image_has_its_own_draw_whatever_the_batch_it_is_in():
         torch.random.default_generator.manual_seed(seed)
         draws.append(augment_batch.draw_official(40, 40, 24, 15.0))
     assert len({d.box for d in draws}) == 32
-    assert len({tuple(name for name, _ in d.ops) for d in draws}) >= 20  # 256 op pairs: about 30 distinct expected
+    assert (
+        len({tuple(name for name, _ in d.ops) for d in draws}) >= 20
+    )  # 256 op pairs: about 30 distinct expected
     assert 6 <= sum(d.flipped for d in draws) <= 26
     crops_only = BatchedTrainTransform(24, 0.0)  # (RandAugment at 15 may leave only the fill value)
     assert len({bytes(image.numpy()) for image in crops_only(same, seeds)}) == 32
 
 
 def recorded_ops(monkeypatch, sources, seeds) -> list[str]:
-    """The ops the per-image training transform's RandAugment applies, image after image, under the seeds."""
+    """The ops the per-image training transform's RandAugment applies, image after image, under the
+    seeds."""
     names = []
     original = augment.apply_op
 
@@ -160,14 +179,18 @@ def test_the_batched_draws_have_the_per_image_distribution_of_ops(monkeypatch):
         torch.random.default_generator.manual_seed(seed)
         batched_draws.append(augment_batch.draw_official(8, 8, 8, 10.0))
     batched_ops = [name for d in batched_draws for name, _ in d.ops]
-    assert batched_ops == per_image_ops  # same seeds: the very same ops, image by image and layer by layer
+    assert (
+        batched_ops == per_image_ops
+    )  # same seeds: the very same ops, image by image and layer by layer
     draws = len(batched_ops)
     bound = 4.5 * math.sqrt(draws * (1 / 16) * (15 / 16))  # binomial, p = 1/16 (16 ops, uniform)
     counts = Counter(batched_ops)
     assert set(counts) == set(OPS)
     assert all(abs(counts[op] - draws / 16) < bound for op in OPS), counts
     signs = [argument < 0 for d in batched_draws for name, argument in d.ops if name in SIGNED_OPS]
-    assert abs(sum(signs) - len(signs) / 2) < 4.5 * math.sqrt(len(signs) / 4)  # each sign with probability 1/2
+    assert abs(sum(signs) - len(signs) / 2) < 4.5 * math.sqrt(
+        len(signs) / 4
+    )  # each sign with probability 1/2
     torch.random.default_generator.manual_seed(0)
     batch_of_one_seed = [augment_batch.draw_official(8, 8, 8, 10.0) for _ in range(64)]
     assert len({d.ops for d in batch_of_one_seed}) > 40  # consecutive draws differ too
@@ -183,12 +206,14 @@ def test_magnitude_zero_draws_no_ops_as_the_per_image_transform():
     assert draws.ops == () and torch.equal(torch.rand(1), after)
 
 
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # The loader: SeededBatches against SeededDataset, the choice of path
-# ------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
+
 
 def photo_tree(root: Path) -> Path:
-    """train and val: 2 classes x 5 photos of various sizes (JPEG, PNG), one unreadable file in train."""
+    """train and val: 2 classes x 5 photos of various sizes (JPEG, PNG), one unreadable file in
+    train."""
     if root.exists():
         return root
     rng = np.random.default_rng(0)
@@ -197,17 +222,31 @@ def photo_tree(root: Path) -> Path:
             folder = root / split / name
             folder.mkdir(parents=True)
             for k in range(5):
-                pixels = rng.integers(0, 256, (40 + 6 * k, 56 - 4 * k + 3 * label, 3), dtype=np.uint8)
+                pixels = rng.integers(
+                    0, 256, (40 + 6 * k, 56 - 4 * k + 3 * label, 3), dtype=np.uint8
+                )
                 Image.fromarray(pixels).save(folder / f"{k}.{'png' if k == 2 else 'jpg'}")
     (root / "train" / "bee" / "broken.jpg").write_bytes(b"no image")
     return root
 
 
 def config_for(tmp_path: Path, **overrides) -> TrainConfig:
-    values = dict(model="demo_v2_tiny", dataset="imagefolder", data_root=str(photo_tree(tmp_path / "data")),
-                  cache=str(tmp_path / "cache"), batch_size=4, image_size=24, eval_size=24, recipe="simple",
-                  randaug_magnitude=12.0, workers=0, quiet=True, seed=3, skip_corrupt=True,
-                  out_dir=str(tmp_path / "run"))
+    values = dict(
+        model="demo_v2_tiny",
+        dataset="imagefolder",
+        data_root=str(photo_tree(tmp_path / "data")),
+        cache=str(tmp_path / "cache"),
+        batch_size=4,
+        image_size=24,
+        eval_size=24,
+        recipe="simple",
+        randaug_magnitude=12.0,
+        workers=0,
+        quiet=True,
+        seed=3,
+        skip_corrupt=True,
+        out_dir=str(tmp_path / "run"),
+    )
     values.update(overrides)
     return TrainConfig(**values).resolved()
 
@@ -215,7 +254,9 @@ def config_for(tmp_path: Path, **overrides) -> TrainConfig:
 def batches(config: TrainConfig) -> list:
     loaders = Loaders(config, DistInfo(), CPU)
     try:
-        return [list(loaders.train(24, 12.0, epoch=epoch, skip_batches=0)) for epoch in (1, 2)], loaders
+        return [
+            list(loaders.train(24, 12.0, epoch=epoch, skip_batches=0)) for epoch in (1, 2)
+        ], loaders
     finally:
         loaders.close()
 
@@ -228,16 +269,26 @@ def test_batched_loader_gives_the_per_image_loaders_batches_with_any_workers(tmp
         assert loaders.batch_augment  # the CPU default with the cache
         assert len(batched[0]) == len(per_image[0]) == 11 // 4
         for epoch_a, epoch_b in zip(per_image, batched):
-            for (images_a, labels_a, skipped_a), (images_b, labels_b, skipped_b) in zip(epoch_a, epoch_b):
+            for (images_a, labels_a, skipped_a), (images_b, labels_b, skipped_b) in zip(
+                epoch_a, epoch_b
+            ):
                 assert torch.equal(images_a, images_b) and torch.equal(labels_a, labels_b)
                 assert skipped_a == skipped_b
-    assert sum(skipped for epoch in per_image for _, _, skipped in epoch) >= 1  # the broken file, counted
+    assert (
+        sum(skipped for epoch in per_image for _, _, skipped in epoch) >= 1
+    )  # the broken file, counted
 
 
 def test_the_batched_path_is_the_cpu_default_only_where_it_applies(tmp_path):
     def config(**overrides):
-        values = dict(dataset="imagefolder", data_root="data", cache=True, preprocessing="official",
-                      decode_on_device=False, batch_augment=None)
+        values = dict(
+            dataset="imagefolder",
+            data_root="data",
+            cache=True,
+            preprocessing="official",
+            decode_on_device=False,
+            batch_augment=None,
+        )
         values.update(overrides)
         return TrainConfig(**values)
 
