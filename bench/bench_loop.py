@@ -1,10 +1,10 @@
 """Benchmark: does the training loop keep up with the model? The real loop against the model's own
-steps.
+steps, per model and image size.
 
-    python bench/bench_loop.py --data-root DATA --json loop.json     # DATA/train/<class>/<image>,
-    e.g. Imagenette python bench/bench_loop.py --dataset synthetic --sizes 56 --steps 2 --rounds 1
-    # no photos needed python bench/bench_loop.py --data-root DATA --augment per-image batched
-    # # both loaders side by side
+    python bench/bench_loop.py --data-root DATA --json loop.json   # DATA/train/<class>/<image>
+    python bench/bench_loop.py --data-root DATA --augment auto per-image   # the engine's, the old
+    python bench/bench_loop.py --data-root DATA --augment batched --workers 0 1   # overlap?
+    python bench/bench_loop.py --dataset synthetic --sizes 56 --steps 2 --rounds 1   # no photos
 
 For each model (default EfficientNetV2-B0 and EfficientNet-B0) and image size (default 56, 80, 104,
 128 px: the sizes of notebook 07's laptop plan, Algorithm 1 from 56 to 128 px), one run is built as
@@ -25,9 +25,11 @@ target: 0.9 or more). Then the **time split** of one loop step, measured part by
 ``--steps`` steps: reading the images (the cache's memory-mapped pixels, or rendering for the
 built-in set), the crop and resize, the flip, RandAugment, the normalization and collation, the
 optimizer step (forward, backward, update) and the EMA update; the largest part that is not the
-model's is named ``bottleneck``. With several ``--augment`` choices each loader is a loop of its own
-in the same rounds (``per-image``: the transform image by image, ``batched``: ``data.transforms
-.BatchedTrainTransform``; ``auto``: what the engine picks on this machine).
+model's is named ``bottleneck``. With several ``--augment`` choices (``per-image``: the transform
+image by image, ``batched``: ``data.transforms.BatchedTrainTransform``; ``auto``: what the engine
+picks on this machine) or ``--workers`` counts (loader processes, one torch thread each, preparing
+the next batches while the model steps), each combination is a loop of its own in the same rounds
+(the first fills the top-level keys; the split is measured in this process whatever the workers).
 
 The magnitude of RandAugment at each size is the laptop plan's (notebook 07: 0 at 56 px to 10 at 128
 px, linear in the size) unless ``--magnitude`` fixes one. ``--amp`` trains under bf16 autocast (loop
@@ -113,11 +115,22 @@ def plan_magnitude(size: int) -> float:
     return low + (high - low) * min(1.0, max(0.0, fraction))
 
 
+def variants(args) -> dict[str, tuple[str, int]]:
+    """The loops to time: every ``--augment`` choice with every ``--workers`` count, by name."""
+    several = len(args.workers) > 1
+    return {
+        (f"{augment}, workers {workers}" if several else augment): (augment, workers)
+        for augment in args.augment
+        for workers in args.workers
+    }
+
+
 def make_config(
-    args, model: str, size: int, magnitude: float, augment: str, out_dir: str
+    args, model: str, size: int, magnitude: float, variant: tuple[str, int], out_dir: str
 ) -> TrainConfig:
-    """The run's settings: the plan's data path (cache, workers 0), the engine's CPU defaults, this
-    size."""
+    """The run's settings: the plan's data path (cache, workers 0 unless asked), the engine's CPU
+    defaults, this size."""
+    augment, workers = variant
     folder = args.dataset != "synthetic"
     synthetic = {} if folder else {"num_samples": (args.warmup + args.steps + 2) * args.batch}
     config = TrainConfig(
@@ -132,7 +145,7 @@ def make_config(
         randaug_magnitude=magnitude,
         mixup_alpha=0.0,
         device="cpu",
-        workers=0,
+        workers=workers,
         cache=True if folder else None,
         synthetic=synthetic,
         quiet=True,
@@ -144,18 +157,20 @@ def make_config(
 
 
 class Bench:
-    """One model at one size: its run objects and one training loader per ``--augment`` choice."""
+    """One model at one size: its run objects and one training loader per variant
+    (:func:`variants`)."""
 
     def __init__(self, args, model: str, size: int, out_dir: str):
         self.args, self.size = args, size
         self.magnitude = plan_magnitude(size) if args.magnitude is None else args.magnitude
         self.device, self.info = torch.device("cpu"), DistInfo()
         self.loaders = {}
-        for augment in args.augment:
-            config = make_config(args, model, size, self.magnitude, augment, out_dir)
-            self.loaders[augment] = Loaders(config, self.info, self.device)
-        config = make_config(args, model, size, self.magnitude, args.augment[0], out_dir)
-        steps = self.loaders[args.augment[0]].steps_per_epoch()
+        for name, variant in variants(args).items():
+            config = make_config(args, model, size, self.magnitude, variant, out_dir)
+            self.loaders[name] = Loaders(config, self.info, self.device)
+        first = next(iter(self.loaders))
+        config = self.loaders[first].config
+        steps = self.loaders[first].steps_per_epoch()
         if steps < args.warmup + args.steps:
             raise SystemExit(
                 f"the training set gives {steps} batches of {args.batch}: fewer than --warmup + "
@@ -169,16 +184,18 @@ class Bench:
             device=self.device,
             state=RunState(),
             steps_per_epoch=steps,
-            data=self.loaders[args.augment[0]],
+            data=self.loaders[first],
             **fields,
         )
         self.plan = EpochPlan(
             image_size=size, dropout=None, randaug_magnitude=self.magnitude, mixup_alpha=0.0
         )
         self.epoch = 0
-        self.in_memory = list(
-            islice(self._loader(args.augment[0])[0], 2)
-        )  # batches for the model's steps
+        self.in_memory = list(islice(self._loader(first)[0], 2))  # for the model's steps
+
+    def close(self) -> None:
+        for loaders in self.loaders.values():
+            loaders.close()
 
     def _loader(self, augment: str):
         self.epoch += 1  # a new epoch each time: other images, other draws
@@ -291,21 +308,24 @@ def measure(args, model: str, size: int) -> dict:
     """Interleaved rounds of every loop and the model, then the split of each loop's step."""
     with tempfile.TemporaryDirectory() as out_dir:
         bench = Bench(args, model, size, out_dir)
-        loops = {augment: [] for augment in args.augment}
-        models = []
-        for _ in range(args.rounds):
-            for augment in args.augment:
-                loops[augment].append(bench.loop_rate(augment))
-            models.append(bench.model_rate())
-        splits = {augment: bench.split(augment) for augment in args.augment}
-        chosen = {augment: bench.loaders[augment].batch_augment for augment in args.augment}
-    variants = {}
-    for augment, rates in loops.items():
+        try:
+            loops = {name: [] for name in bench.loaders}
+            models = []
+            for _ in range(args.rounds):
+                for name in bench.loaders:
+                    loops[name].append(bench.loop_rate(name))
+                models.append(bench.model_rate())
+            splits = {name: bench.split(name) for name in bench.loaders}
+        finally:
+            bench.close()
+    rows = {}
+    for name, rates in loops.items():
         ratios = [loop / alone for loop, alone in zip(rates, models)]
-        split = splits[augment]
-        loading = {name: seconds for name, seconds in split.items() if name not in _MODEL_PARTS}
-        variants[augment] = {
-            "batched_augmentation": chosen[augment],
+        split = splits[name]
+        loading = {part: seconds for part, seconds in split.items() if part not in _MODEL_PARTS}
+        rows[name] = {
+            "batched_augmentation": bench.loaders[name].batch_augment,
+            "workers": bench.loaders[name].config.workers,
             "loop_images_per_s": statistics.median(rates),
             "loop_images_per_s_rounds": rates,
             "loop_to_model_ratio": statistics.median(ratios),
@@ -313,34 +333,33 @@ def measure(args, model: str, size: int) -> dict:
             "split": split,
             "bottleneck": max(loading, key=loading.get) if loading else None,
         }
-    first = variants[args.augment[0]]
+    first = next(iter(rows))
     return {
         "model": model,
         "image_size": size,
         "randaug_magnitude": bench.magnitude,
-        "augment": args.augment[0],
+        "variant": first,
         "model_images_per_s": statistics.median(models),
         "model_images_per_s_rounds": models,
-        **{k: v for k, v in first.items()},
-        "variants": variants,
+        **rows[first],
+        "variants": rows,
     }
 
 
 def _table_row(row: dict) -> str:
     cells = []
-    for augment, variant in row["variants"].items():
+    for name, variant in row["variants"].items():
         split = variant["split"]
         step = split.get("step", 0.0) + split.get("ema", 0.0)
         loading = sum(split.values()) - step
         cells.append(
-            f"{augment}: loop {variant['loop_images_per_s']:.1f} img/s, ratio "
+            f"{name}: loop {variant['loop_images_per_s']:.1f} img/s, ratio "
             f"{variant['loop_to_model_ratio']:.2f}, loading {loading * 1e3:.0f} ms/step "
             f"(most: {variant['bottleneck']}), step+EMA {step * 1e3:.0f} ms"
         )
     return (
         f"{row['model']:<18} {row['image_size']:>4} px  "
-        f"model {row['model_images_per_s']:.1f} img/s | "
-        + " | ".join(cells)
+        f"model {row['model_images_per_s']:.1f} img/s | " + " | ".join(cells)
     )
 
 
@@ -384,6 +403,13 @@ def main(argv=None) -> dict:
         "each a loop of its own in the same rounds (the first fills the top-level keys)",
     )
     parser.add_argument(
+        "--workers",
+        type=non_negative_int,
+        nargs="+",
+        default=[0],
+        help="loader processes (0: the laptop plan's); several: each a loop of its own",
+    )
+    parser.add_argument(
         "--amp", action="store_true", help="bf16 autocast in the loop and the model"
     )
     parser.add_argument("--json", help="also write the results to this file")
@@ -391,6 +417,7 @@ def main(argv=None) -> dict:
     if args.dataset != "synthetic":
         data(parser, args.dataset, args.data_root)
     args.augment = list(dict.fromkeys(args.augment))
+    args.workers = list(dict.fromkeys(args.workers))
     info = machine()
     print(
         f"{info['cpu']}, {info['cores']} cores, {info['threads']} threads, torch {info['torch']}; "
@@ -416,6 +443,7 @@ def main(argv=None) -> dict:
         "dataset": args.dataset,
         "amp": args.amp,
         "augment": args.augment,
+        "workers": args.workers,
         "seconds": time.perf_counter() - started,
         "results": rows,
     }

@@ -75,3 +75,13 @@ def test_the_default_magnitudes_are_the_laptop_plans_and_magnitude_fixes_one():
     (row,) = summary["results"]
     assert row["randaug_magnitude"] == 15.0 and row["split"]["randaugment"] > 0
     assert row["batched_augmentation"] is True  # the engine's CPU default on the built-in set
+
+
+def test_workers_make_loops_of_their_own_in_the_same_rounds():
+    summary = bench_loop.main(
+        [*TINY, "--rounds", "1", "--augment", "batched", "--workers", "0", "1"]
+    )
+    (row,) = summary["results"]
+    assert set(row["variants"]) == {"batched, workers 0", "batched, workers 1"}
+    assert [v["workers"] for v in row["variants"].values()] == [0, 1]
+    assert all(v["loop_to_model_ratio"] > 0 for v in row["variants"].values())
