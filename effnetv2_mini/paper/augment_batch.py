@@ -17,9 +17,10 @@ the same work is done on a batch:
    per-image path's, and every image has its own draw (nothing is drawn once per batch).
 2. **Crop and resize** (:func:`crop_resize_batch`): each crop goes through the per-image path's
    bilinear kernel (``interpolate`` on floats, truncated to uint8, as
-   :func:`augment.official_train_crop`), into one uint8 batch. A batched gather (one indexing op for
-   the whole batch) was measured 10x slower than that kernel on a 2-core CPU, and the crops differ
-   in size, so this part stays one kernel call per image (same pixels, no tolerance).
+   :func:`augment.official_train_crop`), into one uint8 batch. The crops differ in size, and a
+   batched gather (one indexing op for the whole batch, index tensors of every output pixel) was
+   slower than that kernel in a first measurement on a 2-core CPU, so this part stays one kernel
+   call per image (same pixels, no tolerance).
 3. **Flip** (:func:`flip_batch`): one indexed op over the images that drew it.
 4. **RandAugment** (:func:`randaugment_batch`): for each of the ``num_ops`` layers, the images are
    grouped by the op and argument they drew (16 ops, 2 signs, at one magnitude: at most 21 groups),
