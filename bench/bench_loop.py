@@ -363,7 +363,7 @@ def _table_row(row: dict) -> str:
     )
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -413,6 +413,11 @@ def main(argv=None) -> dict:
         "--amp", action="store_true", help="bf16 autocast in the loop and the model"
     )
     parser.add_argument("--json", help="also write the results to this file")
+    return parser
+
+
+def main(argv=None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.dataset != "synthetic":
         data(parser, args.dataset, args.data_root)
