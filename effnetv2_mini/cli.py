@@ -286,6 +286,9 @@ def _add_run_options(p) -> None:
     p.add_argument("--decode-on-device", action="store_true",
                    help="photos on a GPU: decode JPEGs and augment on the GPU (torchvision.io), "
                         "CPU workers read bytes")
+    p.add_argument("--batch-augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="augment each training batch at once (same draws and pixels as image by "
+                        "image); default: on a CPU with --cache or built-in data")
     p.add_argument("--eval-every", type=positive_int, default=1,
                    help="evaluate every N epochs (and after the last)")
     p.add_argument("--init-from",

@@ -73,7 +73,8 @@ FIXED_FIELDS = ("model", "model_overrides", "init_from", "init_from_ema", "freez
 # Settings that change neither what is trained nor what is recorded: free on resume. The device is
 # recorded where it matters, as the effective device, amp, channels_last and process count
 # (RUNTIME_RECORD).
-FREE_FIELDS = ("out_dir", "download", "quiet", "resume_with_changes", "workers", "device")
+FREE_FIELDS = ("out_dir", "download", "quiet", "resume_with_changes", "workers", "device",
+               "batch_augment")
 # config.json's effective runtime settings: a resume under other ones (another machine, --nproc) is
 # recorded too.
 RUNTIME_RECORD = ("device", "amp", "channels_last", "world_size")
