@@ -129,8 +129,9 @@ class TrainConfig:
     # seeds and draws as the CPU path (effnetv2_mini.data.devicedecode); preprocessing
     # official or finetune; eval stays on CPU
     decode_on_device: bool = False
-    # augment each training batch at once (same draws and pixels as image by image); None: on a CPU for the
-    # official preprocessing of cached or built-in images (effnetv2_mini.data.loaders.batches_augmented)
+    # augment each training batch at once (same draws and pixels as image by image); None: on a
+    # CPU for the official preprocessing of cached or built-in images
+    # (effnetv2_mini.data.loaders.batches_augmented)
     batch_augment: bool | None = None
     max_steps_per_epoch: int | None = None
     eval_every: int = 1  # evaluate every N epochs (and always after the last)
