@@ -112,20 +112,27 @@ SCHEDULE = linear_schedule(6, 3, (24, 40), 40, dropout=(0.05, 0.25), randaug_mag
                            mixup_alpha=(0.0, 0.4), round_to=8)
 
 
-def test_dropout_size_and_augmentation_really_change_between_stages(tmp_path):
+@pytest.mark.parametrize("batch_augment", [False, True], ids=["per-image", "batched"])
+def test_dropout_size_and_augmentation_really_change_between_stages(tmp_path, batch_augment):
+    from effnetv2_mini.data.loaders import SeededBatches
     from effnetv2_mini.paper.augment import RandAugment, RandomResizedCropRelative
 
     observed = []
 
     def inspect(epoch, model, loader, mixer):
-        transform = loader.dataset.base.transform
-        crop = next(t for t in transform.transforms if isinstance(t, RandomResizedCropRelative))
-        randaug = [t.magnitude for t in transform.transforms if isinstance(t, RandAugment)]
+        assert isinstance(loader.dataset, SeededBatches) == batch_augment
+        if batch_augment:  # the batch's transform: its crop and RandAugment (magnitude 0: none)
+            crop, magnitude = loader.dataset.transform.crop, loader.dataset.transform.randaugment.magnitude
+            randaug = [magnitude] if magnitude else []
+        else:
+            transform = loader.dataset.base.transform
+            crop = next(t for t in transform.transforms if isinstance(t, RandomResizedCropRelative))
+            randaug = [t.magnitude for t in transform.transforms if isinstance(t, RandAugment)]
         images, _, _ = next(iter(loader))  # what the network is fed this epoch
         observed.append((epoch, model.dropout.p, loader.dataset.base.resolution, crop.size, randaug,
                          None if mixer is None else (mixer.mixup_alpha, mixer.cutmix_alpha), tuple(images.shape[-2:])))
 
-    fit(tiny(tmp_path), SCHEDULE, on_epoch_start=inspect)
+    fit(tiny(tmp_path, batch_augment=batch_augment), SCHEDULE, on_epoch_start=inspect)
     assert observed == [
         (0, 0.05, 24, 24, [], None, (24, 24)),
         (1, 0.05, 24, 24, [], None, (24, 24)),
