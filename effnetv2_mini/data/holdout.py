@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["hold_out", "HeldOut", "holdout_sets", "HOLDOUT_SEED"]
+__all__ = ["hold_out", "HeldOut", "SubsetView", "set_resolution", "holdout_sets",
+           "HOLDOUT_SEED"]
 
 # one held-out set for every run and seed: the grid's points compare on the same photos
 HOLDOUT_SEED = 1234
@@ -39,14 +40,19 @@ def hold_out(labels: list[int], per_class: int,
     return [i for i in range(len(labels)) if i not in chosen], sorted(held)
 
 
-class HeldOut(torch.utils.data.Dataset):
-    """Some samples of a data set by index; ``targets``, ``classes``, ``transform`` and
-    ``set_resolution`` reach it, so that the loaders treat it as the data set itself."""
+def set_resolution(dataset, size: int) -> None:
+    """Data sets that render or cache per size (the built-in set) switch to the stage's size."""
+    if hasattr(dataset, "set_resolution") and getattr(dataset, "resolution", None) != size:
+        dataset.set_resolution(size)
 
-    def __init__(self, base, indices: list[int], labels: list[int]):
-        self.base, self.indices = base, list(indices)
-        self.targets = [labels[i] for i in self.indices]
-        self.classes = base.classes
+
+class SubsetView(torch.utils.data.Dataset):
+    """Some samples of a data set ``base`` by index (``self.indices``), through which
+    ``transform``, ``resolution`` and ``set_resolution`` reach ``base``, so that the loaders treat
+    the view as the data set itself."""
+
+    base: torch.utils.data.Dataset
+    indices: list[int]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -67,8 +73,16 @@ class HeldOut(torch.utils.data.Dataset):
         return getattr(self.base, "resolution", None)
 
     def set_resolution(self, size: int) -> None:
-        if hasattr(self.base, "set_resolution") and getattr(self.base, "resolution", None) != size:
-            self.base.set_resolution(size)
+        set_resolution(self.base, size)
+
+
+class HeldOut(SubsetView):
+    """Some samples of a data set by index, with their ``targets`` and the set's ``classes``."""
+
+    def __init__(self, base, indices: list[int], labels: list[int]):
+        self.base, self.indices = base, list(indices)
+        self.targets = [labels[i] for i in self.indices]
+        self.classes = base.classes
 
 
 def holdout_sets(train_set, second_copy, per_class: int,

@@ -29,7 +29,7 @@ from torch.utils.data import (
 
 from .datasets import CACHEABLE, get_dataset, is_built_in
 from .devicedecode import DevicePipeline, SeededEncoded, collate_encoded, encoded_images
-from .holdout import holdout_sets
+from .holdout import SubsetView, holdout_sets, set_resolution
 from .images import collate_skipping
 from .transforms import BatchedTrainTransform, eval_transform, train_transform
 
@@ -256,7 +256,7 @@ class Loaders:
             if self.decodes_on_device:  # the workers read bytes: no CPU decoding size nor cache
                 self.pipeline = self.device_pipeline(image_size, randaug_magnitude)
             else:
-                _set_resolution(self.train_set, image_size)
+                set_resolution(self.train_set, image_size)
             config = self.config
             built_in = is_built_in(config.dataset)
             scale = config.crop_scale or (SYNTHETIC_CROP_SCALE if built_in else None)
@@ -310,7 +310,7 @@ class Loaders:
         DDP)."""
         if self._val_key != eval_size:
             shutdown(self._val_loader)
-            _set_resolution(self.val_set, eval_size)
+            set_resolution(self.val_set, eval_size)
             self.val_set.transform = eval_transform(eval_size, self.config.preprocessing,
                                                     crop=not is_built_in(self.config.dataset),
                                                     normalize=self.config.normalize)
@@ -326,7 +326,7 @@ class Loaders:
         shutdown(self._val_loader)
 
 
-class ClassSubset(torch.utils.data.Dataset):
+class ClassSubset(SubsetView):
     """Some classes of a data set (relabelled 0..k-1 in the order given), optionally only the first
     ``per_class`` images of each class after a seeded shuffle: transfer experiments pretrain on some
     classes and fine-tune on the others with few images per class. ``transform`` and
@@ -354,27 +354,9 @@ class ClassSubset(torch.utils.data.Dataset):
         self.base, self.relabel = base, relabel
         self.classes = [base.classes[c] for c in classes]
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
     def __getitem__(self, index: int):
         item = self.base[self.indices[index]]
         return None if item is None else (item[0], self.relabel[item[1]])
-
-    @property
-    def transform(self):
-        return self.base.transform
-
-    @transform.setter
-    def transform(self, value) -> None:
-        self.base.transform = value
-
-    @property
-    def resolution(self):
-        return getattr(self.base, "resolution", None)
-
-    def set_resolution(self, size: int) -> None:
-        _set_resolution(self.base, size)
 
 
 def _labels(dataset) -> list[int]:
@@ -399,12 +381,6 @@ def _check_same_classes(config, train_classes, val_classes) -> None:
                          f"have different classes (only in train: {only_train[:5] or 'none'}; "
                          f"only in val: {only_val[:5] or 'none'}): their labels would not match. "
                          "Give both splits the same class folders.")
-
-
-def _set_resolution(dataset, size: int) -> None:
-    """Data sets that render or cache per size (the built-in set) switch to the stage's size."""
-    if hasattr(dataset, "set_resolution") and getattr(dataset, "resolution", None) != size:
-        dataset.set_resolution(size)
 
 
 def _dataset_options(config) -> dict:
